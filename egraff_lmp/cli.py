@@ -1,0 +1,196 @@
+"""The ``egraff-lmp`` command line.
+
+Errors in the user's input print one line on stderr and exit with code 2 (``--debug``
+shows the traceback instead); JSON and PNG outputs are written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+from .errors import EgraffError
+
+
+def _types(text: str) -> list[str]:
+    from .trajectory import check_symbols
+
+    return check_symbols("--types", [t.strip() for t in text.split(",") if t.strip()])
+
+
+def _reader_options(p: argparse.ArgumentParser, prefix: str = "", who: str = "") -> None:
+    g = p.add_argument_group(f"reading {who}".strip())
+    g.add_argument(f"--{prefix}format", help="lammps-dump, extxyz, npz or deepmd "
+                   "(default: from the file)")
+    g.add_argument(f"--{prefix}types", type=_types, metavar="A,B,...",
+                   help="elements of LAMMPS types 1, 2, ... of a dump")
+    g.add_argument(f"--{prefix}data", metavar="DATAFILE",
+                   help="LAMMPS data file whose Masses name the dump's types")
+    g.add_argument(f"--{prefix}log", metavar="LOG",
+                   help="LAMMPS log whose thermo gives each dump frame's energy (eV)")
+    g.add_argument(f"--{prefix}log-column", metavar="COL",
+                   help="thermo column of the energy in --log (default PotEng)")
+    g.add_argument(f"--{prefix}energy-column", metavar="COL",
+                   help="per-atom dump column (e.g. c_pe) summed into each frame's energy")
+    g.add_argument(f"--{prefix}energy-key", metavar="KEY",
+                   help="energy key of extxyz info / npz (default energy)")
+    g.add_argument(f"--{prefix}forces-key", metavar="KEY",
+                   help="forces key of extxyz arrays / npz (default forces)")
+
+
+def _open(args, path, prefix=""):
+    from .io import read_trajectory
+
+    def opt(name):
+        return getattr(args, prefix + name)
+
+    return read_trajectory(path, format=opt("format"), types=opt("types"), data=opt("data"),
+                           log=opt("log"), log_column=opt("log_column"),
+                           energy_column=opt("energy_column"), energy_key=opt("energy_key"),
+                           forces_key=opt("forces_key"))
+
+
+def _rdf_options(p):
+    g = p.add_argument_group("RDF and frames")
+    g.add_argument("--rmax", type=float, help="Å; default min(10, half the smallest cell width)")
+    g.add_argument("--dr", type=float, default=0.05, help="bin width, Å (default 0.05)")
+    g.add_argument("--start", type=int, help="first frame (0-based, Python slice)")
+    g.add_argument("--stop", type=int, help="frame to stop before")
+    g.add_argument("--step", type=int, help="use every STEP-th frame")
+    g.add_argument("--threads", type=int, default=0,
+                   help="threads of the neighbour search (default 0: vesin's choice)")
+    g.add_argument("--progress", action="store_true", help="show a progress bar")
+
+
+def _outputs(p):
+    p.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    p.add_argument("--plot", metavar="PNG", help="draw the RDFs to a PNG")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="egraff-lmp",
+        description="Equivariant GNN force fields in LAMMPS, judged against ab-initio MD.")
+    parser.add_argument("--version", action="version", version=f"egraff-lmp {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("analyze", help="RDFs of a trajectory",
+                       description="Total and partial RDFs of a trajectory (JSON keys: r, rdf, "
+                       "n_frames, n_atoms).")
+    p.add_argument("traj", metavar="TRAJ")
+    _reader_options(p)
+    _rdf_options(p)
+    _outputs(p)
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("compare", help="compare a trajectory with a reference (WF, JSD, EV, FV)",
+                       description="RDF Wright's factor and JSD, time-aligned energy/force "
+                       "violations EV/FV and MAE of TRAJ against REF (EGraFFBench metrics).")
+    p.add_argument("traj", metavar="TRAJ")
+    p.add_argument("--ref", required=True, metavar="REF", help="reference trajectory")
+    _reader_options(p)
+    _reader_options(p, "ref-", "the reference (default: as for TRAJ)")
+    _rdf_options(p)
+    g = p.add_argument_group("reference frames (default: as for TRAJ)")
+    for name in ("start", "stop", "step"):
+        g.add_argument(f"--ref-{name}", type=int)
+    _outputs(p)
+    p.set_defaults(func=cmd_compare)
+    return parser
+
+
+def cmd_analyze(args) -> int:
+    from .analysis import RDF
+    from .files import write_json
+
+    traj = _open(args, args.traj)
+    res = RDF(traj, rmax=args.rmax, dr=args.dr, n_threads=args.threads,
+              verbose=args.progress).run(args.start, args.stop, args.step).results
+    out = {"r": res.r, "rdf": res.rdf, "n_frames": res.n_frames, "n_atoms": res.n_atoms,
+           "rmax": res.rmax, "dr": res.dr, "normalisation": res.normalisation,
+           "trajectory": str(traj.path), "species": traj.species}
+    if args.json:
+        write_json(args.json, out)
+    if args.plot:
+        from .plot import plot_rdf
+
+        plot_rdf(res.r, res.rdf, args.plot, title=str(args.traj),
+                 normalisation=res.normalisation)
+    print(f"{traj.path}: {res.n_frames} frames, {res.n_atoms} atoms "
+          f"({','.join(traj.species)}), r_max {res.rmax:g} Å, dr {res.dr:g} Å")
+    print(f"{'pair':<8} {'first peak (Å)':>15} {'height':>8}")
+    for key, g in res.rdf.items():
+        k = int(g.argmax())
+        print(f"{key:<8} {res.r[k]:>15.3f} {g[k]:>8.3f}")
+    return 0
+
+
+def _fmt(x, spec=".4g"):
+    return "-" if x is None else format(x, spec)
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare
+    from .files import write_json
+
+    traj = _open(args, args.traj)
+    ref_args = argparse.Namespace(**{
+        name: getattr(args, f"ref_{name}") if getattr(args, f"ref_{name}") is not None
+        else getattr(args, name)
+        for name in ("format", "types", "data", "log", "log_column", "energy_column",
+                     "energy_key", "forces_key")})
+    if args.ref_format is None and args.format is not None:
+        ref_args.format = None  # a different kind of file is the common case
+    if args.ref_log is None:
+        ref_args.log = None  # a log belongs to one run
+    ref = _open(ref_args, args.ref)
+    out = compare(traj, ref, rmax=args.rmax, dr=args.dr, start=args.start, stop=args.stop,
+                  step=args.step, ref_start=args.ref_start, ref_stop=args.ref_stop,
+                  ref_step=args.ref_step, n_threads=args.threads, verbose=args.progress)
+    if args.json:
+        write_json(args.json, out)
+    if args.plot:
+        from .plot import plot_comparison
+
+        plot_comparison(out, args.plot)
+    print(f"{out['trajectory']} vs reference {out['reference']}")
+    print(f"RDF: {out['n_frames_rdf']} vs {out['n_frames_rdf_ref']} frames, r_max "
+          f"{out['rmax']:g} Å, dr {out['dr']:g} Å")
+    print(f"{'pair':<8} {'WF (%)':>10} {'sqrt WF (%)':>12} {'JSD':>10}")
+    print(f"{'total':<8} {_fmt(out['wf']):>10} {_fmt(out['wf_sqrt']):>12} {_fmt(out['jsd']):>10}")
+    for key in out["wf_pairs"]:
+        print(f"{key:<8} {_fmt(out['wf_pairs'][key]):>10} {_fmt(out['wf_sqrt_pairs'][key]):>12} "
+              f"{_fmt(out['jsd_pairs'][key]):>10}")
+    print(f"frames compared (time-aligned): {out['n_frames_compared']}")
+    print(f"{'EV (gm ± std)':<16} {_fmt(out['ev'])} ± {_fmt(out['ev_std'])}")
+    print(f"{'FV (gm ± std)':<16} {_fmt(out['fv'])} ± {_fmt(out['fv_std'])}")
+    if out["e_mae"] is not None or out["f_mae"] is not None:
+        e = out["e_mae_per_atom"]
+        print(f"{'energy MAE':<16} {_fmt(out['e_mae'])} eV ({_fmt(e and e * 1000)} meV/atom)")
+        print(f"{'force MAE':<16} {_fmt(out['f_mae'] and out['f_mae'] * 1000)} meV/Å"
+              f"{'' if out['static'] else '  (along two trajectories, not static)'}")
+    sys.stdout.flush()
+    for note in out["notes"]:
+        print(f"egraff-lmp: note: {note}", file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except EgraffError as exc:
+        if args.debug:
+            raise
+        print(f"egraff-lmp: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("egraff-lmp: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Compare a trajectory with a reference: RDF (WF, JSD) and time-aligned EV/FV, MAE.
+
+``compare(traj, ref, ...)`` returns the dict that ``egraff-lmp compare --json`` writes.
+Frame t of the selected trajectory frames is compared with frame t of the selected
+reference frames (both starting from the same configuration); frames present on only one
+side are counted in ``frames_missing`` and never silently dropped. EV/FV and MAE need the
+same atoms in the same order on both sides; otherwise they are ``null`` and ``notes`` says
+why, while the RDF comparison still runs (structure is intensive: atom counts may differ).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import metrics
+from .analysis import RDF, default_rmax
+from .errors import EgraffError
+from .trajectory import Trajectory
+
+#: Positions closer than this (Å) in every compared frame make the comparison "static":
+#: the trajectory is a model evaluated on the reference frames (float32 dumps allowed).
+STATIC_TOLERANCE = 1e-3
+
+
+def _first(traj: Trajectory, sel: range):
+    if len(sel) == 0:
+        raise EgraffError(f"{traj.path}: no frames selected (the file has {traj.n_frames})")
+    return traj[sel[0]]
+
+
+def compare(traj: Trajectory, ref: Trajectory, rmax=None, dr=0.05, start=None, stop=None,
+            step=None, ref_start=None, ref_stop=None, ref_step=None, n_threads=0,
+            verbose=False) -> dict:
+    """All metrics of ``traj`` against ``ref`` (see the module docstring)."""
+    if traj.species != ref.species:
+        raise EgraffError(f"{traj.path} has species {','.join(traj.species)} but the reference "
+                          f"{ref.path} has {','.join(ref.species)}")
+    ref_start = start if ref_start is None else ref_start
+    ref_stop = stop if ref_stop is None else ref_stop
+    ref_step = step if ref_step is None else ref_step
+    sel, ref_sel = traj.frame_range(start, stop, step), ref.frame_range(ref_start, ref_stop,
+                                                                         ref_step)
+    f0, r0 = _first(traj, sel), _first(ref, ref_sel)
+    if (f0.cell is None) != (r0.cell is None):
+        raise EgraffError(f"{traj.path} and {ref.path}: one is periodic and the other is not; "
+                          "their RDFs are normalised differently")
+    if rmax is None:
+        rmax = min(default_rmax(f0), default_rmax(r0))
+    rdf = RDF(traj, rmax=rmax, dr=dr, n_threads=n_threads, verbose=verbose)
+    rdf = rdf.run(sel.start, sel.stop, sel.step).results
+    rdf_ref = RDF(ref, rmax=rmax, dr=dr, n_threads=n_threads, verbose=verbose)
+    rdf_ref = rdf_ref.run(ref_sel.start, ref_sel.stop, ref_sel.step).results
+    pairs = [k for k in rdf_ref.rdf if k in rdf.rdf]
+    out = {
+        "wf": metrics.wright_factor(rdf.rdf["total"], rdf_ref.rdf["total"]),
+        "wf_sqrt": metrics.wright_factor_sqrt(rdf.rdf["total"], rdf_ref.rdf["total"]),
+        "jsd": metrics.jensen_shannon(rdf.rdf["total"], rdf_ref.rdf["total"]),
+        "wf_pairs": {k: metrics.wright_factor(rdf.rdf[k], rdf_ref.rdf[k])
+                     for k in pairs if k != "total"},
+        "wf_sqrt_pairs": {k: metrics.wright_factor_sqrt(rdf.rdf[k], rdf_ref.rdf[k])
+                          for k in pairs if k != "total"},
+        "jsd_pairs": {k: _jsd_or_none(rdf.rdf[k], rdf_ref.rdf[k])
+                      for k in pairs if k != "total"},
+    }
+    out.update(_dynamics(traj, ref, sel, ref_sel))
+    out.update({
+        "trajectory": str(traj.path), "reference": str(ref.path),
+        "n_atoms": traj.n_atoms, "n_atoms_ref": ref.n_atoms,
+        "n_frames_rdf": rdf.n_frames, "n_frames_rdf_ref": rdf_ref.n_frames,
+        "rmax": rdf.rmax, "dr": rdf.dr, "rdf_normalisation": rdf.normalisation,
+        "r": rdf.r, "rdf": rdf.rdf, "rdf_ref": rdf_ref.rdf,
+    })
+    return out
+
+
+def _jsd_or_none(p, q):
+    try:
+        return metrics.jensen_shannon(p, q)
+    except ValueError:  # a pair with no distance inside rmax on one side
+        return None
+
+
+def _dynamics(traj, ref, sel, ref_sel) -> dict:
+    n = min(len(sel), len(ref_sel))
+    out = {"ev": None, "ev_std": None, "fv": None, "fv_std": None, "ev_t": None, "fv_t": None,
+           "e_mae": None, "e_mae_per_atom": None, "f_mae": None, "static": None,
+           "n_frames_compared": 0,
+           "frames_compared": {"traj": [sel.start, sel.start + (n - 1) * sel.step, sel.step],
+                               "ref": [ref_sel.start, ref_sel.start + (n - 1) * ref_sel.step,
+                                       ref_sel.step]} if n else None,
+           "frames_missing": {"traj": max(0, len(ref_sel) - len(sel)),
+                              "ref": max(0, len(sel) - len(ref_sel))},
+           "notes": []}
+    if traj.symbols != ref.symbols:
+        why = (f"atom counts differ ({traj.n_atoms} vs {ref.n_atoms})"
+               if traj.n_atoms != ref.n_atoms else "the atoms are in a different order")
+        out["notes"].append(f"EV/FV and MAE not computed: {why}")
+        return out
+    if out["frames_missing"]["traj"] or out["frames_missing"]["ref"]:
+        out["notes"].append(f"compared the first {n} frames; {out['frames_missing']['traj']} "
+                            f"reference frames have no trajectory frame and "
+                            f"{out['frames_missing']['ref']} trajectory frames no reference frame")
+    e, e_ref, fv_t, f_abs, max_dx = [], [], [], [], 0.0
+    no_energy = no_forces = None
+    frames = zip(traj.frames(sel.start, sel.stop, sel.step),
+                 ref.frames(ref_sel.start, ref_sel.stop, ref_sel.step))
+    for fr, rf in frames:
+        if fr.energy is None or rf.energy is None:
+            if no_energy is None:
+                no_energy = (traj.path, fr.index) if fr.energy is None else (ref.path, rf.index)
+        else:
+            e.append(fr.energy)
+            e_ref.append(rf.energy)
+        if fr.forces is None or rf.forces is None:
+            if no_forces is None:
+                no_forces = (traj.path, fr.index) if fr.forces is None else (ref.path, rf.index)
+        else:
+            fv_t.append(float(metrics.force_violation(fr.forces, rf.forces)))
+            f_abs.append(float(np.mean(np.abs(fr.forces - rf.forces))))
+        max_dx = max(max_dx, _max_displacement(fr, rf))
+    out["n_frames_compared"] = n
+    out["static"] = bool(max_dx < STATIC_TOLERANCE)
+    if no_energy:
+        out["notes"].append(f"EV not computed: no energy in frame {no_energy[1]} of "
+                            f"{no_energy[0]}")
+    else:
+        ev_t = metrics.energy_violation(e, e_ref)
+        out.update(ev=metrics.geometric_mean(ev_t), ev_std=float(np.std(ev_t)), ev_t=ev_t)
+        out["e_mae"] = metrics.mae(e, e_ref)
+        out["e_mae_per_atom"] = out["e_mae"] / traj.n_atoms
+    if no_forces:
+        out["notes"].append(f"FV not computed: no forces in frame {no_forces[1]} of "
+                            f"{no_forces[0]}")
+    else:
+        out.update(fv=metrics.geometric_mean(fv_t), fv_std=float(np.std(fv_t)),
+                   fv_t=np.array(fv_t), f_mae=float(np.mean(f_abs)))
+    if not out["static"]:
+        out["notes"].append("positions differ between the compared frames: e_mae/f_mae are "
+                            "differences along two trajectories, not the model's static error")
+    return out
+
+
+def _max_displacement(fr, rf) -> float:
+    d = fr.positions - rf.positions
+    if fr.cell is not None and rf.cell is not None:
+        # minimum image, so that wrapped and unwrapped coordinates of one frame agree
+        frac = np.linalg.solve(rf.cell.T, d.T).T
+        d = (frac - np.round(frac)) @ rf.cell
+    return float(np.abs(d).max())

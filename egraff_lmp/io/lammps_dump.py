@@ -1,0 +1,261 @@
+"""LAMMPS text dumps (``dump atom``/``dump custom``), parsed by MDAnalysis' ``LAMMPSDUMP``.
+
+Columns: ``id`` (atoms are sorted by id), ``type`` and/or ``element``, coordinates in any of
+LAMMPS' conventions (``x y z``, scaled ``xs ys zs``, unwrapped ``xu yu zu``, ``xsu ysu zsu``),
+optional forces ``fx fy fz`` (eV/Å, read as written: no unit conversion). Orthogonal and
+triclinic boxes. MDAnalysis parses coordinates and forces in float32 (≈1e-6 Å at 20 Å).
+
+Types become elements by, in this order: ``types`` (``--types Ge,Te``: type 1 is Ge), the
+dump's ``element`` column, or the ``Masses`` of a LAMMPS data file (``data=``; a comment
+naming the element after each mass wins over the nearest standard mass).
+
+Per-frame potential energy (eV) comes from a LAMMPS log (``log=``, thermo column
+``log_column``, default ``PotEng``, matched by step), or from a per-atom dump column
+(``energy_column=``, e.g. ``c_pe`` of ``compute pe/atom``) summed over atoms.
+
+Before MDAnalysis reads anything the file is scanned once for its structure, so a truncated
+frame, a changing atom count or missing columns are reported with the frame they occur in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import located
+from ..trajectory import Frame, Trajectory
+from .lammps_log import potential_energy_by_step
+
+_COORDS = (("x", "y", "z"), ("xs", "ys", "zs"), ("xu", "yu", "zu"), ("xsu", "ysu", "zsu"))
+
+
+def looks_like_dump(path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.readline().startswith(b"ITEM: TIMESTEP")
+    except OSError:
+        return False
+
+
+def _expect(path, line: str, prefix: str, frame: int):
+    if not line:
+        raise located(path, f"truncated in frame {frame}: file ends before '{prefix}'")
+    if not line.startswith(prefix):
+        raise located(path, f"frame {frame}: expected '{prefix}', found {line.strip()[:40]!r}")
+
+
+def _int(path, text: str, what: str, frame: int) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise located(path, f"frame {frame}: {what} is not an integer: {text.strip()!r}"
+                      ) from None
+
+
+def scan_dump(path):
+    """Check the structure of every frame.
+
+    Returns (n_atoms, columns, first-frame rows split in words, steps, periodic) where
+    ``periodic`` is True for ``pp pp pp`` boundaries and False for none periodic.
+
+    Reads the file once, line by line (no parsing of atom lines beyond the first frame).
+    """
+    steps: list[int] = []
+    n_atoms = columns = first_rows = periodic = None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        frame = 0
+        while True:
+            line = f.readline()
+            if not line:
+                break
+            if not line.strip() and frame > 0:
+                continue
+            _expect(path, line, "ITEM: TIMESTEP", frame)
+            steps.append(_int(path, f.readline(), "the timestep", frame))
+            _expect(path, f.readline(), "ITEM: NUMBER OF ATOMS", frame)
+            n = _int(path, f.readline(), "the number of atoms", frame)
+            if n_atoms is None:
+                n_atoms = n
+            elif n != n_atoms:
+                raise located(path, f"atom count changes from {n_atoms} to {n} in frame "
+                                    f"{frame}; one system per trajectory is supported")
+            box = f.readline()
+            _expect(path, box, "ITEM: BOX BOUNDS", frame)
+            if periodic is None:
+                periodic = _periodicity(path, box.split()[3:])
+            for k in range(3):
+                words = f.readline().split()
+                if len(words) not in (2, 3):
+                    raise located(path, f"frame {frame}: box bound line {k + 1} is malformed"
+                                        if words else f"truncated in frame {frame} (box)")
+            header = f.readline()
+            _expect(path, header, "ITEM: ATOMS", frame)
+            cols = header.split()[2:]
+            if columns is None:
+                columns = cols
+                _check_columns(path, cols)
+            elif cols != columns:
+                raise located(path, f"frame {frame}: columns change from {' '.join(columns)} "
+                                    f"to {' '.join(cols)}")
+            rows = []
+            for k in range(n):
+                row = f.readline()
+                if not row or row.startswith("ITEM:"):
+                    raise located(path, f"truncated in frame {frame} (step {steps[-1]}): "
+                                        f"{k} of {n} atom lines")
+                if frame == 0:
+                    rows.append(row.split())
+                    if len(rows[-1]) != len(cols):
+                        raise located(path, f"frame 0, atom line {k + 1}: {len(rows[-1])} "
+                                            f"fields for {len(cols)} columns")
+            if frame == 0:
+                first_rows = rows
+            frame += 1
+    if n_atoms is None:
+        raise located(path, "empty file: no frame")
+    if n_atoms == 0:
+        raise located(path, "the dump has no atoms")
+    return n_atoms, columns, first_rows, steps, periodic
+
+
+def _periodicity(path, words) -> bool:
+    flags = [w == "pp" for w in words[-3:]] if len(words) >= 3 else [True] * 3
+    if all(flags):
+        return True
+    if not any(flags):
+        return False
+    raise located(path, f"mixed periodic boundaries {' '.join(words[-3:])} are not supported "
+                        "(all periodic or none)")
+
+
+def _check_columns(path, cols):
+    if not any(all(c in cols for c in conv) for conv in _COORDS):
+        raise located(path, f"ITEM: ATOMS has no coordinate columns (x y z, xs ys zs, xu yu zu "
+                            f"or xsu ysu zsu); it has: {' '.join(cols) or 'nothing'}")
+    if "type" not in cols and "element" not in cols:
+        raise located(path, "ITEM: ATOMS has neither a 'type' nor an 'element' column")
+    forces = [c in cols for c in ("fx", "fy", "fz")]
+    if any(forces) and not all(forces):
+        raise located(path, "ITEM: ATOMS has only some of the force columns fx fy fz")
+
+
+def masses_to_elements(path) -> dict[int, str]:
+    """LAMMPS type → element from a data file's ``Masses`` section."""
+    from ase.data import atomic_masses, chemical_symbols
+
+    out: dict[int, str] = {}
+    try:
+        lines = open(path, encoding="utf-8", errors="replace").read().splitlines()
+    except OSError as exc:
+        raise located(path, f"cannot read data file ({exc.strerror})") from None
+    try:
+        start = next(i for i, ln in enumerate(lines) if ln.split()[:1] == ["Masses"])
+    except StopIteration:
+        raise located(path, "no Masses section in the data file") from None
+    for ln in lines[start + 1:]:
+        body, _, comment = ln.partition("#")
+        words = body.split()
+        if not words:
+            if out:
+                break
+            continue
+        if len(words) < 2 or not words[0].isdigit():
+            break
+        sym = comment.split()[0] if comment.split() else ""
+        if sym not in chemical_symbols[1:]:
+            mass = float(words[1])
+            z = int(np.argmin(np.abs(np.asarray(atomic_masses[1:]) - mass))) + 1
+            sym = chemical_symbols[z]
+        out[int(words[0])] = sym
+    return out
+
+
+class LammpsDumpTrajectory(Trajectory):
+    format = "lammps-dump"
+
+    def __init__(self, path, types=None, data=None, log=None, log_column="PotEng",
+                 energy_column=None, timestep=None, **_):
+        n_atoms, cols, rows, steps, self._periodic = scan_dump(path)
+        self._steps = steps
+        self._timestep = timestep
+        col = {c: i for i, c in enumerate(cols)}
+        order = (np.argsort([_int(path, r[col["id"]], "an atom id", 0) for r in rows],
+                            kind="stable") if "id" in col else np.arange(n_atoms))
+        rows = [rows[i] for i in order]
+        super().__init__(path, self._symbols(path, rows, col, types, data))
+        if energy_column is not None and energy_column not in col:
+            raise located(path, f"no dump column '{energy_column}' for the energy "
+                                f"(has: {' '.join(cols)})")
+        self._energy_column = energy_column
+        self._energy_by_step = (potential_energy_by_step(log, log_column)
+                                if log is not None else None)
+        self._has_forces = "fx" in col
+
+    @staticmethod
+    def _symbols(path, rows, col, types, data):
+        if "type" in col:
+            atom_types = [_int(path, r[col["type"]], "an atom type", 0) for r in rows]
+        if types is not None:
+            if "type" not in col:
+                raise located(path, "--types given but the dump has no 'type' column")
+            missing = sorted({t for t in atom_types if not 1 <= t <= len(types)})
+            if missing:
+                raise located(path, f"type(s) {', '.join(map(str, missing))} not covered by "
+                                    f"--types {','.join(types)} ({len(types)} types)")
+            return [types[t - 1] for t in atom_types]
+        if "element" in col:
+            return [r[col["element"]] for r in rows]
+        if data is not None:
+            mapping = masses_to_elements(data)
+            missing = sorted({t for t in atom_types if t not in mapping})
+            if missing:
+                raise located(data, f"no mass for type(s) {', '.join(map(str, missing))}")
+            return [mapping[t] for t in atom_types]
+        found = sorted(set(atom_types))
+        raise located(path, f"atom type(s) {', '.join(map(str, found))} have no element: give "
+                            "--types (e.g. --types Ge,Te for type 1 = Ge), dump the 'element' "
+                            "column, or give the data file")
+
+    def _count_frames(self) -> int:
+        return len(self._steps)
+
+    def _reader(self):
+        from MDAnalysis.coordinates.LAMMPS import DumpReader
+
+        extra = [self._energy_column] if self._energy_column else None
+        return DumpReader(str(self.path), convert_units=False, additional_columns=extra)
+
+    def _iter_frames(self, indices):
+        if len(indices) == 0:
+            return
+        reader = self._reader()
+        try:
+            for i in indices:
+                try:
+                    ts = reader[i]
+                except (ValueError, IndexError) as exc:
+                    raise located(self.path, f"frame {i} (step {self._steps[i]}): unreadable "
+                                             f"atom line ({exc})") from None
+                yield self._frame(i, ts)
+        finally:
+            reader.close()
+
+    def _frame(self, i, ts) -> Frame:
+        step = int(ts.data["step"])
+        energy = None
+        if self._energy_column:
+            energy = float(np.sum(ts.data[self._energy_column], dtype=np.float64))
+        elif self._energy_by_step is not None:
+            energy = self._energy_by_step.get(step)
+        return Frame(
+            index=i,
+            positions=np.asarray(ts.positions, dtype=np.float64),
+            cell=(np.asarray(ts.triclinic_dimensions, dtype=np.float64)
+                  if self._periodic else None),
+            pbc=(self._periodic,) * 3,
+            energy=energy,
+            forces=np.asarray(ts.forces, dtype=np.float64) if self._has_forces else None,
+            step=step,
+            time=None if self._timestep is None else step * float(self._timestep),
+        )
+
+

