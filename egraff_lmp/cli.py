@@ -14,9 +14,8 @@ from .errors import EgraffError
 
 
 def _types(text: str) -> list[str]:
-    from .trajectory import check_symbols
-
-    return check_symbols("--types", [t.strip() for t in text.split(",") if t.strip()])
+    """``Ge,Te`` → ["Ge", "Te"]; the reader checks that they are elements."""
+    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def _reader_options(p: argparse.ArgumentParser, prefix: str = "", who: str = "") -> None:

