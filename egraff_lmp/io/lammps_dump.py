@@ -189,6 +189,7 @@ class LammpsDumpTrajectory(Trajectory):
         self._energy_by_step = (potential_energy_by_step(log, log_column)
                                 if log is not None else None)
         self._has_forces = "fx" in col
+        self._mda_reader = None
 
     @staticmethod
     def _symbols(path, rows, col, types, data):
@@ -219,25 +220,30 @@ class LammpsDumpTrajectory(Trajectory):
         return len(self._steps)
 
     def _reader(self):
-        from MDAnalysis.coordinates.LAMMPS import DumpReader
+        """One MDAnalysis reader per trajectory, kept open: it indexes the file once.
 
-        extra = [self._energy_column] if self._energy_column else None
-        return DumpReader(str(self.path), convert_units=False, additional_columns=extra, dt=1.0)
+        Every access seeks to its frame and the frame's arrays are copied out at once, so
+        several iterations over one trajectory may interleave.
+        """
+        if self._mda_reader is None:
+            from MDAnalysis.coordinates.LAMMPS import DumpReader
+
+            extra = [self._energy_column] if self._energy_column else None
+            self._mda_reader = DumpReader(str(self.path), convert_units=False,
+                                          additional_columns=extra, dt=1.0)
+        return self._mda_reader
 
     def _iter_frames(self, indices):
         if len(indices) == 0:
             return
         reader = self._reader()
-        try:
-            for i in indices:
-                try:
-                    ts = reader[i]
-                except (ValueError, IndexError) as exc:
-                    raise located(self.path, f"frame {i} (step {self._steps[i]}): unreadable "
-                                             f"atom line ({exc})") from None
-                yield self._frame(i, ts)
-        finally:
-            reader.close()
+        for i in indices:
+            try:
+                ts = reader[i]
+            except (ValueError, IndexError) as exc:
+                raise located(self.path, f"frame {i} (step {self._steps[i]}): unreadable "
+                                         f"atom line ({exc})") from None
+            yield self._frame(i, ts)
 
     def _frame(self, i, ts) -> Frame:
         step = int(ts.data["step"])
