@@ -1,0 +1,81 @@
+"""``DeployedCalculator``: an ASE calculator on a deployed egraff-lmp artifact.
+
+Energy (eV), per-atom energies, forces (eV/Å) and stress (eV/Å³, ASE's sign and Voigt
+order) for periodic, non-periodic and triclinic systems. Neighbours come from vesin (a
+full list within the model's r_max with periodic shifts), so no ghost atoms are built: the
+artifact sees N local atoms and the shifts. It is the Python engine of egraff-lmp (the
+LAMMPS callback route and the ASE fallback use it) and a plain ASE citizen::
+
+    atoms.calc = DeployedCalculator("inputs/models/gete-mace.egraff.pt")
+    atoms.get_forces()
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, all_changes
+
+from .errors import EgraffError
+
+
+class DeployedCalculator(Calculator):
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(self, artifact, n_threads: int | None = None, **kwargs):
+        from .deploy.artifact import Artifact, load
+
+        super().__init__(**kwargs)
+        self.artifact = artifact if isinstance(artifact, Artifact) else load(artifact)
+        self._index = {s: k for k, s in enumerate(self.artifact.type_names)}
+        self._n_threads = n_threads
+        self._nl = None
+
+    def _types(self, atoms) -> torch.Tensor:
+        symbols = atoms.get_chemical_symbols()
+        missing = sorted(set(symbols) - set(self._index))
+        if missing:
+            raise EgraffError(f"{self.artifact.path}: the model has no species "
+                              f"{', '.join(missing)} (it has {', '.join(self._index)})")
+        return torch.tensor([self._index[s] for s in symbols], dtype=torch.long)
+
+    def neighbours(self, atoms):
+        """Full neighbour list: edge index [2, E] and Cartesian shifts [E, 3] (Å)."""
+        from vesin import NeighborList
+
+        if self._nl is None:
+            self._nl = NeighborList(cutoff=self.artifact.r_max, full_list=True)
+        pbc = [bool(p) for p in atoms.pbc]
+        box = np.asarray(atoms.cell[:], dtype=np.float64) if any(pbc) else np.zeros((3, 3))
+        i, j, s = self._nl.compute(np.asarray(atoms.positions, dtype=np.float64), box,
+                                   pbc if any(pbc) else False, quantities="ijS")
+        edge_index = torch.from_numpy(np.stack([i, j]).astype(np.int64))
+        shift = torch.from_numpy(np.asarray(s, dtype=np.float64) @ box)
+        return edge_index, shift
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        if self._n_threads:
+            torch.set_num_threads(self._n_threads)
+        types = self._types(atoms)
+        edge_index, shift = self.neighbours(atoms)
+        want_stress = bool(all(atoms.pbc))  # the virial shares the forces' backward pass
+        pos = torch.from_numpy(np.ascontiguousarray(atoms.positions, dtype=np.float64))
+        energies, forces, virial = self.artifact(pos, types, edge_index, shift, len(atoms),
+                                                 want_stress)
+        energies = energies.numpy()
+        forces = forces.numpy()
+        if not (np.all(np.isfinite(energies)) and np.all(np.isfinite(forces))):
+            raise EgraffError(f"{self.artifact.path}: the model returned NaN/inf energies "
+                              "or forces for this configuration")
+        self.results["energies"] = energies
+        self.results["energy"] = self.results["free_energy"] = float(energies.sum())
+        self.results["forces"] = forces
+        if want_stress:
+            w = virial.numpy()
+            sigma = -w / atoms.get_volume()
+            self.results["stress"] = np.array([sigma[0, 0], sigma[1, 1], sigma[2, 2],
+                                               sigma[1, 2], sigma[0, 2], sigma[0, 1]])
+        elif "stress" in properties:
+            raise EgraffError("stress needs a periodic cell in all three directions")

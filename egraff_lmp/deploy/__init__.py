@@ -1,0 +1,116 @@
+"""Deploy: a trained model (NequIP, Allegro, MACE/BOTNet) → one validated artifact.
+
+``deploy(source, output)`` picks the family adapter, builds the artifact (TorchScript,
+see :mod:`.artifact`), checks parity with the family's own ASE calculator and the model's
+symmetry on a configuration from the user's data (or random cells of the model's species),
+and writes the artifact only when every check passes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from ..errors import EgraffError, located
+from . import artifact as _artifact
+from . import checks
+from .families import mace
+
+FAMILIES = {"mace": mace}
+
+
+def _family_of(path, family=None):
+    p = Path(path)
+    if not p.exists():
+        raise located(path, "no such file")
+    if p.is_file() and p.stat().st_size == 0:
+        raise located(path, "empty file: not a model")
+    if family is not None:
+        if family not in FAMILIES:
+            raise located(path, f"unknown family '{family}' (known: {', '.join(FAMILIES)})")
+        return FAMILIES[family]
+    for adapter in FAMILIES.values():
+        if adapter.claims(path):
+            return adapter
+    raise located(path, "cannot tell the model family from the file name: give --family "
+                        f"({', '.join(FAMILIES)}); known files: *.model / *.mace-state.pt "
+                        "(mace-torch), *.ckpt / *.nequip.zip (nequip-train)")
+
+
+def load_source(path, family=None):
+    """The family adapter's view of a trained model (runs the family's loader)."""
+    return _family_of(path, family).load(path)
+
+
+def configurations(type_names, r_max, data=None, frames=2):
+    """Configurations for the checks: frames of ``data`` or random cells of the species."""
+    if data is not None:
+        from ase import Atoms
+
+        from ..io import read_trajectory
+
+        traj = read_trajectory(data)
+        out = []
+        for f in traj.frames(0, frames):
+            out.append(Atoms(symbols=traj.symbols, positions=f.positions,
+                             cell=f.cell if f.cell is not None else None,
+                             pbc=f.cell is not None))
+        return out, f"{data} (first {len(out)} frames)"
+    return [checks.random_configuration(type_names, r_max, seed=k, scale=s)
+            for k, s in enumerate((0.9, 1.1))], "random cells (scaled 0.9 and 1.1)"
+
+
+def validate(module_path, source=None, data=None, type_names=None, r_max=None,
+             dtype="float64") -> dict:
+    """Parity (when the ``source`` model is given) and symmetry of the artifact at
+    ``module_path``; raises :class:`EgraffError` naming each failed check."""
+    from ..calculator import DeployedCalculator
+
+    calc = DeployedCalculator(_artifact.load(module_path))
+    if source is not None:
+        type_names, r_max = source.type_names, source.r_max
+        dtype = str(source.dtype).replace("torch.", "")
+    configs, where = configurations(type_names, r_max, data)
+    report = {"configurations": where}
+    if source is not None:
+        report["parity"] = checks.parity(calc, source.reference(), configs)
+    report["symmetry"] = checks.symmetry(calc, configs[0])
+    report["tolerance"] = checks.tolerance(dtype)
+    bad = checks.failures(report, dtype, len(configs[0]))
+    if bad:
+        raise EgraffError("validation failed: " + "; ".join(bad))
+    return report
+
+
+def deploy(source_path, output, family=None, data=None) -> Path:
+    """Build, validate and write the artifact for ``source_path``; returns its path."""
+    source = load_source(source_path, family)
+    module = _artifact.script(source)
+    with tempfile.TemporaryDirectory() as tmp:
+        draft = Path(tmp) / "draft.egraff.pt"
+        _artifact.save(module, _artifact.build_metadata(source, source_path, {}), draft)
+        try:
+            report = validate(draft, source, data)
+        except EgraffError as exc:
+            raise located(source_path, f"{exc}; artifact not written") from None
+    meta = _artifact.build_metadata(source, source_path, report)
+    return _artifact.save(module, meta, output)
+
+
+def check(artifact_path, source_path=None, family=None, data=None) -> dict:
+    """Validate an existing artifact again: symmetry, and parity when its source is given."""
+    meta = _artifact.read_metadata(artifact_path)
+    source = None
+    if source_path is not None:
+        if _artifact.sha256(source_path) != meta["source_sha256"]:
+            raise located(source_path, f"is not the model {artifact_path} was built from "
+                                       "(sha256 differs)")
+        source = load_source(source_path, family or meta["family"])
+    try:
+        return validate(artifact_path, source, data, meta["type_names"], meta["r_max"],
+                        meta["dtype"])
+    except EgraffError as exc:
+        raise located(artifact_path, str(exc)) from None
+
+
+__all__ = ["deploy", "check", "load_source", "FAMILIES"]

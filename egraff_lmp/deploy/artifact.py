@@ -1,0 +1,147 @@
+"""The deployed artifact: one TorchScript file with its metadata inside.
+
+A TorchScript archive (``*.egraff.pt``) holding a scripted
+:class:`~egraff_lmp.deploy.model.DeployedModel` and, as the extra file
+``egraff_lmp.json``, its metadata (family, type names in model order, r_max, layers, ghost
+cutoff, dtype, source sha256, versions, creation time, validation results). It loads with
+``torch::jit::load`` in C++ and ``torch.jit.load`` in Python, without the training code, and
+nothing in it is unpickled by Python's pickle: metadata is read straight from the zip.
+
+Why TorchScript for every family: mace-torch models script under torch 2.13 (as
+``mace_create_lammps_model`` does), and so do NequIP/Allegro models through nequip's own
+scripting path (``prepare_model_for_compile`` + ``e3nn.util.jit.script``), even though
+``nequip-compile`` refuses ``--mode torchscript`` on torch >= 2.10 as a deprecation
+policy. One format keeps one loader in the LAMMPS plugin, needs no C++ compiler at deploy
+time and does not tie an artifact to a CPU instruction set, as AOTInductor ``.pt2`` would.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..errors import located
+from .model import CALLING_CONVENTION
+
+META_NAME = "egraff_lmp.json"
+FORMAT = "egraff-lmp-artifact"
+SUFFIX = ".egraff.pt"
+
+
+def sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def build_metadata(source, source_path, validation: dict) -> dict:
+    return {
+        "format": FORMAT,
+        "calling_convention": CALLING_CONVENTION,
+        "family": source.family,
+        "type_names": list(source.type_names),
+        "r_max": float(source.r_max),
+        "num_layers": int(source.num_layers),
+        "strictly_local": bool(source.strictly_local),
+        "ghost_cutoff": float(source.ghost_cutoff),
+        "dtype": str(source.dtype).replace("torch.", ""),
+        "source_file": Path(source_path).name,
+        "source_sha256": sha256(source_path),
+        "versions": {"egraff_lmp": __version__, "torch": torch.__version__,
+                     source.family: source.family_version, **source.extra.get("versions", {})},
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"),
+        "validation": validation,
+        "units": "metal (eV, Å)",
+    }
+
+
+def script(source) -> torch.jit.ScriptModule:
+    from e3nn.util import jit
+
+    from .model import DeployedModel
+
+    return jit.script(DeployedModel(source.energy_model, source.dtype).eval())
+
+
+def save(module: torch.jit.ScriptModule, metadata: dict, path) -> Path:
+    """Write the artifact atomically."""
+    from ..files import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.jit.save(module, str(tmp), _extra_files={META_NAME: json.dumps(metadata,
+                                                                            indent=1)})
+    return Path(path)
+
+
+def read_metadata(path) -> dict:
+    """The artifact's metadata, read from the zip without loading the model."""
+    p = Path(path)
+    if not p.is_file():
+        raise located(path, "no such artifact file")
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = [n for n in z.namelist() if n.endswith(f"/extra/{META_NAME}")]
+            if not names:
+                raise located(path, "not an egraff-lmp artifact (no egraff_lmp.json inside); "
+                                    "deploy the trained model with 'egraff-lmp deploy'")
+            meta = json.loads(z.read(names[0]))
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise located(path, f"not a complete artifact: truncated or not a TorchScript "
+                            f"archive ({exc})") from None
+    except json.JSONDecodeError:
+        raise located(path, "corrupt artifact metadata") from None
+    if meta.get("format") != FORMAT:
+        raise located(path, "not an egraff-lmp artifact")
+    _check_compatible(path, meta)
+    return meta
+
+
+def _check_compatible(path, meta):
+    if meta.get("calling_convention") != CALLING_CONVENTION:
+        raise located(path, f"artifact uses calling convention {meta.get('calling_convention')}"
+                            f"; this egraff-lmp speaks {CALLING_CONVENTION}: deploy it again")
+    built = meta.get("versions", {}).get("torch", "?")
+    if built.split(".")[0] != torch.__version__.split(".")[0]:
+        raise located(path, f"artifact built with torch {built}, running torch "
+                            f"{torch.__version__} (another major version): deploy it again")
+
+
+@dataclass
+class Artifact:
+    """A loaded artifact: the TorchScript module and its metadata."""
+
+    path: Path
+    module: torch.jit.ScriptModule
+    metadata: dict
+
+    @property
+    def type_names(self) -> list[str]:
+        return list(self.metadata["type_names"])
+
+    @property
+    def r_max(self) -> float:
+        return float(self.metadata["r_max"])
+
+    def __call__(self, pos, types, edge_index, edge_shift, n_local: int,
+                 compute_virial: bool = False):
+        return self.module(pos, types, edge_index, edge_shift, n_local, compute_virial)
+
+
+def load(path) -> Artifact:
+    meta = read_metadata(path)
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:
+        raise located(path, f"not a complete artifact: TorchScript could not load it "
+                            f"({type(exc).__name__})") from None
+    return Artifact(Path(path), module.eval(), meta)

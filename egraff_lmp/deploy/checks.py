@@ -1,0 +1,108 @@
+"""Validation of a deployed model: parity with the family's own calculator, and symmetry.
+
+Tolerances: forces ≤ 1e-6 eV/Å and energies ≤ 1e-6 eV/atom in float64 models; 1e-4 in
+float32 models (see :func:`failures` for the symmetry of the energy). Symmetry: rotating the whole system (cell included), translating it, or
+permuting its atoms changes the energy by no more than the tolerance and rotates/permutes
+the forces accordingly. Each check returns its measured deviations; ``failures`` names
+those above tolerance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ase import Atoms
+
+TOLERANCE = {"float64": 1e-6, "float32": 1e-4}
+
+
+def tolerance(dtype: str) -> float:
+    return TOLERANCE.get(dtype, 1e-4)
+
+
+def random_configuration(type_names, r_max, seed=0, n_per_species=6, scale=1.0) -> Atoms:
+    """Random atoms of the model's species in a triclinic cell, ~20 Å³/atom × ``scale``³,
+    no pair closer than 1.8 Å (a compressed or expanded cell with ``scale`` ≠ 1)."""
+    rng = np.random.default_rng(seed)
+    symbols = [s for s in type_names for _ in range(n_per_species)]
+    n = len(symbols)
+    length = (20.0 * n) ** (1 / 3) * scale
+    cell = np.array([[length, 0, 0], [0.15 * length, length, 0], [-0.1 * length,
+                                                                  0.2 * length, length]])
+    atoms = Atoms(symbols=symbols, cell=cell, pbc=True)
+    pos = []
+    while len(pos) < n:
+        trial = rng.random(3) @ cell
+        test = Atoms("H" * (len(pos) + 1), positions=pos + [trial], cell=cell, pbc=True)
+        if len(pos) == 0 or test.get_distances(len(pos), range(len(pos)), mic=True).min() > 1.8:
+            pos.append(trial)
+    atoms.positions = np.array(pos)
+    return atoms
+
+
+def _ef(calc, atoms):
+    atoms = atoms.copy()
+    atoms.calc = calc
+    return atoms.get_potential_energy(), atoms.get_forces()
+
+
+def parity(calc, reference_calc, configurations) -> dict:
+    """Max |ΔE|/atom (eV) and max |ΔF| (eV/Å) between two calculators."""
+    de = df = 0.0
+    for atoms in configurations:
+        e1, f1 = _ef(calc, atoms)
+        e2, f2 = _ef(reference_calc, atoms)
+        de = max(de, abs(e1 - e2) / len(atoms))
+        df = max(df, float(np.abs(f1 - f2).max()))
+    return {"energy_per_atom": de, "forces": df}
+
+
+def _rotation(seed):
+    rng = np.random.default_rng(seed)
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q
+
+
+def symmetry(calc, atoms, seed=0) -> dict:
+    """Energy change (eV) and force error (eV/Å) under rotation, translation, permutation."""
+    e0, f0 = _ef(calc, atoms)
+    out = {}
+    rot = _rotation(seed)
+    a = atoms.copy()
+    a.set_cell(atoms.cell[:] @ rot.T, scale_atoms=False)
+    a.positions = atoms.positions @ rot.T
+    e, f = _ef(calc, a)
+    out["rotation"] = {"energy": abs(e - e0), "forces": float(np.abs(f - f0 @ rot.T).max())}
+    a = atoms.copy()
+    a.positions = atoms.positions + np.array([0.37, -1.21, 2.9])
+    e, f = _ef(calc, a)
+    out["translation"] = {"energy": abs(e - e0), "forces": float(np.abs(f - f0).max())}
+    perm = np.random.default_rng(seed + 1).permutation(len(atoms))
+    e, f = _ef(calc, atoms[perm])
+    out["permutation"] = {"energy": abs(e - e0), "forces": float(np.abs(f - f0[perm]).max())}
+    return out
+
+
+def failures(report: dict, dtype: str, n_atoms: int) -> list[str]:
+    """Human-readable list of the checks above tolerance.
+
+    Symmetry of the energy: ≤ 1e-6 eV in float64; in float32, whose rounding grows with
+    the number of atoms summed, ≤ 1e-4 eV per atom.
+    """
+    tol = tolerance(dtype)
+    e_tol = tol if dtype == "float64" else tol * n_atoms
+    bad = []
+    p = report.get("parity")
+    if p is not None:
+        if p["forces"] > tol:
+            bad.append(f"parity: forces differ by {p['forces']:.3g} eV/Å (tolerance {tol:g})")
+        if p["energy_per_atom"] > tol:
+            bad.append(f"parity: energy differs by {p['energy_per_atom']:.3g} eV/atom "
+                       f"(tolerance {tol:g})")
+    for name, r in report.get("symmetry", {}).items():
+        if r["energy"] > e_tol or r["forces"] > tol:
+            bad.append(f"symmetry ({name}): energy changes by {r['energy']:.3g} eV, forces "
+                       f"by {r['forces']:.3g} eV/Å (tolerance {tol:g})")
+    return bad

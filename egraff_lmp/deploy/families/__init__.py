@@ -1,0 +1,32 @@
+"""Family adapters: each turns a trained model into an energy model + its metadata.
+
+An adapter module provides ``NAME``, ``claims(path) -> bool`` (cheap: suffix or file
+layout) and ``load(path) -> Source``. ``Source`` carries the energy model (per-atom energies
+from positions, types, edges and shifts) and what the artifact's metadata needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Source:
+    family: str  # "mace", "nequip" or "allegro"
+    energy_model: torch.nn.Module
+    type_names: list[str]  # element symbols in model order
+    r_max: float  # Å
+    num_layers: int  # message-passing layers (1 for strictly local models)
+    strictly_local: bool  # True: ghost atoms need only r_max (Allegro)
+    dtype: torch.dtype
+    family_version: str
+    reference: Callable[[], object] | None = None  # the family's own ASE calculator
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ghost_cutoff(self) -> float:
+        """How far (Å) ghost atoms must reach beyond the local ones."""
+        return self.r_max if self.strictly_local else self.r_max * self.num_layers

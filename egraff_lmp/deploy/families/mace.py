@@ -1,0 +1,210 @@
+"""MACE (and BOTNet-style MACE) models from mace-torch.
+
+Sources:
+- a pickled model saved by ``mace_run_train`` (``*.model``). Unpickling runs code from the
+  file: egraff-lmp loads it only because the user named it. Pickles do not load across
+  e3nn versions.
+- a *MACE state* file (``*.mace-state.pt``), written by :func:`save_mace_state`: the
+  constructor configuration (JSON-able) and the state dict, loaded with
+  ``torch.load(weights_only=True)`` (no code runs). This is how trained models are shipped.
+
+BOTNet: mace-torch 0.3.16 dropped its ``BOTNet`` class ("deprecated, use MACE"); a
+BOTNet-style model is a ``ScaleShiftMACE`` with correlation order 1 (two-body messages,
+residual interaction blocks), which this adapter handles like any MACE.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...errors import located
+from . import Source
+
+NAME = "mace"
+STATE_SUFFIX = ".mace-state.pt"
+_STATE_KEY = "egraff_lmp_mace_state"
+
+
+class MACEEnergy(torch.nn.Module):
+    """Per-atom energies (eV) of a mace-torch model from explicit edges and shifts."""
+
+    def __init__(self, model: torch.nn.Module, n_types: int):
+        super().__init__()
+        self.model = model
+        self.n_types = n_types
+
+    def forward(self, pos: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
+                shift: torch.Tensor) -> torch.Tensor:
+        n = pos.shape[0]
+        data = {
+            "positions": pos,
+            "node_attrs": torch.nn.functional.one_hot(types, self.n_types).to(pos.dtype),
+            "edge_index": edge_index,
+            "shifts": shift,
+            "unit_shifts": torch.zeros_like(shift),
+            "cell": torch.zeros((1, 3, 3), dtype=pos.dtype, device=pos.device),
+            "batch": torch.zeros(n, dtype=torch.long, device=pos.device),
+            "ptr": torch.tensor([0, n], dtype=torch.long, device=pos.device),
+            "head": torch.zeros(1, dtype=torch.long, device=pos.device),
+        }
+        out = self.model(data, training=False, compute_force=False, compute_virials=False,
+                         compute_stress=False)
+        energy = out["node_energy"]
+        assert energy is not None
+        return energy
+
+
+def claims(path) -> bool:
+    p = str(path)
+    return p.endswith(STATE_SUFFIX) or p.endswith(".model")
+
+
+def _version() -> str:
+    import mace
+
+    return getattr(mace, "__version__", "unknown")
+
+
+# -- the MACE state format (config + state dict) --------------------------------------------
+
+def _to_json(config: dict) -> dict:
+    from e3nn import o3
+
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, type):
+            value = {"class": value.__name__}
+        elif isinstance(value, o3.Irreps):
+            value = {"irreps": str(value)}
+        elif callable(value) and hasattr(value, "__name__"):
+            value = {"function": value.__name__}
+        elif isinstance(value, (np.ndarray, torch.Tensor)):
+            value = {"array": np.asarray(value).tolist()}
+        json.dumps(value)  # fail here, not when loading, on anything else
+        out[key] = value
+    return out
+
+
+def _from_json(config: dict) -> dict:
+    from e3nn import o3
+    from mace import modules
+    from mace.modules import blocks
+
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and "class" in value:
+            value = getattr(blocks, value["class"])
+        elif isinstance(value, dict) and "irreps" in value:
+            value = o3.Irreps(value["irreps"])
+        elif isinstance(value, dict) and "function" in value:
+            value = {f.__name__: f for f in modules.gate_dict.values() if f is not None}[
+                value["function"]]
+        elif isinstance(value, dict) and "array" in value:
+            value = np.asarray(value["array"])
+        out[key] = value
+    if "atomic_numbers" in out:
+        out["atomic_numbers"] = [int(z) for z in np.asarray(out["atomic_numbers"])]
+    return out
+
+
+def save_mace_state(model: torch.nn.Module, path) -> Path:
+    """Write ``model`` (a ScaleShiftMACE) as config + state dict, loadable without pickle."""
+    from mace.tools.scripts_utils import extract_config_mace_model
+
+    config = extract_config_mace_model(model)
+    if "error" in config:
+        raise ValueError(config["error"])
+    state = {_STATE_KEY: 1, "class": type(model).__name__,
+             "config": json.dumps(_to_json(config)),
+             "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    torch.save(state, path)
+    return Path(path)
+
+
+def load_mace_state(path) -> torch.nn.Module:
+    from mace import modules
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise located(path, f"not a MACE state file ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or _STATE_KEY not in state:
+        raise located(path, "not a MACE state file written by egraff-lmp")
+    cls = getattr(modules, state["class"], None)
+    if cls is None:
+        raise located(path, f"unknown MACE class '{state['class']}' for mace-torch "
+                            f"{_version()}")
+    dtype = getattr(torch, state.get("dtype", "float64"))
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        model = cls(**_from_json(json.loads(state["config"])))
+    finally:
+        torch.set_default_dtype(previous)
+    missing, unexpected = model.load_state_dict(state["state_dict"], strict=False)
+    if unexpected or [k for k in missing if "weights_" not in k]:
+        raise located(path, f"state dict does not fit {state['class']}: missing "
+                            f"{missing[:3]}, unexpected {unexpected[:3]}")
+    return model.to(dtype).eval()
+
+
+# -- the adapter -----------------------------------------------------------------------------
+
+def load_pickled_model(path) -> torch.nn.Module:
+    """Unpickle a model the user named (runs code from the file)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise located(path, f"cannot load as a pickled torch model ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+
+
+def is_mace_model(obj) -> bool:
+    return isinstance(obj, torch.nn.Module) and type(obj).__module__.startswith("mace.")
+
+
+def source_from_model(model: torch.nn.Module, path, reference=None) -> Source:
+    from ase.data import chemical_symbols
+
+    if not is_mace_model(model):
+        raise located(path, f"a {type(model).__module__}.{type(model).__name__} is not a "
+                            "mace-torch model")
+    numbers = [int(z) for z in model.atomic_numbers]
+    if not numbers or any(not 0 < z < len(chemical_symbols) for z in numbers):
+        raise located(path, "the model's species (atomic_numbers) are not given")
+    dtype = next(model.parameters()).dtype
+    return Source(family=NAME, energy_model=MACEEnergy(model.eval(), len(numbers)),
+                  type_names=[chemical_symbols[z] for z in numbers],
+                  r_max=float(model.r_max), num_layers=int(model.num_interactions),
+                  strictly_local=False, dtype=dtype, family_version=_version(),
+                  reference=reference, extra={"model_class": type(model).__name__})
+
+
+def load(path) -> Source:
+    if str(path).endswith(STATE_SUFFIX):
+        model = load_mace_state(path)
+    else:
+        model = load_pickled_model(path)
+    pristine = copy.deepcopy(model)  # scripting the adapter compiles the model in place
+    return source_from_model(model, path, reference=lambda: _calculator(pristine))
+
+
+def _calculator(model: torch.nn.Module):
+    """mace-torch's own ASE calculator on the same model (for the parity check)."""
+    import tempfile
+    import warnings
+
+    from mace.calculators import MACECalculator
+
+    tmp = Path(tempfile.mkdtemp()) / "model.model"
+    torch.save(model, tmp)
+    dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return MACECalculator(model_paths=str(tmp), device="cpu", default_dtype=dtype)

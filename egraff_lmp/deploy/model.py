@@ -1,0 +1,57 @@
+"""The one calling convention every deployed artifact implements (see deploy/README.md).
+
+``DeployedModel`` wraps a family's *energy model* — a module mapping (positions [N, 3],
+model type index [N], edge index [2, E], edge shift [E, 3]) to per-atom energies [N] — and
+adds what every engine needs, once for all families: the energy of the local atoms, forces
+on all N atoms (local and ghost) by autograd of that energy, and the virial by autograd with
+respect to a symmetric strain applied to positions and shifts.
+
+Conventions: an edge (i, j) = (edge_index[0, e], edge_index[1, e]) has the vector
+r_ij = pos[j] − pos[i] + edge_shift[e] (Å). A LAMMPS full neighbour list with explicit
+ghost atoms passes zero shifts; ASE passes N = n_local atoms and the periodic shifts
+(S @ cell). Inputs and outputs are float64 whatever the model's dtype; the model runs in
+its own dtype. Outputs: per-atom energies [N] (eV; their sum over the first ``n_local``
+atoms is the energy of the local atoms), forces [N, 3] (eV/Å), virial [3, 3]
+(eV, W = −∂E/∂ε = Σ_i r_i ⊗ F_i; zeros unless ``compute_virial``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+CALLING_CONVENTION = 1
+
+
+class DeployedModel(torch.nn.Module):
+    def __init__(self, energy_model: torch.nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.energy_model = energy_model
+        self.model_dtype = dtype
+        for p in self.energy_model.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, pos: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
+                edge_shift: torch.Tensor, n_local: int,
+                compute_virial: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        dtype = self.model_dtype
+        pos = pos.to(dtype).detach().requires_grad_(True)
+        shift = edge_shift.to(dtype)
+        strain = torch.zeros((3, 3), dtype=dtype, device=pos.device)
+        if compute_virial:
+            strain.requires_grad_(True)
+        sym = 0.5 * (strain + strain.transpose(0, 1))
+        atom_energy = self.energy_model(pos + pos @ sym, types, edge_index, shift + shift @ sym)
+        e_local = atom_energy[:n_local].sum()
+        if compute_virial:
+            grads = torch.autograd.grad([e_local], [pos, strain], allow_unused=True)
+        else:
+            grads = torch.autograd.grad([e_local], [pos], allow_unused=True)
+        g_pos = grads[0]
+        forces = torch.zeros_like(pos) if g_pos is None else -g_pos
+        virial = torch.zeros((3, 3), dtype=torch.float64, device=pos.device)
+        if compute_virial:
+            g_strain = grads[1]
+            if g_strain is not None:
+                virial = -g_strain.to(torch.float64)
+        return (atom_energy.detach().to(torch.float64), forces.detach().to(torch.float64),
+                virial.detach())
