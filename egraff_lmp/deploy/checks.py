@@ -1,10 +1,10 @@
 """Validation of a deployed model: parity with the family's own calculator, and symmetry.
 
 Tolerances: forces ≤ 1e-6 eV/Å and energies ≤ 1e-6 eV/atom in float64 models; 1e-4 in
-float32 models (see :func:`failures` for the symmetry of the energy). Symmetry: rotating the whole system (cell included), translating it, or
-permuting its atoms changes the energy by no more than the tolerance and rotates/permutes
-the forces accordingly. Each check returns its measured deviations; ``failures`` names
-those above tolerance.
+float32 models (see :func:`failures` for the symmetry of the energy). Symmetry: rotating
+the whole system (cell included), translating it, or permuting its atoms changes the energy
+by no more than the tolerance and rotates/permutes the forces accordingly. Each check
+returns its measured deviations; ``failures`` names those above tolerance.
 """
 
 from __future__ import annotations
