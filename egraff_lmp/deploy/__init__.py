@@ -14,9 +14,9 @@ from pathlib import Path
 from ..errors import EgraffError, located
 from . import artifact as _artifact
 from . import checks
-from .families import mace
+from .families import mace, nequip
 
-FAMILIES = {"mace": mace}
+FAMILIES = {"mace": mace, "nequip": nequip}
 
 
 def _family_of(path, family=None):

@@ -15,7 +15,6 @@ residual interaction blocks), which this adapter handles like any MACE.
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -186,25 +185,25 @@ def source_from_model(model: torch.nn.Module, path, reference=None) -> Source:
                   reference=reference, extra={"model_class": type(model).__name__})
 
 
-def load(path) -> Source:
+def _load_model(path) -> torch.nn.Module:
     if str(path).endswith(STATE_SUFFIX):
-        model = load_mace_state(path)
-    else:
-        model = load_pickled_model(path)
-    pristine = copy.deepcopy(model)  # scripting the adapter compiles the model in place
-    return source_from_model(model, path, reference=lambda: _calculator(pristine))
+        return load_mace_state(path)
+    return load_pickled_model(path)
+
+
+def load(path) -> Source:
+    # the reference loads its own copy: scripting the adapter compiles the model in place
+    return source_from_model(_load_model(path), path,
+                             reference=lambda: _calculator(_load_model(path)))
 
 
 def _calculator(model: torch.nn.Module):
     """mace-torch's own ASE calculator on the same model (for the parity check)."""
-    import tempfile
     import warnings
 
     from mace.calculators import MACECalculator
 
-    tmp = Path(tempfile.mkdtemp()) / "model.model"
-    torch.save(model, tmp)
     dtype = str(next(model.parameters()).dtype).replace("torch.", "")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return MACECalculator(model_paths=str(tmp), device="cpu", default_dtype=dtype)
+        return MACECalculator(models=model, device="cpu", default_dtype=dtype)

@@ -1,0 +1,52 @@
+"""Tiny models trained in seconds on real GeTe frames, with the families' own trainers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import GETE_VAL
+
+from egraff_lmp.deploy.training_data import write_extxyz
+from egraff_lmp.io import read_trajectory
+
+
+def train_mace(workdir: Path, name: str, correlation: int = 2) -> Path:
+    """``mace_run_train`` on 8 frames, 2 epochs: a real (if poor) MACE model (float64).
+
+    correlation=1 gives the BOTNet-style model (two-body messages; mace-torch 0.3.16 has
+    no separate BOTNet class any more).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    traj = read_trajectory(GETE_VAL)
+    write_extxyz(traj, workdir / "train.xyz", range(0, 200, 25))
+    write_extxyz(traj, workdir / "valid.xyz", range(200, 300, 25))
+    cmd = [sys.executable, "-m", "mace.cli.run_train", "--name", name,
+           "--train_file", "train.xyz", "--valid_file", "valid.xyz", "--E0s", "average",
+           "--model", "MACE", "--num_channels", "8", "--max_L", "1",
+           "--correlation", str(correlation), "--num_interactions", "2", "--r_max", "4.0",
+           "--num_radial_basis", "6", "--radial_MLP", "[16,16]", "--batch_size", "2",
+           "--max_num_epochs", "2", "--energy_key", "REF_energy", "--forces_key",
+           "REF_forces", "--default_dtype", "float64", "--device", "cpu", "--seed", "1"]
+    r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return workdir / f"{name}.model"
+
+
+CONFIGS = Path(__file__).parent / "configs"
+
+
+def train_nequip(workdir: Path, kind: str) -> Path:
+    """``nequip-train`` on 12 frames, 1 epoch (configs/{kind}_tiny.yaml; kind: nequip or
+    allegro): returns the checkpoint ``last.ckpt`` (float64 model)."""
+    from egraff_lmp.deploy.training_data import write_nequip_npz
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    data = write_nequip_npz(read_trajectory(GETE_VAL), workdir / "train.npz",
+                            range(0, 300, 25))
+    cmd = ["nequip-train", "-cp", str(CONFIGS), "-cn", f"{kind}_tiny",
+           f"data.split_dataset.dataset.file_path={data}", f"hydra.run.dir={workdir}"]
+    r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return workdir / "last.ckpt"
