@@ -10,4 +10,15 @@ from .errors import EgraffError  # noqa: E402
 from .io import read_trajectory  # noqa: E402
 from .trajectory import Frame, Trajectory  # noqa: E402
 
-__all__ = ["EgraffError", "Frame", "Trajectory", "read_trajectory", "__version__"]
+
+def __getattr__(name):
+    # DeployedCalculator pulls in torch: import it only when asked for
+    if name == "DeployedCalculator":
+        from .calculator import DeployedCalculator
+
+        return DeployedCalculator
+    raise AttributeError(name)
+
+
+__all__ = ["DeployedCalculator", "EgraffError", "Frame", "Trajectory", "read_trajectory",
+           "__version__"]

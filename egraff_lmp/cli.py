@@ -119,7 +119,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validate ARTIFACT again (symmetry; parity too with --source)")
     p.add_argument("--source", metavar="MODEL", help="with --check: the trained model")
     p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("predict", help="evaluate a deployed model on a trajectory's frames",
+                       description="Energies and forces of ARTIFACT on the frames of TRAJ, "
+                       "written as a NequIP npz; 'egraff-lmp compare OUT --ref TRAJ' then "
+                       "gives the static energy/force MAE.")
+    p.add_argument("artifact", metavar="ARTIFACT")
+    p.add_argument("traj", metavar="TRAJ")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.npz")
+    _reader_options(p)
+    g = p.add_argument_group("frames")
+    g.add_argument("--start", type=int)
+    g.add_argument("--stop", type=int)
+    g.add_argument("--step", type=int)
+    p.set_defaults(func=cmd_predict)
     return parser
+
+
+def cmd_predict(args) -> int:
+    import time
+
+    from .predict import predict, write_npz
+
+    traj = _open(args, args.traj)
+    t0 = time.perf_counter()
+    n = write_npz(args.output, traj, predict(args.artifact, traj, args.start, args.stop,
+                                             args.step))
+    dt = time.perf_counter() - t0
+    print(f"wrote {args.output}: {n} frames of {traj.n_atoms} atoms "
+          f"({1000 * dt / max(n, 1):.1f} ms per frame)")
+    return 0
 
 
 def cmd_deploy(args) -> int:
@@ -148,8 +177,10 @@ def cmd_deploy(args) -> int:
     print(f"wrote {path}: {meta['family']} {','.join(meta['type_names'])}, r_max "
           f"{meta['r_max']:g} Å, {meta['num_layers']} layers, ghost cutoff "
           f"{meta['ghost_cutoff']:g} Å, {meta['dtype']}")
+    ea = v["parity"].get("atom_energies")
     print(f"parity vs the family calculator: forces {v['parity']['forces']:.2e} eV/Å, "
-          f"energy {v['parity']['energy_per_atom']:.2e} eV/atom; symmetry: "
+          f"energy {v['parity']['energy_per_atom']:.2e} eV/atom"
+          + ("" if ea is None else f", per-atom energies {ea:.2e} eV") + "; symmetry: "
           + ", ".join(f"{k} {r['forces']:.1e} eV/Å" for k, r in v["symmetry"].items()))
     return 0
 

@@ -194,3 +194,31 @@ def test_bad_models_give_one_line_and_exit_2(tmp_path, artifacts, capsys):
         code, err = _run(capsys, *argv)
         assert code == 2, (argv, err)
         assert err.count("\n") == 1 and message in err, (argv, err)
+
+
+def test_model_whose_type_names_are_not_elements_is_refused(tmp_path, capsys):
+    ckpt = train_nequip(tmp_path / "typenames", "nequip_typenames")
+    code, err = _run(capsys, "deploy", ckpt)
+    assert code == 2 and err.count("\n") == 1
+    assert "species are not given: type names GeA, TeB are not element symbols" in err
+
+
+def test_predict_then_compare_gives_the_static_errors(artifacts, tmp_path, capsys):
+    from egraff_lmp.io import read_trajectory
+
+    out = tmp_path / "pred.npz"
+    assert main(["predict", str(artifacts["allegro"]), str(GETE_TEST), "-o", str(out),
+                 "--stop", "4"]) == 0
+    pred = read_trajectory(out)
+    calc = DeployedCalculator(artifacts["allegro"])
+    atoms = _gete_atoms(3)
+    atoms.calc = calc
+    assert pred[3].energy == pytest.approx(atoms.get_potential_energy(), abs=1e-9)
+    np.testing.assert_allclose(pred[3].forces, atoms.get_forces(), atol=1e-12)
+    capsys.readouterr()
+    assert main(["compare", str(out), "--ref", str(GETE_TEST), "--stop", "4", "--json",
+                 str(tmp_path / "s.json")]) == 0
+    static = json.loads((tmp_path / "s.json").read_text())
+    ref = read_trajectory(GETE_TEST)
+    e_mae = np.mean([abs(pred[k].energy - ref[k].energy) for k in range(4)])
+    assert static["static"] is True and static["e_mae"] == pytest.approx(e_mae)

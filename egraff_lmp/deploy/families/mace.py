@@ -111,6 +111,12 @@ def _from_json(config: dict) -> dict:
     return out
 
 
+def _real_keys(keys):
+    """State-dict keys less e3nn's code-generation constants (``_compiled_main*``), which
+    depend only on the irreps and are rebuilt, or not, when the model is constructed."""
+    return [k for k in keys if "._compiled_main" not in k]
+
+
 def save_mace_state(model: torch.nn.Module, path) -> Path:
     """Write ``model`` (a ScaleShiftMACE) as config + state dict, loadable without pickle."""
     from mace.tools.scripts_utils import extract_config_mace_model
@@ -121,7 +127,8 @@ def save_mace_state(model: torch.nn.Module, path) -> Path:
     state = {_STATE_KEY: 1, "class": type(model).__name__,
              "config": json.dumps(_to_json(config)),
              "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
-             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()
+                            if _real_keys([k])}}
     torch.save(state, path)
     return Path(path)
 
@@ -147,7 +154,8 @@ def load_mace_state(path) -> torch.nn.Module:
     finally:
         torch.set_default_dtype(previous)
     missing, unexpected = model.load_state_dict(state["state_dict"], strict=False)
-    if unexpected or [k for k in missing if "weights_" not in k]:
+    missing, unexpected = _real_keys(missing), _real_keys(unexpected)
+    if missing or unexpected:
         raise located(path, f"state dict does not fit {state['class']}: missing "
                             f"{missing[:3]}, unexpected {unexpected[:3]}")
     return model.to(dtype).eval()
