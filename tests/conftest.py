@@ -53,3 +53,26 @@ def triclinic_gete(gete, n_frames=5):
     cell *= (19.1**3 / abs(np.linalg.det(cell))) ** (1 / 3)
     frac = gete["pos"][:n_frames] / 19.1
     return frac @ cell, cell
+
+
+FAMILY = {"mace": "mace", "botnet": "mace", "nequip": "nequip", "allegro": "allegro"}
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    """One tiny trained model per family, by the family's own trainer."""
+    from models import train_mace, train_nequip
+
+    root = tmp_path_factory.mktemp("models")
+    return {"mace": train_mace(root / "mace", "mace", correlation=2),
+            "botnet": train_mace(root / "botnet", "botnet", correlation=1),
+            "nequip": train_nequip(root / "nequip", "nequip"),
+            "allegro": train_nequip(root / "allegro", "allegro")}
+
+
+@pytest.fixture(scope="session")
+def artifacts(models, tmp_path_factory):
+    from egraff_lmp.deploy import deploy
+
+    root = tmp_path_factory.mktemp("artifacts")
+    return {k: deploy(p, root / f"{k}.egraff.pt", data=GETE_TEST) for k, p in models.items()}

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from conftest import GETE_TEST
-from models import train_mace, train_nequip
+from conftest import FAMILY, GETE_TEST
+from models import train_nequip
 
 from egraff_lmp.calculator import DeployedCalculator
 from egraff_lmp.cli import main
@@ -26,25 +26,6 @@ from egraff_lmp.deploy.families.mace import (
 from egraff_lmp.errors import EgraffError
 
 warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
-
-
-FAMILY = {"mace": "mace", "botnet": "mace", "nequip": "nequip", "allegro": "allegro"}
-
-
-@pytest.fixture(scope="session")
-def models(tmp_path_factory):
-    """One tiny trained model per family, by the family's own trainer."""
-    root = tmp_path_factory.mktemp("models")
-    return {"mace": train_mace(root / "mace", "mace", correlation=2),
-            "botnet": train_mace(root / "botnet", "botnet", correlation=1),
-            "nequip": train_nequip(root / "nequip", "nequip"),
-            "allegro": train_nequip(root / "allegro", "allegro")}
-
-
-@pytest.fixture(scope="session")
-def artifacts(models, tmp_path_factory):
-    root = tmp_path_factory.mktemp("artifacts")
-    return {k: deploy(p, root / f"{k}.egraff.pt", data=GETE_TEST) for k, p in models.items()}
 
 
 def _gete_atoms(frame=0):

@@ -1,0 +1,187 @@
+/* pair_style egraff: see pair_egraff.h. */
+
+#include "pair_egraff.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "error.h"
+#include "force.h"
+#include "json.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+
+#include <cmath>
+#include <cstring>
+#include <unordered_map>
+
+using namespace LAMMPS_NS;
+
+PairEgraff::PairEgraff(LAMMPS *lmp) : Pair(lmp)
+{
+  single_enable = 0;
+  restartinfo = 0;
+  one_coeff = 1;
+  manybody_flag = 1;
+  centroidstressflag = CENTROID_NOTAVAIL;
+}
+
+PairEgraff::~PairEgraff()
+{
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+  }
+}
+
+void PairEgraff::allocate()
+{
+  allocated = 1;
+  int n = atom->ntypes + 1;
+  memory->create(setflag, n, n, "pair:setflag");
+  memory->create(cutsq, n, n, "pair:cutsq");
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) setflag[i][j] = 0;
+}
+
+/* pair_style egraff ARTIFACT */
+
+void PairEgraff::settings(int narg, char **arg)
+{
+  if (narg != 1) error->all(FLERR, "Illegal pair_style egraff command: expected pair_style egraff ARTIFACT");
+  artifact = arg[0];
+  std::unordered_map<std::string, std::string> extra{{"egraff_lmp.json", ""}};
+  try {
+    model = torch::jit::load(artifact, torch::kCPU, extra);
+  } catch (const std::exception &e) {
+    error->all(FLERR, "pair_style egraff: cannot load artifact {}: not a complete TorchScript archive", artifact);
+  }
+  if (extra["egraff_lmp.json"].empty())
+    error->all(FLERR, "pair_style egraff: {} is not an egraff-lmp artifact (no metadata)", artifact);
+  json meta;
+  try {
+    meta = json::parse(extra["egraff_lmp.json"]);
+    type_names = meta.at("type_names").get<std::vector<std::string>>();
+    r_max = meta.at("r_max").get<double>();
+    ghost_cutoff = meta.at("ghost_cutoff").get<double>();
+    num_layers = meta.at("num_layers").get<int>();
+    strictly_local = meta.at("strictly_local").get<bool>();
+    if (meta.at("calling_convention").get<int>() != 1)
+      error->all(FLERR, "pair_style egraff: {} uses calling convention {}, this plugin speaks 1",
+                 artifact, meta.at("calling_convention").get<int>());
+  } catch (const std::exception &e) {
+    error->all(FLERR, "pair_style egraff: corrupt metadata in {}: {}", artifact, e.what());
+  }
+  model.eval();
+}
+
+/* pair_coeff * * Ge Te : the element of each LAMMPS type */
+
+void PairEgraff::coeff(int narg, char **arg)
+{
+  if (!allocated) allocate();
+  int ntypes = atom->ntypes;
+  if (narg != 2 + ntypes)
+    error->all(FLERR, "pair_coeff for egraff: expected pair_coeff * * followed by {} element symbols", ntypes);
+  if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR, "pair_coeff for egraff must be pair_coeff * * ELEMENTS...");
+  type_map.assign(ntypes + 1, -1);
+  for (int t = 1; t <= ntypes; t++) {
+    std::string sym = arg[1 + t];
+    int found = -1;
+    for (size_t k = 0; k < type_names.size(); k++)
+      if (type_names[k] == sym) found = (int) k;
+    if (found < 0) {
+      std::string have;
+      for (auto &s : type_names) have += (have.empty() ? "" : ",") + s;
+      error->all(FLERR, "pair_coeff for egraff: species {} of type {} is not in the model {} (it has {})",
+                 sym, t, artifact, have);
+    }
+    type_map[t] = found;
+  }
+  for (int i = 1; i <= ntypes; i++)
+    for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
+}
+
+void PairEgraff::init_style()
+{
+  if (force->newton_pair == 0) error->all(FLERR, "pair_style egraff requires newton pair on");
+  if (strcmp(force->pair_style, "egraff") != 0 && comm->me == 0)
+    error->warning(FLERR, "pair_style egraff inside hybrid: energies of the other styles are not seen by the model");
+  // message-passing models need the neighbours of ghost atoms as well
+  neighbor->add_request(this, strictly_local ? NeighConst::REQ_FULL
+                                            : NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
+  double need = ghost_cutoff + neighbor->skin;
+  if (!strictly_local && comm->cutghostuser < need) {
+    comm->cutghostuser = need;
+    if (comm->me == 0)
+      utils::logmesg(lmp, "pair_style egraff: ghost cutoff set to {:.4g} A ({} message-passing layers x r_max {:.4g} A + skin)\n",
+                     need, num_layers, r_max);
+  }
+}
+
+double PairEgraff::init_one(int, int)
+{
+  return r_max;
+}
+
+void PairEgraff::compute(int eflag, int vflag)
+{
+  ev_init(eflag, vflag);
+  if (vflag_atom || cvflag_atom) error->all(FLERR, "pair_style egraff does not compute per-atom virials");
+
+  const int nlocal = atom->nlocal;
+  const int ntotal = nlocal + atom->nghost;
+  double **x = atom->x;
+  double **f = atom->f;
+  int *type = atom->type;
+
+  // edges within r_max: local atoms (strictly local models) or all atoms with lists
+  const int ncenter = list->inum + (strictly_local ? 0 : list->gnum);
+  const double cut2 = r_max * r_max;
+  edges.clear();
+  for (int ii = 0; ii < ncenter; ii++) {
+    const int i = list->ilist[ii];
+    const int *jlist = list->firstneigh[i];
+    const int jnum = list->numneigh[i];
+    for (int jj = 0; jj < jnum; jj++) {
+      const int j = jlist[jj] & NEIGHMASK;
+      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+      if (dx * dx + dy * dy + dz * dz < cut2) {
+        edges.push_back(i);
+        edges.push_back(j);
+      }
+    }
+  }
+  const int64_t nedge = (int64_t) edges.size() / 2;
+
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  torch::Tensor pos = torch::from_blob(&x[0][0], {ntotal, 3}, f64).clone();
+  torch::Tensor types = torch::empty({ntotal}, i64);
+  auto t = types.accessor<int64_t, 1>();
+  for (int i = 0; i < ntotal; i++) t[i] = type_map[type[i]];
+  torch::Tensor edge_index = torch::from_blob(edges.data(), {nedge, 2}, i64).t().contiguous();
+  torch::Tensor shift = torch::zeros({nedge, 3}, f64);
+
+  std::vector<torch::jit::IValue> inputs{pos, types, edge_index, shift, (int64_t) nlocal, false};
+  auto out = model.forward(inputs).toTuple();
+  torch::Tensor atom_energy = out->elements()[0].toTensor().contiguous();
+  torch::Tensor forces = out->elements()[1].toTensor().contiguous();
+
+  const double *e = atom_energy.data_ptr<double>();
+  const double *fr = forces.data_ptr<double>();
+  double elocal = 0.0;
+  for (int i = 0; i < nlocal; i++) {
+    elocal += e[i];
+    if (eflag_atom) eatom[i] += e[i];
+  }
+  if (!std::isfinite(elocal)) error->one(FLERR, "pair_style egraff: the model returned a non-finite energy");
+  if (eflag_global) eng_vdwl += elocal;
+  for (int i = 0; i < ntotal; i++) {
+    f[i][0] += fr[3 * i];
+    f[i][1] += fr[3 * i + 1];
+    f[i][2] += fr[3 * i + 2];
+  }
+  if (vflag_fdotr) virial_fdotr_compute();
+}

@@ -1,0 +1,57 @@
+/* pair_style egraff: runs an egraff-lmp deployed artifact (TorchScript) inside LAMMPS.
+
+   Syntax:   pair_style egraff ARTIFACT
+             pair_coeff * * Ge Te        (element of each LAMMPS type, by symbol)
+
+   Units metal (eV, Å). Requires newton pair on. The artifact's calling convention is
+   documented in deploy/README.md: positions of local+ghost atoms, model type index, a full
+   list of edges within r_max, zero edge shifts (ghosts are explicit), number of local atoms;
+   it returns per-atom energies and forces on all atoms (ghost forces are summed back by
+   LAMMPS' reverse communication). The virial comes from sum(r_i x f_i) over all atoms. */
+
+#ifdef PAIR_CLASS
+// clang-format off
+PairStyle(egraff,PairEgraff);
+// clang-format on
+#else
+
+#ifndef LMP_PAIR_EGRAFF_H
+#define LMP_PAIR_EGRAFF_H
+
+#include "pair.h"
+
+#include <torch/script.h>
+
+#include <string>
+#include <vector>
+
+namespace LAMMPS_NS {
+
+class PairEgraff : public Pair {
+ public:
+  PairEgraff(class LAMMPS *);
+  ~PairEgraff() override;
+  void compute(int, int) override;
+  void settings(int, char **) override;
+  void coeff(int, char **) override;
+  void init_style() override;
+  double init_one(int, int) override;
+
+ protected:
+  torch::jit::Module model;
+  std::string artifact;
+  std::vector<std::string> type_names;    // element symbols in model order
+  std::vector<int> type_map;              // LAMMPS type -> model type index (-1: unset)
+  double r_max = 0.0;                     // Å
+  double ghost_cutoff = 0.0;              // Å, how far ghost atoms must reach
+  int num_layers = 1;
+  bool strictly_local = false;
+  std::vector<int64_t> edges;             // reused edge buffer (i0, j0, i1, j1, ...)
+
+  void allocate();
+};
+
+}    // namespace LAMMPS_NS
+
+#endif
+#endif

