@@ -141,7 +141,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rebuild even if cached")
     p.add_argument("--verbose", action="store_true", help="show the compiler output")
     p.set_defaults(func=cmd_build_plugin)
+
+    p = sub.add_parser("run", help="run a LAMMPS input with a deployed model and compare",
+                       description="Run a LAMMPS input (units metal; pair_style egraff "
+                       "ARTIFACT + pair_coeff * * ELEMENTS) with the LAMMPS plugin or the "
+                       "callback engine, watch its stability, write RUNDIR (log.lammps, dumps, "
+                       "run.json) and compare the dump ${rundir}/dump.lammpstrj with the "
+                       "reference (metrics.json, compare.png).")
+    p.add_argument("input", metavar="INPUT")
+    p.add_argument("-o", "--output", metavar="RUNDIR",
+                   help="run directory (default runs/INPUT-TIMESTAMP)")
+    p.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                   help="LAMMPS variable (like lmp -var), e.g. --var steps=200")
+    p.add_argument("--engine", choices=["auto", "plugin", "callback"], default="auto",
+                   help="plugin (pair_style egraff inside LAMMPS), callback (fix external "
+                   "with an ASE calculator) or auto: plugin, else callback (default)")
+    p.add_argument("--np", type=int, default=1, help="MPI ranks (plugin engine)")
+    p.add_argument("--calculator", metavar="MODULE:FACTORY",
+                   help="ASE calculator for the callback engine (any model)")
+    p.add_argument("--ref", metavar="TRAJ",
+                   help="reference trajectory (default: the input's 'variable reference')")
+    g = p.add_argument_group("stability watch")
+    g.add_argument("--check-every", type=int, default=10, help="steps between checks (10)")
+    g.add_argument("--max-force", type=float, default=50.0, help="eV/Å (default 50)")
+    g.add_argument("--temp-factor", type=float, default=3.0,
+                   help="stop above this factor × the target temperature (default 3)")
+    g.add_argument("--max-temp", type=float, help="K; overrides --temp-factor")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
     return parser
+
+
+def cmd_run(args) -> int:
+    from .run import Watch, run
+
+    variables = {}
+    for item in args.var:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise EgraffError(f"--var {item}: expected NAME=VALUE")
+        variables[name] = value
+    watch = Watch(every=args.check_every, max_force=args.max_force,
+                  temp_factor=args.temp_factor, max_temp=args.max_temp)
+    rec = run(args.input, args.output, variables, args.engine, args.np, args.ref,
+              args.calculator, watch, progress=not args.no_progress)
+    print(f"{rec['rundir']}: {rec['steps_done']} steps with the {rec['engine']} engine "
+          f"({rec['engine_reason']}), {rec['ms_per_step']:.1f} ms/step")
+    if rec.get("metrics"):
+        print_comparison(rec["metrics"])
+    return 0
 
 
 def cmd_build_plugin(args) -> int:
@@ -233,6 +281,26 @@ def _fmt(x, spec=".4g"):
     return "-" if x is None else format(x, spec)
 
 
+def print_comparison(out: dict) -> None:
+    """The readable table of a ``compare`` result."""
+    print(f"{out['trajectory']} vs reference {out['reference']}")
+    print(f"RDF: {out['n_frames_rdf']} vs {out['n_frames_rdf_ref']} frames, r_max "
+          f"{out['rmax']:g} Å, dr {out['dr']:g} Å")
+    print(f"{'pair':<8} {'WF (%)':>10} {'sqrt WF (%)':>12} {'JSD':>10}")
+    print(f"{'total':<8} {_fmt(out['wf']):>10} {_fmt(out['wf_sqrt']):>12} {_fmt(out['jsd']):>10}")
+    for key in out["wf_pairs"]:
+        print(f"{key:<8} {_fmt(out['wf_pairs'][key]):>10} {_fmt(out['wf_sqrt_pairs'][key]):>12} "
+              f"{_fmt(out['jsd_pairs'][key]):>10}")
+    print(f"frames compared (time-aligned): {out['n_frames_compared']}")
+    print(f"{'EV (gm ± std)':<16} {_fmt(out['ev'])} ± {_fmt(out['ev_std'])}")
+    print(f"{'FV (gm ± std)':<16} {_fmt(out['fv'])} ± {_fmt(out['fv_std'])}")
+    if out["e_mae"] is not None or out["f_mae"] is not None:
+        e = out["e_mae_per_atom"]
+        print(f"{'energy MAE':<16} {_fmt(out['e_mae'])} eV ({_fmt(e and e * 1000)} meV/atom)")
+        print(f"{'force MAE':<16} {_fmt(out['f_mae'] and out['f_mae'] * 1000)} meV/Å"
+              f"{'' if out['static'] else '  (along two trajectories, not static)'}")
+
+
 def cmd_compare(args) -> int:
     from .compare import compare
     from .files import write_json
@@ -257,22 +325,7 @@ def cmd_compare(args) -> int:
         from .plot import plot_comparison
 
         plot_comparison(out, args.plot)
-    print(f"{out['trajectory']} vs reference {out['reference']}")
-    print(f"RDF: {out['n_frames_rdf']} vs {out['n_frames_rdf_ref']} frames, r_max "
-          f"{out['rmax']:g} Å, dr {out['dr']:g} Å")
-    print(f"{'pair':<8} {'WF (%)':>10} {'sqrt WF (%)':>12} {'JSD':>10}")
-    print(f"{'total':<8} {_fmt(out['wf']):>10} {_fmt(out['wf_sqrt']):>12} {_fmt(out['jsd']):>10}")
-    for key in out["wf_pairs"]:
-        print(f"{key:<8} {_fmt(out['wf_pairs'][key]):>10} {_fmt(out['wf_sqrt_pairs'][key]):>12} "
-              f"{_fmt(out['jsd_pairs'][key]):>10}")
-    print(f"frames compared (time-aligned): {out['n_frames_compared']}")
-    print(f"{'EV (gm ± std)':<16} {_fmt(out['ev'])} ± {_fmt(out['ev_std'])}")
-    print(f"{'FV (gm ± std)':<16} {_fmt(out['fv'])} ± {_fmt(out['fv_std'])}")
-    if out["e_mae"] is not None or out["f_mae"] is not None:
-        e = out["e_mae_per_atom"]
-        print(f"{'energy MAE':<16} {_fmt(out['e_mae'])} eV ({_fmt(e and e * 1000)} meV/atom)")
-        print(f"{'force MAE':<16} {_fmt(out['f_mae'] and out['f_mae'] * 1000)} meV/Å"
-              f"{'' if out['static'] else '  (along two trajectories, not static)'}")
+    print_comparison(out)
     sys.stdout.flush()
     for note in out["notes"]:
         print(f"egraff-lmp: note: {note}", file=sys.stderr)

@@ -108,11 +108,18 @@ void PairEgraff::init_style()
   if (force->newton_pair == 0) error->all(FLERR, "pair_style egraff requires newton pair on");
   if (strcmp(force->pair_style, "egraff") != 0 && comm->me == 0)
     error->warning(FLERR, "pair_style egraff inside hybrid: energies of the other styles are not seen by the model");
-  // message-passing models need the neighbours of ghost atoms as well
-  neighbor->add_request(this, strictly_local ? NeighConst::REQ_FULL
-                                            : NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
+  if (atom->tag_enable == 0) error->all(FLERR, "pair_style egraff requires atom IDs");
+  // One rank: ghosts are periodic images of local atoms, so edges go to their owners with a
+  // shift and the model sees only the local atoms (no ghost shell, no work on ghosts).
+  // Several ranks: message-passing models need a ghost shell of layers x r_max whose atoms
+  // have neighbour lists too; strictly local models only local centres.
+  images_mode = (comm->nprocs == 1);
+  no_virial_fdotr_compute = images_mode ? 1 : 0;    // images mode: the model's own virial
+  const bool ghost_lists = !strictly_local && !images_mode;
+  neighbor->add_request(this, ghost_lists ? NeighConst::REQ_FULL | NeighConst::REQ_GHOST
+                                          : NeighConst::REQ_FULL);
   double need = ghost_cutoff + neighbor->skin;
-  if (!strictly_local && comm->cutghostuser < need) {
+  if (ghost_lists && comm->cutghostuser < need) {
     comm->cutghostuser = need;
     if (comm->me == 0)
       utils::logmesg(lmp, "pair_style egraff: ghost cutoff set to {:.4g} A ({} message-passing layers x r_max {:.4g} A + skin)\n",
@@ -135,36 +142,56 @@ void PairEgraff::compute(int eflag, int vflag)
   double **x = atom->x;
   double **f = atom->f;
   int *type = atom->type;
+  tagint *tag = atom->tag;
 
-  // edges within r_max: local atoms (strictly local models) or all atoms with lists
-  const int ncenter = list->inum + (strictly_local ? 0 : list->gnum);
+  if (images_mode) {
+    tagint maxtag = 0;
+    for (int i = 0; i < nlocal; i++) maxtag = MAX(maxtag, tag[i]);
+    owner.assign(maxtag + 1, -1);
+    for (int i = 0; i < nlocal; i++) owner[tag[i]] = i;
+  }
+
+  // edges within r_max from local centres (and ghost centres for message passing on
+  // several ranks); in images mode a ghost neighbour becomes its owner plus a shift
+  const int ncenter = list->inum + ((strictly_local || images_mode) ? 0 : list->gnum);
   const double cut2 = r_max * r_max;
   edges.clear();
+  shifts.clear();
   for (int ii = 0; ii < ncenter; ii++) {
     const int i = list->ilist[ii];
     const int *jlist = list->firstneigh[i];
     const int jnum = list->numneigh[i];
     for (int jj = 0; jj < jnum; jj++) {
-      const int j = jlist[jj] & NEIGHMASK;
+      int j = jlist[jj] & NEIGHMASK;
       const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-      if (dx * dx + dy * dy + dz * dz < cut2) {
-        edges.push_back(i);
-        edges.push_back(j);
+      if (dx * dx + dy * dy + dz * dz >= cut2) continue;
+      double s[3] = {0.0, 0.0, 0.0};
+      if (images_mode && j >= nlocal) {
+        const int o = (tag[j] <= (tagint) owner.size() - 1) ? owner[tag[j]] : -1;
+        if (o < 0) error->one(FLERR, "pair_style egraff: ghost atom {} has no local owner", tag[j]);
+        for (int d = 0; d < 3; d++) s[d] = x[j][d] - x[o][d];
+        j = o;
       }
+      edges.push_back(i);
+      edges.push_back(j);
+      shifts.insert(shifts.end(), s, s + 3);
     }
   }
   const int64_t nedge = (int64_t) edges.size() / 2;
+  const int nmodel = images_mode ? nlocal : ntotal;    // atoms the model sees
+  const bool want_virial = images_mode && vflag_global;
 
   auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);
-  torch::Tensor pos = torch::from_blob(&x[0][0], {ntotal, 3}, f64).clone();
-  torch::Tensor types = torch::empty({ntotal}, i64);
+  torch::Tensor pos = torch::from_blob(&x[0][0], {nmodel, 3}, f64).clone();
+  torch::Tensor types = torch::empty({nmodel}, i64);
   auto t = types.accessor<int64_t, 1>();
-  for (int i = 0; i < ntotal; i++) t[i] = type_map[type[i]];
+  for (int i = 0; i < nmodel; i++) t[i] = type_map[type[i]];
   torch::Tensor edge_index = torch::from_blob(edges.data(), {nedge, 2}, i64).t().contiguous();
-  torch::Tensor shift = torch::zeros({nedge, 3}, f64);
+  torch::Tensor shift = torch::from_blob(shifts.data(), {nedge, 3}, f64).clone();
 
-  std::vector<torch::jit::IValue> inputs{pos, types, edge_index, shift, (int64_t) nlocal, false};
+  std::vector<torch::jit::IValue> inputs{pos, types, edge_index, shift, (int64_t) nlocal,
+                                         want_virial};
   auto out = model.forward(inputs).toTuple();
   torch::Tensor atom_energy = out->elements()[0].toTensor().contiguous();
   torch::Tensor forces = out->elements()[1].toTensor().contiguous();
@@ -178,10 +205,21 @@ void PairEgraff::compute(int eflag, int vflag)
   }
   if (!std::isfinite(elocal)) error->one(FLERR, "pair_style egraff: the model returned a non-finite energy");
   if (eflag_global) eng_vdwl += elocal;
-  for (int i = 0; i < ntotal; i++) {
+  for (int i = 0; i < nmodel; i++) {
     f[i][0] += fr[3 * i];
     f[i][1] += fr[3 * i + 1];
     f[i][2] += fr[3 * i + 2];
   }
-  if (vflag_fdotr) virial_fdotr_compute();
+  if (want_virial) {
+    torch::Tensor w = out->elements()[2].toTensor().contiguous();
+    const double *v = w.data_ptr<double>();    // 3x3, row-major
+    virial[0] += v[0];
+    virial[1] += v[4];
+    virial[2] += v[8];
+    virial[3] += v[1];
+    virial[4] += v[2];
+    virial[5] += v[5];
+  } else if (vflag_fdotr) {
+    virial_fdotr_compute();
+  }
 }

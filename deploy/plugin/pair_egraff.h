@@ -7,7 +7,10 @@
    documented in deploy/README.md: positions of local+ghost atoms, model type index, a full
    list of edges within r_max, zero edge shifts (ghosts are explicit), number of local atoms;
    it returns per-atom energies and forces on all atoms (ghost forces are summed back by
-   LAMMPS' reverse communication). The virial comes from sum(r_i x f_i) over all atoms. */
+   LAMMPS' reverse communication). The virial comes from sum(r_i x f_i) over all atoms.
+   On one rank the ghosts are only periodic images of local atoms: the plugin then folds
+   each ghost neighbour onto its owner with a shift, so the model sees the local atoms only
+   (as in ASE) and returns the virial itself. */
 
 #ifdef PAIR_CLASS
 // clang-format off
@@ -46,7 +49,10 @@ class PairEgraff : public Pair {
   double ghost_cutoff = 0.0;              // Å, how far ghost atoms must reach
   int num_layers = 1;
   bool strictly_local = false;
+  bool images_mode = false;               // one rank: ghosts folded onto their owners
   std::vector<int64_t> edges;             // reused edge buffer (i0, j0, i1, j1, ...)
+  std::vector<double> shifts;             // edge shifts (images mode), Å
+  std::vector<int> owner;                 // tag -> local index (images mode)
 
   void allocate();
 };

@@ -1,0 +1,153 @@
+"""``egraff-lmp run``: a LAMMPS input, one of the engines, one run directory.
+
+The run directory holds ``log.lammps``, whatever dumps the input writes (by convention
+``${rundir}/dump.lammpstrj``: the variable ``rundir`` is always defined), ``run.json``
+(engine used and why, steps requested and done, ``failed_at_step`` and the reason, ms/step,
+versions) and, when a reference trajectory is known (``--ref`` or the input's
+``variable reference index PATH``), ``metrics.json`` (the ``compare`` output) and
+``compare.png``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from ..errors import EgraffError, located
+from ..files import write_json
+from .driver import Watch, execute
+
+__all__ = ["Watch", "run", "ENGINES", "choose_engine"]
+from .engines import CallbackEngine, PluginEngine
+from .input import logical_commands
+
+ENGINES = ("auto", "plugin", "callback")
+
+
+def choose_engine(engine: str, calculator: str | None, np_: int):
+    """(engine object, reason) for ``--engine``."""
+    from ..plugin import plugin_path
+
+    if engine == "callback" or (engine == "auto" and calculator):
+        why = "asked for" if engine == "callback" else "--calculator names an ASE calculator"
+        if np_ > 1:
+            raise EgraffError("the callback engine runs on one rank: drop --np or use "
+                              "--engine plugin")
+        return CallbackEngine(calculator), why
+    if engine == "plugin":
+        return PluginEngine(plugin_path()), "asked for"
+    try:
+        return PluginEngine(plugin_path()), "the LAMMPS plugin is built for this lammps/torch"
+    except EgraffError as exc:
+        if np_ > 1:
+            raise
+        return CallbackEngine(calculator), f"plugin unavailable ({exc}); callback instead"
+
+
+def _versions() -> dict:
+    import torch
+
+    from .. import __version__
+    from ..lammps_env import lammps_version
+
+    return {"egraff_lmp": __version__, "lammps": lammps_version(), "torch": torch.__version__}
+
+
+def reference_of(input_path) -> Path | None:
+    """The input's ``variable reference index|string PATH`` (relative to the input)."""
+    for _, cmd in logical_commands(input_path):
+        w = cmd.split()
+        if w[:2] == ["variable", "reference"] and len(w) >= 4 and w[2] in ("index", "string"):
+            return (Path(input_path).parent / w[3]).resolve()
+    return None
+
+
+def run(input_path, rundir=None, variables=None, engine="auto", np_=1, ref=None,
+        calculator=None, watch: Watch | None = None, progress=True) -> dict:
+    input_path = Path(input_path)
+    if not input_path.is_file():
+        raise located(input_path, "no such LAMMPS input file")
+    if engine not in ENGINES:
+        raise EgraffError(f"unknown engine '{engine}' (known: {', '.join(ENGINES)})")
+    if np_ < 1:
+        raise EgraffError(f"--np must be at least 1, got {np_}")
+    watch = watch or Watch()
+    variables = dict(variables or {})
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    rundir = Path(rundir or Path("runs") / f"{input_path.stem}-{stamp}").resolve()
+    if (rundir / "run.json").exists():
+        raise located(rundir, "already holds a run (run.json): give another -o")
+    rundir.mkdir(parents=True, exist_ok=True)
+    logical_commands(input_path)  # input errors before anything starts
+    eng, why = choose_engine(engine, calculator, np_)
+    record = {"input": str(input_path.resolve()), "rundir": str(rundir), "engine": eng.name,
+              "engine_reason": why, "np": np_, "variables": variables,
+              "versions": _versions(),
+              "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                  timespec="seconds")}
+    try:
+        if np_ > 1:
+            status = _run_mpi(input_path, rundir, variables, eng, watch, np_, progress)
+        else:
+            status = execute(input_path, rundir, variables, eng, watch, progress)
+    except EgraffError as exc:
+        record.update(status="error", error=str(exc))
+        write_json(rundir / "run.json", record)
+        raise
+    record.update(status)
+    record.pop("rank", None)
+    record["finished_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds")
+    record["status"] = "failed" if record["failed_at_step"] is not None else "ok"
+    write_json(rundir / "run.json", record)
+    if record["status"] == "failed":
+        raise EgraffError(f"{input_path}: run stopped at step {record['failed_at_step']}: "
+                          f"{record['failure']}; everything written so far is kept in "
+                          f"{rundir}")
+    ref = Path(ref) if ref else reference_of(input_path)
+    if ref is not None:
+        record["metrics"] = _compare(rundir, record, ref)
+    return record
+
+
+def _run_mpi(input_path, rundir, variables, eng, watch, np_, progress) -> dict:
+    from ..lammps_env import library_env, mpiexec
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp) / "spec.json"
+        status_file = Path(tmp) / "status.json"
+        spec.write_text(json.dumps({"input": str(input_path.resolve()), "rundir": str(rundir),
+                                    "variables": variables, "plugin": eng.plugin_path,
+                                    "watch": asdict(watch), "progress": progress,
+                                    "status_file": str(status_file)}))
+        cmd = [mpiexec(), "-n", str(np_), sys.executable, "-m", "egraff_lmp.run.driver",
+               str(spec)]
+        r = subprocess.run(cmd, env=library_env(), stdout=subprocess.PIPE,
+                           stderr=None if progress else subprocess.PIPE, text=True)
+        if not status_file.exists():
+            raise EgraffError(f"{np_} MPI ranks ended without a result (exit {r.returncode})")
+        status = json.loads(status_file.read_text())
+    if "error" in status:
+        raise EgraffError(status["error"])
+    return status
+
+
+def _compare(rundir: Path, record: dict, ref: Path) -> dict | None:
+    from ..compare import compare
+    from ..io import read_trajectory
+    from ..plot import plot_comparison
+
+    dump = rundir / "dump.lammpstrj"
+    if not dump.exists():
+        print(f"egraff-lmp: note: no {dump}: nothing to compare with {ref}", file=sys.stderr)
+        return None
+    traj = read_trajectory(dump, types=record.get("symbols"), log=rundir / "log.lammps")
+    out = compare(traj, read_trajectory(ref))
+    write_json(rundir / "metrics.json", out)
+    plot_comparison(out, rundir / "compare.png", label="simulation")
+    return out

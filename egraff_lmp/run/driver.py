@@ -1,0 +1,210 @@
+"""Executing a LAMMPS input command by command, with a stability watch and progress.
+
+Every plain ``run N`` is split into chunks of ``Watch.every`` steps
+(``run k start S stop E pre no post no`` after the first, LAMMPS' own way of continuing a
+run, so thermostats and ramps behave as in one run). After each chunk the watch checks, on
+global quantities every rank agrees on: a non-finite potential energy, lost atoms, the
+temperature above ``temp_factor`` × the target (from ``fix nvt/npt/langevin`` or
+``velocity create``) or above ``max_temp``, and the largest force above ``max_force``. A
+failure stops the run there (within ``every`` steps), closes LAMMPS so that every dump and
+the log keep what they hold, and is reported with its step and reason.
+
+Run as ``python -m egraff_lmp.run.driver SPEC.json`` under mpiexec for several ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import EgraffError, located
+from .input import logical_commands, run_steps
+
+LMP_STYLE_GLOBAL = LMP_TYPE_SCALAR = 0
+
+
+@dataclass
+class Watch:
+    every: int = 10  # steps between checks
+    max_force: float = 50.0  # eV/Å
+    temp_factor: float = 3.0  # × target temperature
+    max_temp: float | None = None  # K; overrides the factor when given
+
+
+def lammps_message(exc: Exception) -> str:
+    """LAMMPS' own error line, without the source location."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return re.sub(r"\s*\(src/[^)]*\)\s*$", "", text).replace("ERROR: ", "")
+
+
+def _target_temperature(words: list[str]) -> float | None:
+    try:
+        if words[0] == "fix" and any(w in ("nvt", "npt", "nvt/sllod") for w in words[3:4]):
+            k = words.index("temp")
+            return float(words[k + 2])
+        if words[0] == "fix" and words[3:4] == ["langevin"]:
+            return float(words[5])
+        if words[0] == "velocity" and "create" in words:
+            return float(words[words.index("create") + 1])
+    except (ValueError, IndexError):
+        return None
+    return None
+
+
+@contextmanager
+def _cwd(path):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def execute(input_path, rundir, variables: dict, engine, watch: Watch,
+            progress: bool = True) -> dict:
+    """Run ``input_path`` with ``engine``; returns the run's status (see run.json)."""
+    from ..lammps_env import start_lammps
+
+    input_path, rundir = Path(input_path).resolve(), Path(rundir).resolve()
+    commands = logical_commands(input_path)
+    args = ["-nocite", "-screen", "none", "-log", str(rundir / "log.lammps"),
+            "-var", "rundir", str(rundir)]
+    for k, v in variables.items():
+        args += ["-var", k, str(v)]
+    status = {"steps_requested": 0, "steps_done": 0, "failed_at_step": None,
+              "failure": None, "ms_per_step": None, "target_temperature": None,
+              "watch": asdict(watch), "symbols": None, "artifact": None}
+    lmp = start_lammps(args)
+    rank = lmp.extract_setting("world_rank")
+    bar = None
+    seconds = 0.0
+    try:
+        with _cwd(input_path.parent):
+            engine.start(lmp)
+            for n, cmd in commands:
+                steps = run_steps(lmp.expand(cmd)) if cmd.split()[0] == "run" else None
+                if steps is None:
+                    if cmd.split()[0] == "run":
+                        raise located(input_path, f"line {n}: only plain 'run N' is "
+                                                  f"supported, not '{cmd}'")
+                    _command(lmp, engine, cmd, n, input_path, status)
+                    continue
+                engine.before_run(lmp)
+                status["steps_requested"] += steps
+                if progress and rank == 0:
+                    if bar is None:
+                        from tqdm.auto import tqdm
+
+                        bar = tqdm(total=0, unit="step", desc=f"{engine.name} engine",
+                                   file=sys.stderr)
+                    bar.total += steps
+                    bar.refresh()
+                dt, failed = _run(lmp, steps, watch, status, bar)
+                seconds += dt
+                if failed:
+                    break
+    finally:
+        if bar is not None:
+            bar.close()
+        status["symbols"], status["artifact"] = engine.symbols, engine.artifact
+        if status["steps_done"]:
+            status["ms_per_step"] = 1000 * seconds / status["steps_done"]
+        lmp.close()  # flushes and closes dumps and the log: a failed run keeps its data
+    status["rank"] = rank
+    return status
+
+
+def _command(lmp, engine, cmd, n, input_path, status):
+    words = lmp.expand(cmd).split() if "$" in cmd else cmd.split()
+    target = _target_temperature(words)
+    if target is not None:
+        status["target_temperature"] = target
+    for c in engine.transform(lmp, cmd):
+        try:
+            lmp.command(c)
+        except EgraffError:
+            raise
+        except Exception as exc:  # LAMMPS raises a plain Exception with its message
+            raise located(input_path, f"line {n}: LAMMPS error: {lammps_message(exc)} "
+                                      f"(in: {cmd})") from None
+
+
+def _install_watch(lmp):
+    if not lmp.has_id("compute", "egraff_fmax"):
+        lmp.commands_list(["variable egraff_fn atom sqrt(fx*fx+fy*fy+fz*fz)",
+                           "compute egraff_fmax all reduce max v_egraff_fn"])
+
+
+def _check(lmp, watch, status, natoms0) -> str | None:
+    pe = lmp.get_thermo("pe")
+    temp = lmp.get_thermo("temp")
+    if not math.isfinite(pe):
+        return f"non-finite potential energy ({pe})"
+    if lmp.get_natoms() != natoms0:
+        return f"lost atoms ({natoms0 - lmp.get_natoms()} of {natoms0})"
+    limit = watch.max_temp
+    if limit is None and status["target_temperature"]:
+        limit = watch.temp_factor * status["target_temperature"]
+    if limit is not None and not temp <= limit:
+        return f"temperature {temp:.4g} K above the limit {limit:.4g} K"
+    fmax = lmp.extract_compute("egraff_fmax", LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR)
+    if not fmax <= watch.max_force:
+        return f"largest force {fmax:.4g} eV/Å above the limit {watch.max_force:g} eV/Å"
+    return None
+
+
+def _run(lmp, steps, watch, status, bar) -> tuple[float, bool]:
+    start = lmp.get_thermo("step")
+    stop = start + steps
+    natoms0 = lmp.get_natoms()
+    done, seconds, first = 0, 0.0, True
+    _install_watch(lmp)
+    while done < steps:
+        k = min(watch.every, steps - done)
+        t0 = time.perf_counter()
+        try:
+            lmp.command(f"run {k} start {int(start)} stop {int(stop)} "
+                        f"pre {'yes' if first else 'no'} post no")
+        except Exception as exc:
+            status["failed_at_step"] = int(lmp.get_thermo("step"))
+            status["failure"] = f"LAMMPS error: {lammps_message(exc)}"
+            return seconds, True
+        seconds += time.perf_counter() - t0
+        first = False
+        done += k
+        status["steps_done"] += k
+        if bar is not None:
+            bar.update(k)
+        reason = _check(lmp, watch, status, natoms0)
+        if reason:
+            status["failed_at_step"] = int(lmp.get_thermo("step"))
+            status["failure"] = reason
+            return seconds, True
+    return seconds, False
+
+
+def main(argv=None):
+    """Entry point of one rank under mpiexec: ``SPEC.json`` names everything."""
+    from .engines import PluginEngine
+
+    spec = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
+    engine = PluginEngine(spec["plugin"])
+    try:
+        status = execute(spec["input"], spec["rundir"], spec["variables"], engine,
+                         Watch(**spec["watch"]), progress=spec.get("progress", True))
+    except EgraffError as exc:
+        status = {"error": str(exc)}
+    if int(os.environ.get("PMI_RANK", "0")) == 0:
+        Path(spec["status_file"]).write_text(json.dumps(status))
+
+
+if __name__ == "__main__":
+    main()
