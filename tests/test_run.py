@@ -1,0 +1,169 @@
+"""egraff-lmp run: real LAMMPS, deployed models, both engines, failures kept."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from lj_artifact import lj_artifact
+
+from egraff_lmp.cli import main
+from egraff_lmp.io import read_trajectory
+from egraff_lmp.io.lammps_log import read_thermo
+
+GETE_IN = ROOT / "inputs" / "gete.in"
+
+
+def _input(tmp_path, text_replacements, name="test.in"):
+    """A copy of inputs/gete.in next to its data (so relative paths still work)."""
+    text = GETE_IN.read_text()
+    for old, new in text_replacements:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = ROOT / "inputs" / f".{tmp_path.name}-{name}"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def inputs_cleanup():
+    made = []
+    yield made
+    for p in made:
+        p.unlink(missing_ok=True)
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_run_gete_writes_the_run_directory_and_compares(artifacts, tmp_path, capsys):
+    rundir = tmp_path / "run"
+    code, out, err = _run(capsys, "run", GETE_IN, "-o", rundir, "--var", "steps=20",
+                          "--var", f"model={artifacts['allegro']}", "--no-progress")
+    assert code == 0, err
+    rec = json.loads((rundir / "run.json").read_text())
+    assert rec["engine"] == "plugin" and rec["status"] == "ok"
+    assert rec["steps_done"] == 20 and rec["failed_at_step"] is None
+    assert rec["ms_per_step"] > 0 and rec["versions"]["lammps"]
+    dump = read_trajectory(rundir / "dump.lammpstrj", log=rundir / "log.lammps")
+    assert dump.n_frames == 21 and dump.species == ["Ge", "Te"]
+    assert dump[20].energy is not None and dump[20].step == 20
+    metrics = json.loads((rundir / "metrics.json").read_text())
+    assert metrics["n_frames_compared"] == 21 and metrics["fv"] is not None
+    assert (rundir / "compare.png").exists()
+    assert "FV (gm ± std)" in out
+
+
+NVE = [("fix             nvt all nvt temp ${temperature} ${temperature} 0.1",
+        "fix             nve all nve"),
+       ("dump            traj all custom 1", "dump            traj all custom 5")]
+
+
+@pytest.mark.parametrize("kind", ["mace", "nequip"])
+def test_plugin_and_callback_engines_agree_on_an_nve_trajectory(kind, artifacts, tmp_path,
+                                                               capsys, inputs_cleanup):
+    inp = _input(tmp_path, NVE)
+    inputs_cleanup.append(inp)
+    runs = {}
+    for engine in ("plugin", "callback"):
+        rundir = tmp_path / engine
+        code, _, err = _run(capsys, "run", inp, "-o", rundir, "--engine", engine,
+                            "--var", "steps=20", "--var", f"model={artifacts[kind]}",
+                            "--no-progress")
+        assert code == 0, err
+        runs[engine] = read_trajectory(rundir / "dump.lammpstrj", log=rundir / "log.lammps")
+    a, b = runs["plugin"], runs["callback"]
+    assert a.n_frames == b.n_frames == 5
+    e0a, e0b = a[0].energy, b[0].energy
+    assert e0a == pytest.approx(e0b, abs=1e-6)
+    np.testing.assert_allclose(a[0].forces, b[0].forces, atol=1e-5)  # dump: 8 digits
+    for fa, fb in zip(a, b):
+        np.testing.assert_allclose(fa.positions, fb.positions, atol=1e-5)
+    ta = read_thermo(tmp_path / "plugin" / "log.lammps")[-1]
+    tb = read_thermo(tmp_path / "callback" / "log.lammps")[-1]
+    np.testing.assert_allclose(ta["Press"], tb["Press"], rtol=1e-6, atol=1e-3)
+
+
+def test_two_ranks_give_the_one_rank_thermo(artifacts, tmp_path, capsys, inputs_cleanup):
+    inp = _input(tmp_path, NVE)
+    inputs_cleanup.append(inp)
+    logs = {}
+    for np_ in (1, 2):
+        rundir = tmp_path / f"np{np_}"
+        code, _, err = _run(capsys, "run", inp, "-o", rundir, "--np", np_, "--var",
+                            "steps=10", "--var", f"model={artifacts['allegro']}",
+                            "--no-progress")
+        assert code == 0, err
+        assert json.loads((rundir / "run.json").read_text())["np"] == np_
+        logs[np_] = read_thermo(rundir / "log.lammps")[-1]
+    for key in ("PotEng", "TotEng", "Press"):
+        np.testing.assert_allclose(logs[2][key], logs[1][key], rtol=1e-9, atol=1e-6)
+
+
+LJ_BLOWUP = """
+variable model index {artifact}
+units metal
+atom_style atomic
+lattice fcc 3.2
+region box block 0 3 0 3 0 3
+create_box 1 box
+create_atoms 1 box
+mass 1 39.948
+displace_atoms all random 0.3 0.3 0.3 777
+pair_style egraff ${{model}}
+pair_coeff * * Ar
+velocity all create 300 1 loop geom
+timestep 0.01
+fix 1 all nve
+thermo 1
+dump d all custom 2 ${{rundir}}/dump.lammpstrj id type x y z fx fy fz
+run 200
+"""
+
+
+def test_an_exploding_run_is_stopped_and_its_data_kept(tmp_path, capsys):
+    art = lj_artifact(tmp_path, rc=5.0)
+    inp = tmp_path / "blowup.in"
+    inp.write_text(LJ_BLOWUP.format(artifact=art))
+    rundir = tmp_path / "run"
+    code, _, err = _run(capsys, "run", inp, "-o", rundir, "--no-progress")
+    assert code == 2 and err.count("\n") == 1
+    assert "run stopped at step" in err and "kept in" in err
+    rec = json.loads((rundir / "run.json").read_text())
+    assert rec["status"] == "failed" and 0 < rec["failed_at_step"] <= 10
+    assert "largest force" in rec["failure"] or "temperature" in rec["failure"]
+    dump = read_trajectory(rundir / "dump.lammpstrj", types=["Ar"])
+    assert dump.n_frames >= 1  # what was written before the stop is all there
+
+
+def test_bad_inputs_of_run_give_one_line_and_exit_2(artifacts, tmp_path, capsys,
+                                                     inputs_cleanup):
+    cases = []
+    typo = _input(tmp_path, [("timestep        0.001", "timestap        0.001")], "typo.in")
+    cases.append(([typo], "LAMMPS error: Unknown command"))
+    cases.append(([GETE_IN, "--var", "model=/nonexistent.egraff.pt"],
+                  "cannot load artifact /nonexistent.egraff.pt"))
+    species = _input(tmp_path, [("pair_coeff      * * Ge Te", "pair_coeff      * * Ge Se")],
+                     "species.in")
+    cases.append(([species, "--var", f"model={artifacts['allegro']}"],
+                  "species Se of type 2 is not in the model"))
+    cases.append(([tmp_path / "missing.in"], "no such LAMMPS input file"))
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "run.json").write_text("{}")
+    cases.append(([GETE_IN, "-o", existing], "already holds a run"))
+    inputs_cleanup.extend([typo, species])
+    for k, (argv, message) in enumerate(cases):
+        rundir = tmp_path / f"bad{k}"
+        extra = [] if "-o" in map(str, argv) else ["-o", rundir]
+        code, _, err = _run(capsys, "run", *argv, *extra, "--var", "steps=5",
+                            "--no-progress")
+        assert code == 2, (argv, err)
+        assert err.count("\n") == 1 and message in err, (argv, err)
+    shutil.rmtree(tmp_path / "bad0", ignore_errors=True)
