@@ -110,16 +110,16 @@ LJ_BLOWUP = """
 variable model index {artifact}
 units metal
 atom_style atomic
-lattice fcc 3.2
+lattice fcc {lattice}
 region box block 0 3 0 3 0 3
 create_box 1 box
 create_atoms 1 box
 mass 1 39.948
-displace_atoms all random 0.3 0.3 0.3 777
+displace_atoms all random 0.2 0.2 0.2 777 units box
 pair_style egraff ${{model}}
 pair_coeff * * Ar
 velocity all create 300 1 loop geom
-timestep 0.01
+timestep {dt}
 fix 1 all nve
 thermo 1
 dump d all custom 2 ${{rundir}}/dump.lammpstrj id type x y z fx fy fz
@@ -127,17 +127,23 @@ run 200
 """
 
 
-def test_an_exploding_run_is_stopped_and_its_data_kept(tmp_path, capsys):
+@pytest.mark.parametrize("lattice,dt,watch,reason", [
+    (5.26, 0.001, ["--max-force", "0.05"], "largest force"),  # the watch's limits
+    (5.26, 0.001, ["--max-temp", "50"], "temperature"),
+    (3.2, 0.01, [], "Lost atoms"),  # a real blow-up: LAMMPS' own error, caught
+])
+def test_an_unstable_run_is_stopped_and_its_data_kept(tmp_path, capsys, lattice, dt, watch,
+                                                      reason):
     art = lj_artifact(tmp_path, rc=5.0)
     inp = tmp_path / "blowup.in"
-    inp.write_text(LJ_BLOWUP.format(artifact=art))
+    inp.write_text(LJ_BLOWUP.format(artifact=art, dt=dt, lattice=lattice))
     rundir = tmp_path / "run"
-    code, _, err = _run(capsys, "run", inp, "-o", rundir, "--no-progress")
+    code, _, err = _run(capsys, "run", inp, "-o", rundir, "--no-progress", *watch)
     assert code == 2 and err.count("\n") == 1
     assert "run stopped at step" in err and "kept in" in err
     rec = json.loads((rundir / "run.json").read_text())
     assert rec["status"] == "failed" and 0 < rec["failed_at_step"] <= 10
-    assert "largest force" in rec["failure"] or "temperature" in rec["failure"]
+    assert reason in rec["failure"]
     dump = read_trajectory(rundir / "dump.lammpstrj", types=["Ar"])
     assert dump.n_frames >= 1  # what was written before the stop is all there
 
