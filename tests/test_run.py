@@ -173,3 +173,42 @@ def test_bad_inputs_of_run_give_one_line_and_exit_2(artifacts, tmp_path, capsys,
         assert code == 2, (argv, err)
         assert err.count("\n") == 1 and message in err, (argv, err)
     shutil.rmtree(tmp_path / "bad0", ignore_errors=True)
+
+
+def test_no_compiler_is_one_line_for_plugin_and_a_fallback_for_auto(artifacts, tmp_path,
+                                                                    capsys, monkeypatch):
+    monkeypatch.setenv("EGRAFF_LMP_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
+    code, _, err = _run(capsys, "run", GETE_IN, "-o", tmp_path / "p", "--engine", "plugin",
+                        "--var", "steps=5", "--var", f"model={artifacts['allegro']}",
+                        "--no-progress")
+    assert code == 2 and err.count("\n") == 1 and "no C++ compiler" in err
+    code, _, err = _run(capsys, "run", GETE_IN, "-o", tmp_path / "a", "--var", "steps=5",
+                        "--var", f"model={artifacts['allegro']}", "--no-progress")
+    assert code == 0, err
+    rec = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert rec["engine"] == "callback" and "no C++ compiler" in rec["engine_reason"]
+
+
+def test_large_cell_structure_is_compared_with_the_small_reference(tmp_path, capsys):
+    rundir = tmp_path / "large"
+    code, _, err = _run(capsys, "run", ROOT / "inputs" / "gete-large.in", "-o", rundir,
+                        "--var", "steps=10", "--no-progress")
+    assert code == 0, err
+    metrics = json.loads((rundir / "metrics.json").read_text())
+    assert metrics["n_atoms"] == 5400 and metrics["n_atoms_ref"] == 200
+    assert metrics["ev"] is None and "atom counts differ" in metrics["notes"][0]
+    assert metrics["wf"] < 10  # a 10-step liquid from the CPMD frame keeps its structure
+
+
+def test_nve_energy_drift_of_the_shipped_model_is_reported_and_bounded(tmp_path, capsys):
+    rundir = tmp_path / "nve"
+    code, _, err = _run(capsys, "run", ROOT / "inputs" / "gete-nve.in", "-o", rundir,
+                        "--no-progress")
+    assert code == 0, err
+    rec = json.loads((rundir / "run.json").read_text())
+    drift = rec["energy_drift"]
+    assert rec["steps_done"] == 1000 and drift["span_ps"] == pytest.approx(1.0)
+    assert drift["thermo_points"] == 101
+    assert abs(drift["mev_per_atom_per_ps"]) < 1.0
+    assert drift["max_abs_dev_ev"] / 200 < 1e-3

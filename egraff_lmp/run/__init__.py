@@ -67,6 +67,34 @@ def reference_of(input_path) -> Path | None:
     return None
 
 
+def energy_drift(log, timestep_ps, n_atoms=0) -> dict | None:
+    """Drift of the total energy over all thermo output of ``log`` (the chunks of a run
+    are joined by step): least-squares slope of TotEng against time, in eV/ps and
+    meV/atom/ps, and the largest |TotEng − TotEng(0)| (eV). Meaningful for NVE; reported
+    whatever the ensemble (``None`` without TotEng)."""
+    import numpy as np
+
+    from ..io.lammps_log import read_thermo
+
+    by_step = {}
+    for r in read_thermo(log):
+        if "TotEng" in r:
+            by_step.update(zip(r["Step"], r["TotEng"]))
+    if len(by_step) < 2 or not timestep_ps:
+        return None
+    steps = np.array(sorted(by_step))
+    etot = np.array([by_step[k] for k in steps])
+    t = (steps - steps[0]) * timestep_ps
+    if t[-1] <= 0 or not np.all(np.isfinite(etot)):
+        return None
+    slope = float(np.polyfit(t, etot, 1)[0])
+    out = {"ev_per_ps": slope, "max_abs_dev_ev": float(np.abs(etot - etot[0]).max()),
+           "span_ps": float(t[-1]), "thermo_points": int(len(t))}
+    if n_atoms:
+        out["mev_per_atom_per_ps"] = 1000 * slope / n_atoms
+    return out
+
+
 def run(input_path, rundir=None, variables=None, engine="auto", np_=1, ref=None,
         calculator=None, watch: Watch | None = None, progress=True) -> dict:
     input_path = Path(input_path)
@@ -101,6 +129,8 @@ def run(input_path, rundir=None, variables=None, engine="auto", np_=1, ref=None,
         raise
     record.update(status)
     record.pop("rank", None)
+    record["energy_drift"] = energy_drift(rundir / "log.lammps", record.get("timestep_ps"),
+                                          record.get("n_atoms", 0))
     record["finished_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds")
     record["status"] = "failed" if record["failed_at_step"] is not None else "ok"

@@ -115,6 +115,8 @@ def execute(input_path, rundir, variables: dict, engine, watch: Watch,
         if bar is not None:
             bar.close()
         status["symbols"], status["artifact"] = engine.symbols, engine.artifact
+        status["timestep_ps"] = lmp.extract_global("dt")
+        status["n_atoms"] = int(lmp.get_natoms())
         if status["steps_done"]:
             status["ms_per_step"] = 1000 * seconds / status["steps_done"]
         lmp.close()  # flushes and closes dumps and the log: a failed run keeps its data
