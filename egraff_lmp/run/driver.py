@@ -79,7 +79,7 @@ def execute(input_path, rundir, variables: dict, engine, watch: Watch,
             "-var", "rundir", str(rundir)]
     for k, v in variables.items():
         args += ["-var", k, str(v)]
-    status = {"steps_requested": 0, "steps_done": 0, "failed_at_step": None,
+    status = {"steps_requested": 0, "steps_done": 0, "runs": [], "failed_at_step": None,
               "failure": None, "ms_per_step": None, "target_temperature": None,
               "watch": asdict(watch), "symbols": None, "artifact": None}
     lmp = start_lammps(args)
@@ -107,8 +107,11 @@ def execute(input_path, rundir, variables: dict, engine, watch: Watch,
                                    file=sys.stderr)
                     bar.total += steps
                     bar.refresh()
+                done_before = status["steps_done"]
                 dt, failed = _run(lmp, steps, watch, status, bar)
                 seconds += dt
+                k = status["steps_done"] - done_before
+                status["runs"].append({"steps": k, "ms_per_step": 1000 * dt / k if k else None})
                 if failed:
                     break
     finally:
