@@ -212,3 +212,50 @@ def test_nve_energy_drift_of_the_shipped_model_is_reported_and_bounded(tmp_path,
     assert drift["thermo_points"] == 101
     assert abs(drift["mev_per_atom_per_ps"]) < 1.0
     assert drift["max_abs_dev_ev"] / 200 < 1e-3
+
+
+ARGON = """
+units metal
+atom_style atomic
+lattice fcc 5.26
+region box block 0 4 0 4 0 4
+create_box 1 box
+create_atoms 1 box
+mass 1 39.948
+velocity all create 300 12345 loop geom
+displace_atoms all random 0.1 0.1 0.1 777
+{pair}
+fix 1 all nve
+thermo_style custom step pe ke etotal press
+thermo_modify format float %20.15g
+thermo 5
+run 20
+"""
+
+
+def test_callback_engine_runs_any_ase_calculator(tmp_path, capsys, monkeypatch):
+    # ASE's LennardJones through fix external equals LAMMPS' own lj/cut
+    monkeypatch.syspath_prepend(str(ROOT / "tests"))
+    ours = tmp_path / "cb.in"
+    ours.write_text(ARGON.format(pair="pair_style egraff none\npair_coeff * * Ar"))
+    ref = tmp_path / "lj.in"
+    ref.write_text(ARGON.format(pair="pair_style lj/cut 8.5\npair_coeff 1 1 0.0104 3.4\n"
+                                     "pair_modify shift yes"))  # ASE's LJ is shifted
+    code, _, err = _run(capsys, "run", ours, "-o", tmp_path / "cb", "--calculator",
+                        "calculators:argon_lj", "--no-progress")
+    assert code == 0, err
+    assert json.loads((tmp_path / "cb" / "run.json").read_text())["engine"] == "callback"
+    code, _, err = _run(capsys, "run", ref, "-o", tmp_path / "lj", "--engine", "plugin",
+                        "--no-progress")
+    assert code == 0, err
+    a = read_thermo(tmp_path / "cb" / "log.lammps")
+    b = read_thermo(tmp_path / "lj" / "log.lammps")
+    steps_a = {s: e for r in a for s, e in zip(r["Step"], r["TotEng"])}
+    steps_b = {s: e for r in b for s, e in zip(r["Step"], r["TotEng"])}
+    assert sorted(steps_a) == sorted(steps_b) == [0, 5, 10, 15, 20]
+    for s in steps_a:
+        assert steps_a[s] == pytest.approx(steps_b[s], abs=1e-9)
+    pa = {s: p for r in a for s, p in zip(r["Step"], r["Press"])}
+    pb = {s: p for r in b for s, p in zip(r["Step"], r["Press"])}
+    for s in pa:
+        assert pa[s] == pytest.approx(pb[s], rel=1e-8)
