@@ -148,9 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "callback engine, watch its stability, write RUNDIR (log.lammps, dumps, "
                        "run.json) and compare the dump ${rundir}/dump.lammpstrj with the "
                        "reference (metrics.json, compare.png).")
-    p.add_argument("input", metavar="INPUT")
+    p.add_argument("input", metavar="INPUT", nargs="?")
     p.add_argument("-o", "--output", metavar="RUNDIR",
                    help="run directory (default runs/INPUT-TIMESTAMP)")
+    p.add_argument("--restart-every", type=int, default=0, metavar="N",
+                   help="write RUNDIR/restart.<step> every N steps (for --resume)")
+    p.add_argument("--resume", metavar="RUNDIR",
+                   help="continue the run in RUNDIR from its last restart file")
     p.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
                    help="LAMMPS variable (like lmp -var), e.g. --var steps=200")
     p.add_argument("--engine", choices=["auto", "plugin", "callback"], default="auto",
@@ -173,8 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from .run import Watch, run
+    from .run import Watch, resume, run
 
+    if args.resume:
+        rec = resume(args.resume, progress=not args.no_progress)
+        print(f"{rec['rundir']}: resumed at step {rec['resumed_from_step']}, "
+              f"{rec['steps_done']} steps done with the {rec['engine']} engine")
+        if rec.get("metrics"):
+            print_comparison(rec["metrics"])
+        return 0
+    if args.input is None:
+        raise EgraffError("run needs an INPUT (or --resume RUNDIR)")
     variables = {}
     for item in args.var:
         name, sep, value = item.partition("=")
@@ -184,7 +197,8 @@ def cmd_run(args) -> int:
     watch = Watch(every=args.check_every, max_force=args.max_force,
                   temp_factor=args.temp_factor, max_temp=args.max_temp)
     rec = run(args.input, args.output, variables, args.engine, args.np, args.ref,
-              args.calculator, watch, progress=not args.no_progress)
+              args.calculator, watch, progress=not args.no_progress,
+              restart_every=args.restart_every)
     print(f"{rec['rundir']}: {rec['steps_done']} steps with the {rec['engine']} engine "
           f"({rec['engine_reason']}), {rec['ms_per_step']:.1f} ms/step")
     if rec.get("metrics"):

@@ -259,3 +259,40 @@ def test_callback_engine_runs_any_ase_calculator(tmp_path, capsys, monkeypatch):
     pb = {s: p for r in b for s, p in zip(r["Step"], r["Press"])}
     for s in pa:
         assert pa[s] == pytest.approx(pb[s], rel=1e-8)
+
+
+def test_resume_continues_from_the_last_restart_as_if_never_stopped(tmp_path, capsys):
+    nve = ROOT / "inputs" / "gete-nve.in"
+    full = tmp_path / "full"
+    code, _, err = _run(capsys, "run", nve, "-o", full, "--var", "steps=60",
+                        "--var", "dt=0.002", "--restart-every", "20", "--no-progress")
+    assert code == 0, err
+    assert sorted(p.name for p in full.glob("restart.*")) == ["restart.20", "restart.40",
+                                                              "restart.60"]
+    # the same run killed after step 40 (its run.json still says "running")
+    cut = tmp_path / "cut"
+    shutil.copytree(full, cut)
+    (cut / "restart.60").unlink()
+    rec = json.loads((cut / "run.json").read_text())
+    rec.update(status="running", steps_done=40)
+    (cut / "run.json").write_text(json.dumps(rec))
+    code, out, err = _run(capsys, "run", "--resume", cut, "--no-progress")
+    assert code == 0, err
+    assert "resumed at step 40" in out
+    rec = json.loads((cut / "run.json").read_text())
+    assert rec["status"] == "ok" and rec["steps_done"] == 60 and rec["resumed_from_step"] == 40
+    a = read_trajectory(full / "dump.lammpstrj")
+    b = read_trajectory(cut / "dump.lammpstrj")
+    assert [f.step for f in b] == [f.step for f in a] == [0, 50]
+    np.testing.assert_allclose(b[1].positions, a[1].positions, atol=1e-5)
+    np.testing.assert_allclose(b[1].forces, a[1].forces, atol=1e-4)
+    ea = {s: e for r in read_thermo(full / "log.lammps") for s, e in zip(r["Step"],
+                                                                         r["TotEng"])}
+    eb = {s: e for r in read_thermo(cut / "log.lammps") for s, e in zip(r["Step"],
+                                                                        r["TotEng"])}
+    assert eb[60] == pytest.approx(ea[60], abs=1e-6)
+
+
+def test_resume_of_a_directory_that_is_not_a_run_is_one_line(tmp_path, capsys):
+    code, _, err = _run(capsys, "run", "--resume", tmp_path, "--no-progress")
+    assert code == 2 and err.count("\n") == 1 and "is not a run directory" in err

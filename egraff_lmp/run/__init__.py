@@ -22,7 +22,7 @@ from ..errors import EgraffError, located
 from ..files import write_json
 from .driver import Watch, execute
 
-__all__ = ["Watch", "run", "ENGINES", "choose_engine"]
+__all__ = ["Watch", "run", "resume", "ENGINES", "choose_engine"]
 from .engines import CallbackEngine, PluginEngine
 from .input import logical_commands
 
@@ -96,7 +96,8 @@ def energy_drift(log, timestep_ps, n_atoms=0) -> dict | None:
 
 
 def run(input_path, rundir=None, variables=None, engine="auto", np_=1, ref=None,
-        calculator=None, watch: Watch | None = None, progress=True) -> dict:
+        calculator=None, watch: Watch | None = None, progress=True,
+        restart_every: int = 0) -> dict:
     input_path = Path(input_path)
     if not input_path.is_file():
         raise located(input_path, "no such LAMMPS input file")
@@ -115,18 +116,65 @@ def run(input_path, rundir=None, variables=None, engine="auto", np_=1, ref=None,
     eng, why = choose_engine(engine, calculator, np_)
     record = {"input": str(input_path.resolve()), "rundir": str(rundir), "engine": eng.name,
               "engine_reason": why, "np": np_, "variables": variables,
+              "calculator": calculator, "restart_every": restart_every,
+              "watch": asdict(watch), "ref": str(ref) if ref else None,
               "versions": _versions(),
               "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                  timespec="seconds")}
+                  timespec="seconds"), "status": "running"}
+    write_json(rundir / "run.json", record)  # a killed run stays resumable
+    return _execute(record, eng, watch, progress, None)
+
+
+def resume(rundir, progress=True) -> dict:
+    """Continue the run in ``rundir`` from its last restart file (``--resume``)."""
+    rundir = Path(rundir).resolve()
+    rec_file = rundir / "run.json"
+    if not rec_file.is_file():
+        raise located(rundir, "is not a run directory (no run.json): nothing to resume")
     try:
-        if np_ > 1:
-            status = _run_mpi(input_path, rundir, variables, eng, watch, np_, progress)
+        record = json.loads(rec_file.read_text())
+        if not Path(record["input"]).is_file():
+            raise located(record["input"], "the run's input file is gone: cannot resume")
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise located(rec_file, "is not a run.json written by egraff-lmp run") from None
+    if record.get("status") == "ok":
+        raise located(rundir, "holds a finished run: nothing to resume")
+    restarts = sorted((int(p.name.split(".")[-1]), p) for p in rundir.glob("restart.*")
+                      if p.name.split(".")[-1].isdigit())
+    if not restarts:
+        raise located(rundir, "holds no restart file (run with --restart-every N to have them)")
+    step, restart_file = restarts[-1]
+    _truncate_dump(rundir / "dump.lammpstrj", step)
+    watch = Watch(**record.get("watch", {}))
+    engine = "callback" if record.get("engine") == "callback" else "plugin"
+    eng, why = choose_engine(engine, record.get("calculator"), record.get("np", 1))
+    record.update(rundir=str(rundir), engine=eng.name, engine_reason=why,
+                  resumed_from_step=step,
+                  resumed_at=datetime.datetime.now(datetime.timezone.utc).isoformat(
+                      timespec="seconds"))
+    for key in ("failed_at_step", "failure", "error"):
+        record.pop(key, None)
+    record["status"] = "running"
+    write_json(rec_file, record)
+    return _execute(record, eng, watch, progress, (str(restart_file), step))
+
+
+def _execute(record, eng, watch, progress, resume_from) -> dict:
+    input_path, rundir = Path(record["input"]), Path(record["rundir"])
+    args = (input_path, rundir, record["variables"], eng, watch)
+    try:
+        if record["np"] > 1:
+            status = _run_mpi(*args, record["np"], progress, record.get("restart_every", 0),
+                              resume_from)
         else:
-            status = execute(input_path, rundir, variables, eng, watch, progress)
+            status = execute(*args, progress=progress,
+                             restart_every=record.get("restart_every", 0), resume=resume_from)
     except EgraffError as exc:
         record.update(status="error", error=str(exc))
         write_json(rundir / "run.json", record)
         raise
+    if resume_from is not None:
+        status["steps_done"] += int(resume_from[1])
     record.update(status)
     record.pop("rank", None)
     record["energy_drift"] = energy_drift(rundir / "log.lammps", record.get("timestep_ps"),
@@ -139,13 +187,34 @@ def run(input_path, rundir=None, variables=None, engine="auto", np_=1, ref=None,
         raise EgraffError(f"{input_path}: run stopped at step {record['failed_at_step']}: "
                           f"{record['failure']}; everything written so far is kept in "
                           f"{rundir}")
-    ref = Path(ref) if ref else reference_of(input_path)
+    ref = Path(record["ref"]) if record.get("ref") else reference_of(input_path)
     if ref is not None:
         record["metrics"] = _compare(rundir, record, ref)
     return record
 
 
-def _run_mpi(input_path, rundir, variables, eng, watch, np_, progress) -> dict:
+def _truncate_dump(path: Path, before_step: int) -> None:
+    """Keep only the frames of a LAMMPS text dump with step < ``before_step`` (atomic)."""
+    from ..files import atomic_path
+
+    if not path.exists():
+        return
+    with atomic_path(path) as tmp, open(path) as src, open(tmp, "w") as out:
+        pending = None
+        for line in src:
+            if pending is not None:
+                if int(line) >= before_step:
+                    break
+                out.write(pending + line)
+                pending = None
+            elif line.startswith("ITEM: TIMESTEP"):
+                pending = line
+            else:
+                out.write(line)
+
+
+def _run_mpi(input_path, rundir, variables, eng, watch, np_, progress, restart_every=0,
+             resume_from=None) -> dict:
     from ..lammps_env import library_env, mpiexec
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,6 +223,7 @@ def _run_mpi(input_path, rundir, variables, eng, watch, np_, progress) -> dict:
         spec.write_text(json.dumps({"input": str(input_path.resolve()), "rundir": str(rundir),
                                     "variables": variables, "plugin": eng.plugin_path,
                                     "watch": asdict(watch), "progress": progress,
+                                    "restart_every": restart_every, "resume": resume_from,
                                     "status_file": str(status_file)}))
         cmd = [mpiexec(), "-n", str(np_), sys.executable, "-m", "egraff_lmp.run.driver",
                str(spec)]

@@ -68,24 +68,63 @@ def _cwd(path):
         os.chdir(old)
 
 
+#: commands that build or change the initial state, which a restart file already holds
+SKIP_ON_RESUME = {"velocity", "replicate", "displace_atoms", "set", "delete_atoms"}
+
+
+def _resume_commands(commands, input_path, restart_file):
+    """The input's commands for a resume from ``restart_file``: read_restart instead of
+    read_data, no re-creation of the initial state, dumps appended."""
+    out, seen_data = [], False
+    for n, cmd in commands:
+        word = cmd.split()[0]
+        if word in ("create_box", "create_atoms", "read_dump", "reset_timestep"):
+            raise located(input_path, f"line {n}: '{word}' inputs cannot be resumed "
+                                      "(resume needs an input that starts from read_data)")
+        if word == "read_data" and not seen_data:
+            seen_data = True
+            out.append((n, f"read_restart {restart_file}"))
+        elif word in SKIP_ON_RESUME:
+            continue
+        elif word == "dump":
+            out.append((n, cmd))
+            out.append((n, f"dump_modify {cmd.split()[1]} append yes"))
+        else:
+            out.append((n, cmd))
+    if not seen_data:
+        raise located(input_path, "has no read_data: it cannot be resumed from a restart file")
+    return out
+
+
 def execute(input_path, rundir, variables: dict, engine, watch: Watch,
-            progress: bool = True) -> dict:
-    """Run ``input_path`` with ``engine``; returns the run's status (see run.json)."""
+            progress: bool = True, restart_every: int = 0, resume=None) -> dict:
+    """Run ``input_path`` with ``engine``; returns the run's status (see run.json).
+
+    ``restart_every`` > 0 writes ``RUNDIR/restart.<step>`` every that many steps;
+    ``resume`` = (restart file, its step) continues a run from there: runs that had ended
+    before that step are skipped, the one it falls in runs its remaining steps."""
     from ..lammps_env import start_lammps
 
     input_path, rundir = Path(input_path).resolve(), Path(rundir).resolve()
     commands = logical_commands(input_path)
-    args = ["-nocite", "-screen", "none", "-log", str(rundir / "log.lammps"),
-            "-var", "rundir", str(rundir)]
+    resume_step = None
+    if resume is not None:
+        commands = _resume_commands(commands, input_path, resume[0])
+        resume_step = int(resume[1])
+    log = ["-log", str(rundir / "log.lammps")] + (["append"] if resume else [])
+    args = ["-nocite", "-screen", "none", "-log", "none", "-var", "rundir", str(rundir)]
     for k, v in variables.items():
         args += ["-var", k, str(v)]
     status = {"steps_requested": 0, "steps_done": 0, "runs": [], "failed_at_step": None,
               "failure": None, "ms_per_step": None, "target_temperature": None,
               "watch": asdict(watch), "symbols": None, "artifact": None}
     lmp = start_lammps(args)
+    lmp.command("log " + " ".join(f'"{w}"' if " " in w else w for w in log[1:]))
     rank = lmp.extract_setting("world_rank")
     bar = None
     seconds = 0.0
+    planned = 0  # the step each run starts at in a run from the beginning
+    restart_set = False
     try:
         with _cwd(input_path.parent):
             engine.start(lmp)
@@ -98,6 +137,14 @@ def execute(input_path, rundir, variables: dict, engine, watch: Watch,
                     _command(lmp, engine, cmd, n, input_path, status)
                     continue
                 engine.before_run(lmp)
+                start, planned = planned, planned + steps
+                if resume_step is not None:
+                    if planned <= resume_step:
+                        continue  # this run had ended before the restart
+                    steps = planned - max(start, resume_step)
+                if restart_every and not restart_set:
+                    lmp.command(f"restart {restart_every} {rundir}/restart.*")
+                    restart_set = True
                 status["steps_requested"] += steps
                 if progress and rank == 0:
                     if bar is None:
@@ -108,7 +155,7 @@ def execute(input_path, rundir, variables: dict, engine, watch: Watch,
                     bar.total += steps
                     bar.refresh()
                 done_before = status["steps_done"]
-                dt, failed = _run(lmp, steps, watch, status, bar)
+                dt, failed = _run(lmp, steps, watch, status, bar, start, planned)
                 seconds += dt
                 k = status["steps_done"] - done_before
                 status["runs"].append({"steps": k, "ms_per_step": 1000 * dt / k if k else None})
@@ -166,9 +213,7 @@ def _check(lmp, watch, status, natoms0) -> str | None:
     return None
 
 
-def _run(lmp, steps, watch, status, bar) -> tuple[float, bool]:
-    start = lmp.get_thermo("step")
-    stop = start + steps
+def _run(lmp, steps, watch, status, bar, start, stop) -> tuple[float, bool]:
     natoms0 = lmp.get_natoms()
     done, seconds, first = 0, 0.0, True
     _install_watch(lmp)
@@ -204,7 +249,9 @@ def main(argv=None):
     engine = PluginEngine(spec["plugin"])
     try:
         status = execute(spec["input"], spec["rundir"], spec["variables"], engine,
-                         Watch(**spec["watch"]), progress=spec.get("progress", True))
+                         Watch(**spec["watch"]), progress=spec.get("progress", True),
+                         restart_every=spec.get("restart_every", 0),
+                         resume=spec.get("resume"))
     except EgraffError as exc:
         status = {"error": str(exc)}
     if int(os.environ.get("PMI_RANK", "0")) == 0:
