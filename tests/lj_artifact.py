@@ -37,3 +37,28 @@ def lj_artifact(directory: Path, epsilon=0.0104, sigma=3.4, rc=8.5, element="Ar"
                  family_version="test")
     return art.save(art.script(src), art.build_metadata(src, source_file, {}),
                     directory / "lj.egraff.pt")
+
+
+def argon_input(pair: str, tail: str = "") -> str:
+    """256 argon atoms (fcc, slightly displaced, 300 K), NVE, 20 steps, thermo every 5
+    steps with full precision; ``pair`` sets the potential, ``tail`` adds output commands
+    before the run."""
+    return f"""
+units metal
+atom_style atomic
+lattice fcc 5.26
+region box block 0 4 0 4 0 4
+create_box 1 box
+create_atoms 1 box
+mass 1 39.948
+velocity all create 300 12345 loop geom
+displace_atoms all random 0.1 0.1 0.1 777
+{pair}
+neighbor 1.0 bin
+fix 1 all nve
+thermo_style custom step pe ke etotal press pxx pyy pzz pxy pxz pyz
+thermo_modify format float %20.15g
+thermo 5
+{tail}
+run 20
+"""

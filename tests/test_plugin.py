@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 from conftest import GETE_TEST
-from lj_artifact import lj_artifact
+from lj_artifact import argon_input, lj_artifact
 
 from egraff_lmp.calculator import DeployedCalculator
 from egraff_lmp.io import read_trajectory
@@ -46,27 +46,11 @@ def read_dump_forces(path):
     return rows[np.argsort(rows[:, 0])][:, 1:]
 
 
-LJ_INPUT = """
-units metal
-atom_style atomic
-lattice fcc 5.26
-region box block 0 4 0 4 0 4
-create_box 1 box
-create_atoms 1 box
-mass 1 39.948
-velocity all create 300 12345 loop geom
-displace_atoms all random 0.1 0.1 0.1 777
-if "${style} == lj" then "pair_style lj/cut 8.5" "pair_coeff 1 1 0.0104 3.4" &
-  else "plugin load ${plugin}" "pair_style egraff ${artifact}" "pair_coeff * * Ar"
-neighbor 1.0 bin
-fix 1 all nve
-thermo_style custom step pe ke etotal press pxx pyy pzz pxy pxz pyz
-thermo_modify format float %20.15g
-thermo 5
-dump d all custom 20 dump.${style} id fx fy fz
-dump_modify d sort id format float %20.15g
-run 20
-"""
+LJ_INPUT = argon_input(
+    'if "${style} == lj" then "pair_style lj/cut 8.5" "pair_coeff 1 1 0.0104 3.4" &\n'
+    '  else "plugin load ${plugin}" "pair_style egraff ${artifact}" "pair_coeff * * Ar"',
+    "dump d all custom 20 dump.${style} id fx fy fz\n"
+    "dump_modify d sort id format float %20.15g")
 
 
 @pytest.mark.parametrize("ranks", [1, 2])

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 from conftest import ROOT
-from lj_artifact import lj_artifact
+from lj_artifact import argon_input, lj_artifact
 
 from egraff_lmp.cli import main
 from egraff_lmp.io import read_trajectory
@@ -214,33 +214,14 @@ def test_nve_energy_drift_of_the_shipped_model_is_reported_and_bounded(tmp_path,
     assert drift["max_abs_dev_ev"] / 200 < 1e-3
 
 
-ARGON = """
-units metal
-atom_style atomic
-lattice fcc 5.26
-region box block 0 4 0 4 0 4
-create_box 1 box
-create_atoms 1 box
-mass 1 39.948
-velocity all create 300 12345 loop geom
-displace_atoms all random 0.1 0.1 0.1 777
-{pair}
-fix 1 all nve
-thermo_style custom step pe ke etotal press
-thermo_modify format float %20.15g
-thermo 5
-run 20
-"""
-
-
 def test_callback_engine_runs_any_ase_calculator(tmp_path, capsys, monkeypatch):
     # ASE's LennardJones through fix external equals LAMMPS' own lj/cut
     monkeypatch.syspath_prepend(str(ROOT / "tests"))
     ours = tmp_path / "cb.in"
-    ours.write_text(ARGON.format(pair="pair_style egraff none\npair_coeff * * Ar"))
+    ours.write_text(argon_input("pair_style egraff none\npair_coeff * * Ar"))
     ref = tmp_path / "lj.in"
-    ref.write_text(ARGON.format(pair="pair_style lj/cut 8.5\npair_coeff 1 1 0.0104 3.4\n"
-                                     "pair_modify shift yes"))  # ASE's LJ is shifted
+    ref.write_text(argon_input("pair_style lj/cut 8.5\npair_coeff 1 1 0.0104 3.4\n"
+                               "pair_modify shift yes"))  # ASE's LJ is shifted
     code, _, err = _run(capsys, "run", ours, "-o", tmp_path / "cb", "--calculator",
                         "calculators:argon_lj", "--no-progress")
     assert code == 0, err
