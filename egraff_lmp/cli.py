@@ -157,9 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in RUNDIR from its last restart file")
     p.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
                    help="LAMMPS variable (like lmp -var), e.g. --var steps=200")
-    p.add_argument("--engine", choices=["auto", "plugin", "callback"], default="auto",
+    p.add_argument("--engine", choices=["auto", "plugin", "callback", "ase"], default="auto",
                    help="plugin (pair_style egraff inside LAMMPS), callback (fix external "
-                   "with an ASE calculator) or auto: plugin, else callback (default)")
+                   "with an ASE calculator), ase (no LAMMPS: ASE integrators run the "
+                   "input's essentials) or auto: plugin, else callback (default)")
     p.add_argument("--np", type=int, default=1, help="MPI ranks (plugin engine)")
     p.add_argument("--calculator", metavar="MODULE:FACTORY",
                    help="ASE calculator for the callback engine (any model)")

@@ -277,3 +277,67 @@ def test_resume_continues_from_the_last_restart_as_if_never_stopped(tmp_path, ca
 def test_resume_of_a_directory_that_is_not_a_run_is_one_line(tmp_path, capsys):
     code, _, err = _run(capsys, "run", "--resume", tmp_path, "--no-progress")
     assert code == 2 and err.count("\n") == 1 and "is not a run directory" in err
+
+
+NVE3 = """
+units metal
+atom_style atomic
+read_data {data}
+pair_style egraff {artifact}
+pair_coeff * * Ge Te
+timestep 0.001
+fix 1 all nve
+thermo_style custom step temp pe ke etotal press
+thermo_modify format float %.15g
+thermo 5
+dump d all custom 5 ${{rundir}}/dump.lammpstrj id type element x y z fx fy fz
+dump_modify d sort id format float %.10g
+run 20
+"""
+
+
+@pytest.mark.parametrize("kind", ["mace", "allegro"])
+def test_plugin_callback_and_ase_engines_agree(kind, artifacts, tmp_path, capsys):
+    from egraff_lmp.io.lammps_write import write_lammps_data
+
+    ref = read_trajectory(ROOT / "inputs" / "gete" / "gete_test.npz")
+    # the reference's own velocities (central differences, 1.19 fs between frames), so that
+    # every engine starts from the same state
+    v = (ref[2].positions - ref[0].positions) / (2 * 1.19)
+    write_lammps_data(tmp_path / "start.data", ref[1], ref.symbols, velocities=v)
+    inp = tmp_path / "nve3.in"
+    inp.write_text(NVE3.format(data=tmp_path / "start.data", artifact=artifacts[kind]))
+    runs, thermo = {}, {}
+    for engine in ("plugin", "callback", "ase"):
+        rundir = tmp_path / engine
+        code, _, err = _run(capsys, "run", inp, "-o", rundir, "--engine", engine,
+                            "--no-progress")
+        assert code == 0, (engine, err)
+        runs[engine] = read_trajectory(rundir / "dump.lammpstrj", log=rundir / "log.lammps")
+        thermo[engine] = {s: (e, p) for r in read_thermo(rundir / "log.lammps")
+                          for s, e, p in zip(r["Step"], r["TotEng"], r["Press"])}
+    a = runs["plugin"]
+    assert a.n_frames == 5
+    for engine in ("callback", "ase"):
+        b = runs[engine]
+        assert [f.step for f in b] == [f.step for f in a]
+        assert b[0].energy == pytest.approx(a[0].energy, abs=1e-6), engine
+        np.testing.assert_allclose(b[0].forces, a[0].forces, atol=1e-6, err_msg=engine)
+        for fa, fb in zip(a, b):
+            np.testing.assert_allclose(fb.positions, fa.positions, atol=1e-5, err_msg=engine)
+        for s in (0, 20):
+            assert thermo[engine][s][0] == pytest.approx(thermo["plugin"][s][0], abs=1e-5)
+            assert thermo[engine][s][1] == pytest.approx(thermo["plugin"][s][1], rel=1e-5)
+
+
+def test_ase_engine_names_what_it_cannot_run(tmp_path, capsys, inputs_cleanup):
+    inp = _input(tmp_path, [("timestep        0.001", "timestep        0.001\n"
+                             "compute         msd all msd")], "msd.in")
+    inputs_cleanup.append(inp)
+    code, _, err = _run(capsys, "run", inp, "-o", tmp_path / "r", "--engine", "ase",
+                        "--var", "steps=5", "--no-progress")
+    assert code == 2 and err.count("\n") == 1
+    assert "'compute' is not supported by the ASE engine" in err
+    code, _, err = _run(capsys, "run", GETE_IN, "-o", tmp_path / "r2", "--engine", "ase",
+                        "--np", "2", "--no-progress")
+    assert code == 2 and "the ASE engine runs on one process" in err

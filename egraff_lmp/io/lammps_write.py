@@ -28,13 +28,20 @@ def _atoms(frame: Frame, symbols):
     return Atoms(symbols=symbols, positions=frame.positions, cell=frame.cell, pbc=True)
 
 
-def write_lammps_data(path, frame: Frame, symbols, species=None) -> list[str]:
-    """A ``units metal``/``atom_style atomic`` data file of one frame; returns type order."""
+def write_lammps_data(path, frame: Frame, symbols, species=None,
+                      velocities=None) -> list[str]:
+    """A ``units metal``/``atom_style atomic`` data file of one frame; returns type order.
+
+    ``velocities`` (N×3, Å/fs) adds a Velocities section (written in Å/ps)."""
     import ase.io
+    from ase import units
 
     species = sorted(set(symbols)) if species is None else list(species)
-    ase.io.write(path, _atoms(frame, symbols), format="lammps-data", specorder=species,
-                 masses=True, units="metal", atom_style="atomic")
+    atoms = _atoms(frame, symbols)
+    if velocities is not None:
+        atoms.set_velocities(np.asarray(velocities) / units.fs)
+    ase.io.write(path, atoms, format="lammps-data", specorder=species, masses=True,
+                 units="metal", atom_style="atomic", velocities=velocities is not None)
     return species
 
 

@@ -23,16 +23,21 @@ from ..files import write_json
 from .driver import Watch, execute
 
 __all__ = ["Watch", "run", "resume", "ENGINES", "choose_engine"]
+from .ase_engine import AseEngine, execute_ase
 from .engines import CallbackEngine, PluginEngine
 from .input import logical_commands
 
-ENGINES = ("auto", "plugin", "callback")
+ENGINES = ("auto", "plugin", "callback", "ase")
 
 
 def choose_engine(engine: str, calculator: str | None, np_: int):
     """(engine object, reason) for ``--engine``."""
     from ..plugin import plugin_path
 
+    if engine == "ase":
+        if np_ > 1:
+            raise EgraffError("the ASE engine runs on one process: drop --np")
+        return AseEngine(calculator), "asked for"
     if engine == "callback" or (engine == "auto" and calculator):
         why = "asked for" if engine == "callback" else "--calculator names an ASE calculator"
         if np_ > 1:
@@ -146,7 +151,7 @@ def resume(rundir, progress=True) -> dict:
     step, restart_file = restarts[-1]
     _truncate_dump(rundir / "dump.lammpstrj", step)
     watch = Watch(**record.get("watch", {}))
-    engine = "callback" if record.get("engine") == "callback" else "plugin"
+    engine = record.get("engine") if record.get("engine") in ("callback", "ase") else "plugin"
     eng, why = choose_engine(engine, record.get("calculator"), record.get("np", 1))
     record.update(rundir=str(rundir), engine=eng.name, engine_reason=why,
                   resumed_from_step=step,
@@ -163,7 +168,11 @@ def _execute(record, eng, watch, progress, resume_from) -> dict:
     input_path, rundir = Path(record["input"]), Path(record["rundir"])
     args = (input_path, rundir, record["variables"], eng, watch)
     try:
-        if record["np"] > 1:
+        if eng.name == "ase":
+            status = execute_ase(*args, progress=progress,
+                                 restart_every=record.get("restart_every", 0),
+                                 resume=resume_from)
+        elif record["np"] > 1:
             status = _run_mpi(*args, record["np"], progress, record.get("restart_every", 0),
                               resume_from)
         else:
