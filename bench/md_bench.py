@@ -7,6 +7,7 @@ measured in its own process so that thread settings hold:
 - plugin: ``egraff-lmp run`` with the LAMMPS plugin (NVE; a 5-step warm-up run, then the
   timed run);
 - callback: the same input with ``--engine callback`` (DeployedCalculator via fix external);
+- ase: the same input with ``--engine ase`` (no LAMMPS; ASE's VelocityVerlet);
 - study: the study's way, ASE Langevin + the family's own calculator (MACECalculator /
   NequIPCalculator);
 at 1 rank × 1 thread, 1 rank × 2 threads (and 2 ranks × 1 thread for the plugin).
@@ -179,6 +180,8 @@ def main():
                 if ranks == 1:
                     rows.append(("callback", *lammps_ms(art, rep, steps, "callback", threads,
                                                         1, work)))
+                    rows.append(("ase", *lammps_ms(art, rep, steps, "ase", threads, 1,
+                                                   work)))
                     rows.append(("study", *python_ms(STUDY.format(
                         root=str(ROOT), ref=ref, source=str(source), steps=steps, rep=rep),
                         threads)))

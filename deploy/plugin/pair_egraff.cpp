@@ -179,7 +179,10 @@ void PairEgraff::compute(int eflag, int vflag)
   }
   const int64_t nedge = (int64_t) edges.size() / 2;
   const int nmodel = images_mode ? nlocal : ntotal;    // atoms the model sees
-  const bool want_virial = images_mode && vflag_global;
+  // Ask for the virial on every step in images mode, not only when LAMMPS needs it: the
+  // TorchScript executor specialises on the flag, and switching it every few steps costs
+  // more than the strain derivative itself.
+  const bool want_virial = images_mode;
 
   auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);
@@ -210,7 +213,7 @@ void PairEgraff::compute(int eflag, int vflag)
     f[i][1] += fr[3 * i + 1];
     f[i][2] += fr[3 * i + 2];
   }
-  if (want_virial) {
+  if (want_virial && vflag_global) {
     torch::Tensor w = out->elements()[2].toTensor().contiguous();
     const double *v = w.data_ptr<double>();    // 3x3, row-major
     virial[0] += v[0];
