@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from ase import units
 
 from ..errors import EgraffError, located
 from .input import logical_commands, run_steps
@@ -56,7 +57,7 @@ class _Dump:
         prism = Prism(atoms.cell[:])
         x = prism.vector_to_lammps(atoms.positions, wrap=False)
         f = prism.vector_to_lammps(forces)
-        v = prism.vector_to_lammps(atoms.get_velocities()) * 1000.0 / _ASE_FS  # Å/ps
+        v = prism.vector_to_lammps(atoms.get_velocities()) * 1000.0 / units.fs  # Å/ps
         xhi, yhi, zhi, xy, xz, yz = prism.get_lammps_prism()
         cols = {"x": x[:, 0], "y": x[:, 1], "z": x[:, 2], "fx": f[:, 0], "fy": f[:, 1],
                 "fz": f[:, 2], "vx": v[:, 0], "vy": v[:, 1], "vz": v[:, 2]}
@@ -89,16 +90,9 @@ class _Dump:
             out.write("".join(lines))
 
 
-_ASE_FS = None
-
-
 def execute_ase(input_path, rundir, variables: dict, engine: AseEngine, watch,
                 progress: bool = True, restart_every: int = 0, resume=None) -> dict:
     """Run ``input_path`` with ASE; returns the same status as the LAMMPS driver."""
-    global _ASE_FS
-    from ase import units
-
-    _ASE_FS = units.fs
     if restart_every or resume is not None:
         raise EgraffError("restart files and --resume need LAMMPS: use the plugin or "
                           "callback engine")
@@ -331,13 +325,10 @@ class _AseRun:
 
     # -- integration ----------------------------------------------------------------------
     def temperature(self):
-        from ase import units
-
         dof = 3 * len(self.atoms) - 3
         return 2 * self.atoms.get_kinetic_energy() / (dof * units.kB)
 
     def dynamics(self):
-        from ase import units
         from ase.md.langevin import Langevin
         from ase.md.nose_hoover_chain import NoseHooverChainNVT
         from ase.md.verlet import VelocityVerlet
