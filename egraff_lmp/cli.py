@@ -174,7 +174,64 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-temp", type=float, help="K; overrides --temp-factor")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("evaluate", help="the study's whole protocol: tables, plots, report",
+                       description="For each model x dataset of CONFIG.yaml: static errors on "
+                       "the test frames, K NVT simulations from reference frames, WF/JSD, "
+                       "EV/FV, stability and timing; writes REPORTDIR/report.md, report.html, "
+                       "metrics.json, metrics.csv and plots. Running it again resumes.")
+    p.add_argument("config", metavar="CONFIG.yaml")
+    p.add_argument("-o", "--output", metavar="REPORTDIR", required=True)
+    p.add_argument("--runs", type=int, metavar="K", help="simulations per model and dataset")
+    p.add_argument("--steps", type=int, metavar="N", help="MD steps per simulation")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="simulations at once on this machine (concurrent.futures)")
+    g.add_argument("--dask-scheduler", metavar="ADDRESS",
+                   help="run the simulations on a Dask distributed cluster")
+    g.add_argument("--slurm", action="store_true",
+                   help="write a Slurm job-array script for the simulations and stop")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("datasets", help="the study's datasets: list, or fetch from Zenodo",
+                       description="List the registry (species, temperature, timestep, "
+                       "splits, local availability) or download a dataset from the study's "
+                       "Zenodo record 10678029 with checksums.")
+    p.add_argument("action", nargs="?", choices=["list", "fetch"], default="list")
+    p.add_argument("name", nargs="?", metavar="NAME")
+    p.add_argument("--dest", metavar="DIR", help="where to put fetched files")
+    p.set_defaults(func=cmd_datasets)
     return parser
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate, main_log
+
+    if args.jobs < 1:
+        raise EgraffError(f"--jobs must be at least 1, got {args.jobs}")
+    evaluate(args.config, args.output, args.runs, args.steps, args.jobs, args.dask_scheduler,
+             args.slurm, log=main_log)
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from . import datasets
+
+    if args.action == "fetch":
+        if not args.name:
+            raise EgraffError("datasets fetch needs a NAME (see 'egraff-lmp datasets')")
+        for p in datasets.fetch(args.name, args.dest):
+            print(p)
+        return 0
+    print(f"{'name':<20} {'species':<10} {'T (K)':>7} {'dt (fs)':>8} {'spacing':>8}  "
+          "local  role")
+    for d in datasets.REGISTRY.values():
+        spacing = f"{d.frame_spacing_fs:g} fs" if d.contiguous else "decorr."
+        print(f"{d.name:<20} {','.join(d.species):<10} {d.temperature:>7g} "
+              f"{d.timestep_fs:>8g} {spacing:>8}  {'yes' if datasets.available(d) else 'no':<5}"
+              f"  {d.role}")
+    print("data roots: " + ", ".join(str(r) for r in datasets.data_roots()))
+    return 0
 
 
 def cmd_run(args) -> int:

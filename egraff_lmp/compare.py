@@ -30,8 +30,11 @@ def _first(traj: Trajectory, sel: range):
 
 def compare(traj: Trajectory, ref: Trajectory, rmax=None, dr=0.05, start=None, stop=None,
             step=None, ref_start=None, ref_stop=None, ref_step=None, n_threads=0,
-            verbose=False) -> dict:
-    """All metrics of ``traj`` against ``ref`` (see the module docstring)."""
+            verbose=False, time_aligned=True) -> dict:
+    """All metrics of ``traj`` against ``ref`` (see the module docstring).
+
+    ``time_aligned=False`` is for a reference whose frames are not a trajectory (DFT on
+    decorrelated geometries): only the RDFs are compared; EV/FV and MAE stay ``null``."""
     if traj.species != ref.species:
         raise EgraffError(f"{traj.path} has species {','.join(traj.species)} but the reference "
                           f"{ref.path} has {','.join(ref.species)}")
@@ -62,7 +65,13 @@ def compare(traj: Trajectory, ref: Trajectory, rmax=None, dr=0.05, start=None, s
         "jsd_pairs": {k: _jsd_or_none(rdf.rdf[k], rdf_ref.rdf[k])
                       for k in pairs if k != "total"},
     }
-    out.update(_dynamics(traj, ref, sel, ref_sel))
+    if time_aligned:
+        out.update(_dynamics(traj, ref, sel, ref_sel))
+    else:
+        out.update(_no_dynamics(sel, ref_sel, 0))
+        out["frames_missing"] = {"traj": 0, "ref": 0}
+        out["notes"].append("EV/FV and MAE not computed: the reference frames are not a "
+                            "trajectory, so nothing is time-aligned")
     out.update({
         "trajectory": str(traj.path), "reference": str(ref.path),
         "n_atoms": traj.n_atoms, "n_atoms_ref": ref.n_atoms,
@@ -80,9 +89,8 @@ def _jsd_or_none(p, q):
         return None
 
 
-def _dynamics(traj, ref, sel, ref_sel) -> dict:
-    n = min(len(sel), len(ref_sel))
-    out = {"ev": None, "ev_std": None, "fv": None, "fv_std": None, "ev_t": None, "fv_t": None,
+def _no_dynamics(sel, ref_sel, n) -> dict:
+    return {"ev": None, "ev_std": None, "fv": None, "fv_std": None, "ev_t": None, "fv_t": None,
            "e_mae": None, "e_mae_per_atom": None, "f_mae": None, "static": None,
            "n_frames_compared": 0,
            "frames_compared": {"traj": [sel.start, sel.start + (n - 1) * sel.step, sel.step],
@@ -91,6 +99,11 @@ def _dynamics(traj, ref, sel, ref_sel) -> dict:
            "frames_missing": {"traj": max(0, len(ref_sel) - len(sel)),
                               "ref": max(0, len(sel) - len(ref_sel))},
            "notes": []}
+
+
+def _dynamics(traj, ref, sel, ref_sel) -> dict:
+    n = min(len(sel), len(ref_sel))
+    out = _no_dynamics(sel, ref_sel, n)
     if traj.symbols != ref.symbols:
         why = (f"atom counts differ ({traj.n_atoms} vs {ref.n_atoms})"
                if traj.n_atoms != ref.n_atoms else "the atoms are in a different order")

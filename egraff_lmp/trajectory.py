@@ -153,3 +153,37 @@ class Trajectory:
                 raise located(self.path, f"{where} has non-finite (NaN/inf) forces")
         if frame.energy is not None and not math.isfinite(frame.energy):
             raise located(self.path, f"{where} has a non-finite energy")
+
+
+class ConcatTrajectory(Trajectory):
+    """Several trajectories of one system read as one, in the order given (e.g. the test
+    split followed by the validation split of one contiguous AIMD run). Frame ``index``
+    counts across the parts; ``time`` is left to the parts."""
+
+    format = "concat"
+
+    def __init__(self, parts: list[Trajectory]):
+        if not parts:
+            raise EgraffError("no trajectories to join")
+        for p in parts[1:]:
+            if p.symbols != parts[0].symbols:
+                raise located(p.path, f"has other atoms than {parts[0].path}: cannot be read "
+                                      "as its continuation")
+        super().__init__(" + ".join(str(p.path) for p in parts), parts[0].symbols)
+        self.parts = parts
+
+    def _count_frames(self) -> int:
+        return sum(p.n_frames for p in self.parts)
+
+    def _iter_frames(self, indices: range) -> Iterator[Frame]:
+        offsets = np.cumsum([0] + [p.n_frames for p in self.parts])
+        wanted = list(indices)
+        for k, part in enumerate(self.parts):
+            lo, hi = offsets[k], offsets[k + 1]
+            local = [i - lo for i in wanted if lo <= i < hi]
+            if not local:
+                continue
+            frames = part.frames(local[0], local[-1] + 1, indices.step)
+            for fr in frames:
+                fr.index = int(fr.index + lo)
+                yield fr

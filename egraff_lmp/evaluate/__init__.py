@@ -1,0 +1,163 @@
+"""``egraff-lmp evaluate CONFIG.yaml -o REPORTDIR``: the EGraFFBench protocol in one command.
+
+For each model × dataset: static errors on the test frames (Table 1); K NVT simulations of
+N steps from reference frames (``plan``), run by an existing executor (``executors``);
+WF/JSD of the RDFs (Table 2), EV/FV geometric means ± std over the runs (Table 3),
+stability and timing (Table 4), and beyond the study: FV decorrelation time, static EV/FV,
+partial RDFs, MSD/diffusivity, VDOS (``collect``). ``report`` writes report.md/html,
+metrics.json, metrics.csv and the plots.
+
+REPORTDIR layout: ``evaluation.json`` (which config, fingerprint), ``inputs/``, ``starts/``,
+``runs/MODEL/DATASET/run-k/`` (each a complete ``egraff-lmp run`` directory), ``static/``,
+``reference/``, ``slurm/`` (with ``--slurm``), and the report files. Running the same
+command again resumes: finished runs (status ok or failed) are kept, the rest redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from ..errors import EgraffError, located
+from ..files import write_json
+from . import collect, config, executors, plan
+
+__all__ = ["evaluate"]
+
+
+def _fingerprint(cfg: config.Config) -> str:
+    h = hashlib.sha256(json.dumps({"config": cfg.raw, "protocol": cfg.protocol},
+                                  sort_keys=True, default=str).encode())
+    for m in cfg.models:
+        if m.artifact:
+            h.update(hashlib.sha256(m.artifact.read_bytes()).digest())
+    return h.hexdigest()[:16]
+
+
+def _claim(outdir: Path, cfg: config.Config) -> None:
+    """Refuse an output directory that holds another evaluation (or anything else)."""
+    mark = outdir / "evaluation.json"
+    fp = _fingerprint(cfg)
+    if mark.exists():
+        try:
+            old = json.loads(mark.read_text())
+        except json.JSONDecodeError:
+            raise located(mark, "is not an evaluation record") from None
+        if old.get("fingerprint") != fp:
+            raise located(outdir, f"holds another evaluation (of {old.get('config')}, "
+                                  f"fingerprint {old.get('fingerprint')}; this one is {fp}): "
+                                  "give another -o")
+        return
+    if outdir.exists() and any(outdir.iterdir()):
+        raise located(outdir, "exists and is not an evaluation directory: give another -o")
+    write_json(mark, {"config": str(cfg.path), "fingerprint": fp, "title": cfg.title,
+                      "protocol": cfg.protocol})
+
+
+def _finished(rundir: Path) -> bool:
+    try:
+        return json.loads((rundir / "run.json").read_text()).get("status") in ("ok", "failed")
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def evaluate(config_path, outdir, runs=None, steps=None, jobs=1, dask_scheduler=None,
+             slurm=False, log=print) -> dict:
+    """Run (or resume) the evaluation; returns the metrics dict written to metrics.json."""
+    cfg = config.load(config_path, {"runs": runs, "steps": steps})
+    outdir = Path(outdir).resolve()
+    _claim(outdir, cfg)
+    infos, tasks = {}, []
+    for t in cfg.datasets:
+        infos[t.label] = plan.prepare_dataset(t, cfg, outdir)
+        for m in cfg.models:
+            tasks += plan.run_tasks(m, t, infos[t.label], cfg, outdir)
+    todo = [r for r in tasks if not _finished(r.rundir)]
+    log(f"{len(tasks)} simulations ({len(cfg.models)} models × {len(cfg.datasets)} datasets × "
+        f"{cfg.protocol['runs']} runs of {cfg.protocol['steps']} steps); "
+        f"{len(tasks) - len(todo)} already done")
+    if slurm:
+        again = shlex.join(["egraff-lmp", "evaluate", str(cfg.path), "-o", str(outdir),
+                            "--runs", str(cfg.protocol["runs"]),
+                            "--steps", str(cfg.protocol["steps"])])
+        script = executors.write_slurm(outdir, [r.shell() for r in todo], cfg.protocol["np"],
+                                       again)
+        log(f"wrote {script} ({len(todo)} array tasks): sbatch it, then run: {again}")
+        return {"slurm_script": str(script), "tasks": len(todo)}
+    for r in todo:
+        if r.rundir.exists():
+            shutil.rmtree(r.rundir)  # an unfinished run is redone from its start
+
+    def done(i, res):
+        r = todo[i]
+        log(f"  {r.model} / {r.dataset} run {r.k}: "
+            f"{'ok' if res[0] == 0 else res[1] or f'exit {res[0]}'}")
+
+    executors.run_all([r.argv for r in todo], jobs, dask_scheduler, done)
+    return _collect(cfg, outdir, infos, tasks, log)
+
+
+def _collect(cfg, outdir, infos, tasks, log) -> dict:
+    from .report import write_report
+
+    errors, results, run_rows = [], {}, []
+    refs = {t.label: plan.reference_trajectory(t) for t in cfg.datasets}
+    for m in cfg.models:
+        results[m.name] = {}
+        for t in cfg.datasets:
+            static = collect.static_errors(m, t, cfg, outdir)
+            runs = []
+            for r in (r for r in tasks if r.model == m.name and r.dataset == t.label):
+                if not _finished(r.rundir):
+                    rec_err = _run_error(r.rundir)
+                    errors.append(f"{m.name}/{t.label} run {r.k}: {rec_err}")
+                    continue
+                runs.append(collect.run_metrics(r, t, infos[t.label], cfg, refs[t.label]))
+            run_rows += [{k: v for k, v in x.items() if not isinstance(v, (list, dict))}
+                         for x in runs]
+            if runs:
+                results[m.name][t.label] = collect.aggregate(m, t, static, runs,
+                                                             infos[t.label], cfg)
+    references = {t.label: collect.reference_analysis(t, infos[t.label], cfg, outdir)
+                  for t in cfg.datasets}
+    metrics = {
+        "title": cfg.title, "config": str(cfg.path), "protocol": cfg.protocol,
+        "models": {m.name: {"artifact": str(m.artifact) if m.artifact else None,
+                            "calculator": m.calculator, "family": m.metadata.get("family"),
+                            "training_time_s": m.training_time_s} for m in cfg.models},
+        "datasets": {t.label: {"name": t.dataset.name, "species": list(t.dataset.species),
+                               "temperature": t.dataset.temperature,
+                               "timestep_fs": infos[t.label]["timestep_fs"],
+                               "frame_spacing_fs": t.dataset.frame_spacing_fs,
+                               "dump_every": infos[t.label]["dump_every"],
+                               "start_frames": infos[t.label]["starts"],
+                               "velocities": infos[t.label]["velocities"],
+                               "role": t.dataset.role, "provenance": t.dataset.provenance,
+                               "test_files": [str(p) for p in t.test_files],
+                               "trajectory_files": [str(p) for p in t.trajectory_files]}
+                     for t in cfg.datasets},
+        "results": results, "reference": references, "runs": run_rows, "errors": errors,
+    }
+    write_report(metrics, outdir)
+    log(f"wrote {outdir / 'report.md'}, report.html, metrics.json and metrics.csv")
+    if errors:
+        raise EgraffError(f"{len(errors)} simulation(s) ended in an error (first: {errors[0]}); "
+                          f"the report of the rest is in {outdir}; run the same command again "
+                          "to retry them")
+    return metrics
+
+
+def _run_error(rundir: Path) -> str:
+    try:
+        rec = json.loads((rundir / "run.json").read_text())
+        return rec.get("error") or f"status {rec.get('status')}"
+    except (OSError, json.JSONDecodeError):
+        return "did not start (no run.json)"
+
+
+def main_log(msg: str) -> None:
+    print(msg, file=sys.stderr)

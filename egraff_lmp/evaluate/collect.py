@@ -1,0 +1,209 @@
+"""From run directories and models to the numbers of the study's tables (and beyond).
+
+Units in every result: e_mae in meV, e_mae_per_atom in meV/atom, f_mae in meV/Å, WF in %,
+JSD in nats, times in fs unless the key says ps, ms_per_step in ms, diffusivity in Å²/ps.
+Each run's numbers are cached in its directory (``evaluation.json``) and each model's static
+errors under ``static/``, so a resumed evaluation recomputes nothing already done.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..compare import compare
+from ..errors import EgraffError
+from ..files import write_json
+from .config import Config, DatasetTask, Model
+from .plan import RunTask, reference_trajectory, test_trajectory
+
+STATIC_CACHE_VERSION = 1
+
+
+def _calculator(model: Model):
+    if model.calculator:
+        from ..run.engines import calculator_from_factory
+
+        return calculator_from_factory(model.calculator)
+    from ..calculator import DeployedCalculator
+
+    return DeployedCalculator(model.artifact)
+
+
+def static_errors(model: Model, task: DatasetTask, cfg: Config, outdir: Path) -> dict:
+    """Energy/force MAE and static EV/FV of the model on the test frames (Table 1)."""
+    from ase import Atoms
+
+    from ..io import read_trajectory
+    from ..predict import write_npz
+
+    cache = outdir / "static" / model.name / f"{task.label}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    test = test_trajectory(task)
+    n = cfg.protocol["static_frames"] or test.n_frames
+    sel = test.frame_range(0, test.n_frames, max(1, test.n_frames // n))
+    calc = _calculator(model)
+
+    def predictions():
+        for frame in test.frames(sel.start, sel.stop, sel.step):
+            atoms = Atoms(symbols=test.symbols, positions=frame.positions, cell=frame.cell,
+                          pbc=frame.cell is not None)
+            atoms.calc = calc
+            yield frame, atoms.get_potential_energy(), atoms.get_forces()
+
+    npz = cache.with_suffix(".npz")
+    write_npz(npz, test, predictions())
+    c = compare(read_trajectory(npz), test, ref_start=sel.start, ref_step=sel.step,
+                rmax=cfg.protocol["rdf_rmax"], dr=cfg.protocol["rdf_dr"])
+    has_e = c["e_mae"] is not None
+    out = {"frames": len(sel), "n_atoms": test.n_atoms,
+           "e_mae": 1000 * c["e_mae"] if has_e else None,
+           "e_mae_per_atom": 1000 * c["e_mae_per_atom"] if has_e else None,
+           "f_mae": 1000 * c["f_mae"] if c["f_mae"] is not None else None,
+           "ev_static": c["ev"], "fv_static": c["fv"],
+           "notes": ([] if has_e else ["the test frames carry no energies: energy MAE and EV "
+                                       "refused"])}
+    write_json(cache, out)
+    return out
+
+
+def decorrelation_time(fv_t, dt_frame_fs: float, threshold: float) -> float | None:
+    """First time (fs) at which FV(t) exceeds ``threshold``; None if it never does."""
+    if fv_t is None:
+        return None
+    above = np.nonzero(np.asarray(fv_t) > threshold)[0]
+    return float(above[0] * dt_frame_fs) if len(above) else None
+
+
+def run_metrics(run: RunTask, task: DatasetTask, info: dict, cfg: Config, ref) -> dict:
+    """The comparison of one finished run with the reference, cached in its directory."""
+    from ..analysis import MSD, VDOS
+    from ..io import read_trajectory
+
+    cache = run.rundir / "evaluation.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    rec = json.loads((run.rundir / "run.json").read_text())
+    out = {"model": run.model, "dataset": run.dataset, "k": run.k,
+           "start_frame": run.start_frame, "velocities": run.velocities,
+           "status": rec["status"], "steps_done": rec.get("steps_done"),
+           "failed_at_step": rec.get("failed_at_step"), "failure": rec.get("failure"),
+           "ms_per_step": rec.get("ms_per_step"), "engine": rec.get("engine"),
+           "timestep_fs": info["timestep_fs"]}
+    dump = run.rundir / "dump.lammpstrj"
+    traj = read_trajectory(dump, types=rec.get("symbols"), log=run.rundir / "log.lammps")
+    aligned = info["aligned"]
+    frames_usable = traj.n_frames
+    if frames_usable < 2:
+        out["notes"] = ["fewer than 2 frames: nothing to compare"]
+        write_json(cache, out)
+        return out
+    c = compare(traj, ref, rmax=cfg.protocol["rdf_rmax"], dr=cfg.protocol["rdf_dr"],
+                ref_start=run.start_frame if aligned else None, time_aligned=aligned)
+    dt_frame = info["timestep_fs"] * info["dump_every"]
+    keys = ("wf", "wf_sqrt", "jsd", "wf_pairs", "jsd_pairs", "ev", "ev_std", "fv", "fv_std",
+            "ev_t", "fv_t", "n_frames_compared", "notes", "r", "rdf")
+    out.update({k: c[k] for k in keys})
+    out["t_decorrelation_fs"] = decorrelation_time(c["fv_t"], dt_frame,
+                                                   cfg.protocol["decorrelation_fv"])
+    msd = MSD(traj, dt_frame).run().results
+    out.update(msd_t=msd.lagtimes, msd=msd.msd["total"], diffusivity=msd.diffusivity)
+    if traj.n_frames >= 5:
+        vd = VDOS(traj, dt_frame).run().results
+        out.update(vdos_freq=vd.frequency, vdos=vd.vdos["total"])
+    write_json(cache, out)
+    return json.loads(cache.read_text())
+
+
+def reference_analysis(task: DatasetTask, info: dict, cfg: Config, outdir: Path) -> dict:
+    """RDF of the whole reference and, for a trajectory, its MSD/diffusivity and VDOS."""
+    from ..analysis import MSD, RDF, VDOS, default_rmax
+
+    cache = outdir / "reference" / f"{task.label}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    ref = reference_trajectory(task)
+    rmax = cfg.protocol["rdf_rmax"] or default_rmax(ref[0])
+    rdf = RDF(ref, rmax=rmax, dr=cfg.protocol["rdf_dr"]).run().results
+    out = {"label": task.label, "n_frames": ref.n_frames, "n_atoms": ref.n_atoms,
+           "r": rdf.r, "rdf": rdf.rdf, "has_energy": ref[0].energy is not None}
+    if task.dataset.contiguous:
+        dt = task.dataset.frame_spacing_fs
+        n = min(ref.n_frames, cfg.protocol["steps"] // info["dump_every"] + 1)
+        msd = MSD(ref, dt).run(0, max(n, 3)).results
+        vd = VDOS(ref, dt).run(0, max(n, 5)).results
+        out.update(msd_t=msd.lagtimes, msd=msd.msd["total"], diffusivity=msd.diffusivity,
+                   vdos_freq=vd.frequency, vdos=vd.vdos["total"])
+    write_json(cache, out)
+    return json.loads(cache.read_text())
+
+
+def _mean(values):
+    v = [x for x in values if x is not None]
+    return float(np.mean(v)) if v else None
+
+
+def _std(values):
+    v = [x for x in values if x is not None]
+    return float(np.std(v)) if v else None
+
+
+def _mean_curve(curves):
+    curves = [np.asarray(c, dtype=float) for c in curves if c is not None]
+    if not curves:
+        return None
+    n = min(len(c) for c in curves)
+    return np.mean([c[:n] for c in curves], axis=0)
+
+
+def aggregate(model: Model, task: DatasetTask, static: dict, runs: list[dict],
+              info: dict, cfg: Config) -> dict:
+    """Per model × dataset: the study's numbers and the ones beyond it."""
+    if not runs:
+        raise EgraffError(f"{model.name} on {task.label}: no run finished")
+    done = [r for r in runs if r.get("wf") is not None]
+    failed = [r for r in runs if r["status"] == "failed"]
+    pairs = sorted({k for r in done for k in (r.get("wf_pairs") or {})})
+    out = dict(static)
+    out.update({
+        "runs": len(runs), "steps": cfg.protocol["steps"],
+        "timestep_fs": info["timestep_fs"], "temperature": task.dataset.temperature,
+        "wf": _mean(r["wf"] for r in done), "wf_std": _std(r["wf"] for r in done),
+        "jsd": _mean(r["jsd"] for r in done), "jsd_std": _std(r["jsd"] for r in done),
+        "wf_pairs": {p: _mean((r.get("wf_pairs") or {}).get(p) for r in done) for p in pairs},
+        "jsd_pairs": {p: _mean((r.get("jsd_pairs") or {}).get(p) for r in done)
+                      for p in pairs},
+        "ev": _mean(r.get("ev") for r in done), "ev_std": _std(r.get("ev") for r in done),
+        "fv": _mean(r.get("fv") for r in done), "fv_std": _std(r.get("fv") for r in done),
+        "t_decorrelation_fs": _mean(r.get("t_decorrelation_fs") for r in done),
+        "stable_runs": len(runs) - len(failed),
+        "time_to_failure_ps": _mean(r["failed_at_step"] * info["timestep_fs"] / 1000
+                                    for r in failed),
+        "ms_per_step": _mean(r.get("ms_per_step") for r in runs),
+        "training_time_s": model.training_time_s,
+        "diffusivity": {s: _mean(r["diffusivity"].get(s) for r in done if r.get("diffusivity"))
+                        for s in sorted({k for r in done for k in (r.get("diffusivity") or {})})},
+        "engine": sorted({r.get("engine") for r in runs if r.get("engine")}),
+    })
+    out["inference_s_per_1000_steps"] = out["ms_per_step"]  # x ms/step = x s per 1000 steps
+    out["curves"] = {
+        "r": done[0]["r"] if done else None,
+        "rdf": {k: _mean_curve(r["rdf"][k] for r in done) for k in (done[0]["rdf"] if done
+                                                                      else {})},
+        "ev_t": _mean_curve(r.get("ev_t") for r in done),
+        "fv_t": _mean_curve(r.get("fv_t") for r in done),
+        "dt_frame_fs": info["timestep_fs"] * info["dump_every"],
+        "msd_t": done[0]["msd_t"] if done else None,
+        "msd": _mean_curve(r.get("msd") for r in done),
+        "vdos_freq": done[0].get("vdos_freq") if done else None,
+        "vdos": _mean_curve(r.get("vdos") for r in done),
+    }
+    notes = list(static.get("notes", [])) + list(info.get("notes", []))
+    for r in runs:
+        if r["status"] == "failed":
+            notes.append(f"run {r['k']} stopped at step {r['failed_at_step']}: {r['failure']}")
+    out["notes"] = notes
+    return out

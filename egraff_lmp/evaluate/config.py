@@ -1,0 +1,183 @@
+"""The evaluation config (YAML): models, datasets and protocol, checked before anything runs.
+
+::
+
+    models:                        # name -> a deployed artifact or an ASE calculator
+      mace: {artifact: models/gete-mace.egraff.pt, training_time_s: 420}
+      mine: {calculator: mypkg.calc:make, species: [Ge, Te]}   # callback engine
+    datasets:                      # registry names, or mappings with overrides
+      - gete
+      - {name: acetylacetone, temperature: 600, split: test_600K, label: acac-600K}
+    protocol: {runs: 5, steps: 1000}
+
+Paths are relative to the config file. Unknown keys are errors that name the nearest known
+key. Units: K, fs, Å, eV.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import datasets
+from ..errors import EgraffError, located
+
+MODEL_KEYS = {"artifact", "calculator", "species", "label", "training_time_s"}
+DATASET_KEYS = {"name", "label", "temperature", "timestep_fs", "frame_spacing_fs", "split",
+                "trajectory_split", "files", "trajectory_files", "species", "periodic"}
+PROTOCOL_DEFAULTS = {
+    "runs": 5,              # K simulations per model and dataset
+    "steps": 1000,          # N MD steps each
+    "engine": "auto",       # egraff-lmp run --engine
+    "np": 1,                # MPI ranks per run
+    "seed": 4928,           # Maxwell-Boltzmann seed of run k is seed + k
+    "tdamp_steps": 100,     # Nose-Hoover damping, in timesteps
+    "static_frames": 0,     # 0: every test frame
+    "rdf_dr": 0.05,         # Å
+    "rdf_rmax": None,       # Å; None: the largest both sides allow
+    "max_force": 50.0,      # stability watch, eV/Å
+    "temp_factor": 3.0,     # stability watch: stop above this factor x T
+    "decorrelation_fv": 0.5,  # FV(t) above this: the trajectories have decorrelated
+}
+TOP_KEYS = {"title", "models", "datasets", "protocol"}
+
+
+def _check_keys(where: str, given, known, path) -> None:
+    if not isinstance(given, dict):
+        raise located(path, f"{where} must be a mapping, got {type(given).__name__}")
+    for key in given:
+        if key not in known:
+            near = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"; did you mean '{near[0]}'?" if near else ""
+            raise located(path, f"unknown key '{key}' in {where}{hint} (known: "
+                                f"{', '.join(sorted(known))})")
+
+
+@dataclass
+class Model:
+    name: str
+    artifact: Path | None = None
+    calculator: str | None = None
+    species: list[str] | None = None
+    training_time_s: float | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass
+class DatasetTask:
+    """One dataset as the evaluation uses it (registry entry with the config's overrides)."""
+
+    label: str
+    dataset: datasets.Dataset
+    test_files: list[Path]
+    trajectory_files: list[Path]
+
+
+@dataclass
+class Config:
+    path: Path
+    title: str
+    models: list[Model]
+    datasets: list[DatasetTask]
+    protocol: dict
+    raw: dict
+
+
+def load(path, overrides: dict | None = None) -> Config:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise located(path, "no such evaluation config")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise located(path, f"not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    _check_keys("the config", raw, TOP_KEYS, path)
+    base = path.parent.resolve()
+    protocol = dict(PROTOCOL_DEFAULTS)
+    _check_keys("protocol", raw.get("protocol") or {}, PROTOCOL_DEFAULTS, path)
+    protocol.update(raw.get("protocol") or {})
+    protocol.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    for key in ("runs", "steps", "np"):
+        if not isinstance(protocol[key], int) or protocol[key] < 1:
+            raise located(path, f"protocol.{key} must be a positive integer, got "
+                                f"{protocol[key]!r}")
+    models = [_model(name, spec, base, path) for name, spec in (raw.get("models") or {}).items()]
+    if not models:
+        raise located(path, "names no models (models: NAME: {artifact: FILE})")
+    tasks = [_dataset(entry, base, path) for entry in (raw.get("datasets") or [])]
+    if not tasks:
+        raise located(path, "names no datasets (datasets: [gete, ...])")
+    labels = [t.label for t in tasks]
+    if len(set(labels)) != len(labels):
+        raise located(path, f"two datasets share the label {sorted(labels)}: give 'label'")
+    for m in models:
+        for t in tasks:
+            if m.species is not None and not set(t.dataset.species) <= set(m.species):
+                missing = sorted(set(t.dataset.species) - set(m.species))
+                raise located(path, f"model {m.name} knows {','.join(m.species)} but dataset "
+                                    f"{t.label} has {','.join(missing)}: species mismatch")
+    return Config(path.resolve(), str(raw.get("title") or path.stem), models, tasks, protocol,
+                  raw)
+
+
+def _model(name, spec, base, path) -> Model:
+    if isinstance(spec, str):
+        spec = {"artifact": spec}
+    _check_keys(f"model {name}", spec, MODEL_KEYS, path)
+    if bool(spec.get("artifact")) == bool(spec.get("calculator")):
+        raise located(path, f"model {name}: give exactly one of 'artifact' and 'calculator'")
+    m = Model(str(name), calculator=spec.get("calculator"),
+              species=list(spec["species"]) if spec.get("species") else None,
+              training_time_s=spec.get("training_time_s"))
+    if spec.get("artifact"):
+        from ..deploy.artifact import read_metadata
+
+        art = (base / spec["artifact"]).resolve()
+        if not art.is_file():
+            raise located(path, f"model {name}: artifact {art} not found")
+        m.artifact = art
+        m.metadata = read_metadata(art)
+        m.species = m.species or list(m.metadata.get("type_names", [])) or None
+        if m.training_time_s is None:
+            m.training_time_s = m.metadata.get("training_time_s")
+    return m
+
+
+def _dataset(entry, base, path) -> DatasetTask:
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    _check_keys(f"dataset {entry.get('name', '?')}", entry, DATASET_KEYS, path)
+    if "name" in entry and "files" not in entry:
+        ds = datasets.get(str(entry["name"]))
+    elif "files" in entry:
+        need = [k for k in ("species", "temperature", "timestep_fs") if k not in entry]
+        if need:
+            raise located(path, f"dataset {entry.get('name', entry['files'])}: a dataset given "
+                                f"by files needs {', '.join(need)}")
+        ds = datasets.Dataset(str(entry.get("name") or Path(entry["files"][0]).stem),
+                              tuple(entry["species"]), float(entry["temperature"]),
+                              float(entry["timestep_fs"]), entry.get("frame_spacing_fs"),
+                              {"test": list(entry["files"])},
+                              periodic=entry.get("periodic", True), provenance="config")
+        if entry.get("trajectory_files"):
+            ds.splits["trajectory"] = list(entry["trajectory_files"])
+    else:
+        raise located(path, "a dataset entry needs 'name' (registry) or 'files'")
+    ds = ds.with_overrides(temperature=entry.get("temperature"),
+                           timestep_fs=entry.get("timestep_fs"),
+                           frame_spacing_fs=entry.get("frame_spacing_fs"))
+    split = entry.get("split", "test")
+    traj_split = entry.get("trajectory_split") or (
+        "trajectory" if split == "test" and "trajectory" in ds.splits else split)
+    try:
+        test = datasets.split_files(ds, split, base)
+        trajectory = datasets.split_files(ds, traj_split, base)
+    except EgraffError as exc:
+        raise located(path, str(exc)) from None
+    label = str(entry.get("label") or (ds.name if split == "test" else f"{ds.name}-{split}"))
+    return DatasetTask(label, ds, test, trajectory)

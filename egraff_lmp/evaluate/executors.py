@@ -1,0 +1,101 @@
+"""Independent runs through existing executors; each task is one ``egraff-lmp run`` process.
+
+- ``--jobs N``: :class:`concurrent.futures.ThreadPoolExecutor` on this machine (the threads
+  only wait for the run processes);
+- ``--dask-scheduler ADDRESS``: a Dask distributed cluster (``Client(ADDRESS).map``); the
+  workers need egraff-lmp installed and the evaluation directory on a shared file system;
+- ``--slurm``: a Slurm job array script, one array element per run, written beside the
+  task list; after the array has finished, running ``evaluate`` again collects the results.
+
+No scheduling of our own: the executor decides what runs where and when.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import EgraffError
+from ..files import atomic_path
+
+
+def run_one(argv: list[str]) -> tuple[int, str]:
+    """Run ``egraff-lmp ARGV`` with this interpreter; (exit code, last stderr line)."""
+    r = subprocess.run([sys.executable, "-m", "egraff_lmp", *argv], capture_output=True,
+                       text=True)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    return r.returncode, (lines[-1] if lines else "")
+
+
+def run_all(argvs: list[list[str]], jobs: int = 1, dask_scheduler: str | None = None,
+            done: Callable[[int, tuple[int, str]], None] | None = None) -> list:
+    """Results of :func:`run_one` for every command, in order; ``done(i, result)`` is
+    called as each finishes (to report progress)."""
+    results: list = [None] * len(argvs)
+
+    def finish(i, res):
+        results[i] = res
+        if done:
+            done(i, res)
+
+    if not argvs:
+        return results
+    if dask_scheduler:
+        try:
+            from distributed import Client, as_completed
+        except ImportError:
+            raise EgraffError("--dask-scheduler needs dask distributed: pip install "
+                              "'egraff-lmp[dask]'") from None
+        try:
+            client = Client(dask_scheduler, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise EgraffError(f"cannot connect to the Dask scheduler at {dask_scheduler}: "
+                              f"{exc}") from None
+        with client:
+            futures = client.map(run_one, argvs, pure=False)
+            index = {f.key: i for i, f in enumerate(futures)}
+            for fut in as_completed(futures):
+                finish(index[fut.key], fut.result())
+        return results
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
+        futures = {ex.submit(run_one, a): i for i, a in enumerate(argvs)}
+        for fut in as_completed(futures):
+            finish(futures[fut], fut.result())
+    return results
+
+
+SLURM_TEMPLATE = """\
+#!/bin/bash
+# Written by egraff-lmp evaluate: one array element per simulation of {outdir}.
+# Submit with:   sbatch {script}
+# Then collect:  {collect}
+#SBATCH --job-name=egraff-eval
+#SBATCH --array=0-{last}
+#SBATCH --ntasks={np}
+#SBATCH --cpus-per-task=1
+#SBATCH --output={outdir}/slurm/%A_%a.out
+set -euo pipefail
+line=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" {tasks})
+eval "$line"
+"""
+
+
+def write_slurm(outdir: Path, shell_lines: list[str], np_: int, collect: str) -> Path:
+    """Write ``slurm/tasks.txt`` (one command a line) and ``slurm/array.sbatch``."""
+    d = Path(outdir) / "slurm"
+    d.mkdir(parents=True, exist_ok=True)
+    tasks, script = d / "tasks.txt", d / "array.sbatch"
+    with atomic_path(tasks) as tmp:
+        tmp.write_text("".join(line + "\n" for line in shell_lines))
+    with atomic_path(script) as tmp:
+        tmp.write_text(SLURM_TEMPLATE.format(
+            outdir=shlex.quote(str(outdir)), script=shlex.quote(str(script)),
+            collect=collect, last=max(0, len(shell_lines) - 1), np=np_,
+            tasks=shlex.quote(str(tasks))))
+    script.chmod(0o755)
+    return script

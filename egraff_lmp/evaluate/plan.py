@@ -1,0 +1,183 @@
+"""What an evaluation runs: per dataset one LAMMPS input and K start states, per model ×
+dataset × k one ``egraff-lmp run`` command in its own run directory.
+
+Start states: run k starts from reference frame s_k (evenly spaced so that, where the
+reference is long enough, the whole run has reference frames to compare with). When the
+reference is a trajectory with a known frame spacing Δ, the velocities are the reference's
+own (central differences (x[s+1] − x[s−1]) / 2Δ, minimum image) and the timestep is Δ/m
+with m = round(Δ / the dataset's timestep), so that the dump written every m steps lines
+up with the reference frames. Otherwise the velocities are Maxwell–Boltzmann at the
+dataset's temperature with seed ``protocol.seed + k``, and nothing is time-aligned.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EgraffError
+from ..files import atomic_path, write_json
+from .config import Config, DatasetTask, Model
+
+
+@dataclass
+class RunTask:
+    """One simulation: ``argv`` is the ``egraff-lmp`` command line that runs it."""
+
+    model: str
+    dataset: str
+    k: int
+    start_frame: int
+    velocities: str
+    rundir: Path
+    argv: list[str]
+
+    def shell(self) -> str:
+        return shlex.join(["egraff-lmp", *self.argv])
+
+
+def reference_trajectory(task: DatasetTask):
+    from ..io import read_trajectory
+    from ..trajectory import ConcatTrajectory
+
+    parts = [read_trajectory(p) for p in task.trajectory_files]
+    return parts[0] if len(parts) == 1 else ConcatTrajectory(parts)
+
+
+def test_trajectory(task: DatasetTask):
+    from ..io import read_trajectory
+    from ..trajectory import ConcatTrajectory
+
+    parts = [read_trajectory(p) for p in task.test_files]
+    return parts[0] if len(parts) == 1 else ConcatTrajectory(parts)
+
+
+def timing(task: DatasetTask, steps: int) -> dict:
+    """MD timestep (fs) and dump interval (steps) of a dataset task (see module doc)."""
+    ds = task.dataset
+    if ds.contiguous:
+        m = max(1, round(ds.frame_spacing_fs / ds.timestep_fs))
+        return {"timestep_fs": ds.frame_spacing_fs / m, "dump_every": m, "aligned": True}
+    return {"timestep_fs": ds.timestep_fs, "dump_every": max(1, steps // 1000),
+            "aligned": False}
+
+
+def start_frames(n_frames: int, runs: int, span: int, contiguous: bool) -> tuple[list, str]:
+    """K start frames, and a note when the reference is shorter than the runs."""
+    lo = 1 if contiguous else 0
+    hi = n_frames - 2 if contiguous else n_frames - 1
+    if hi < lo:
+        raise EgraffError(f"the reference has {n_frames} frames: too few to start from")
+    note = ""
+    if contiguous and hi - span >= lo:
+        hi -= span
+    elif contiguous:
+        note = (f"the reference ({n_frames} frames) is shorter than a run ({span} frames): "
+                "EV/FV cover the overlap only")
+    return sorted({int(round(x)) for x in np.linspace(lo, hi, runs)}), note
+
+
+def reference_velocities(traj, index: int, spacing_fs: float) -> np.ndarray:
+    """Central-difference velocities (Å/fs) of frame ``index`` (minimum image)."""
+    prev, nxt = traj[index - 1], traj[index + 1]
+    d = nxt.positions - prev.positions
+    if nxt.cell is not None:
+        frac = np.linalg.solve(nxt.cell.T, d.T).T
+        d = (frac - np.round(frac)) @ nxt.cell
+    return d / (2.0 * spacing_fs)
+
+
+INPUT_TEMPLATE = """\
+# Written by egraff-lmp evaluate for dataset {label}: NVT at {temperature:g} K, {timestep_fs:g} fs
+# steps, starting from a reference frame ({velocities}).
+variable model       index NONE
+variable start       index NONE
+variable steps       index 1000
+variable seed        index 1
+
+units           metal
+atom_style      atomic
+boundary        p p p
+read_data       ${{start}}
+
+pair_style      egraff ${{model}}
+pair_coeff      * * {species}
+{velocity_line}
+timestep        {timestep_ps:.10g}
+fix             nvt all nvt temp {temperature:g} {temperature:g} {tdamp_ps:.10g}
+
+thermo_style    custom step temp pe ke etotal press
+thermo_modify   format float %.10g
+thermo          {dump_every}
+dump            traj all custom {dump_every} ${{rundir}}/dump.lammpstrj &
+                id type element x y z fx fy fz
+dump_modify     traj sort id element {species} format float %.8g
+
+run             ${{steps}}
+"""
+
+
+def prepare_dataset(task: DatasetTask, cfg: Config, outdir: Path) -> dict:
+    """Write the dataset's LAMMPS input and start data files; return what was chosen."""
+    from ..io.lammps_write import write_lammps_data
+
+    ds, proto = task.dataset, cfg.protocol
+    if not ds.periodic:
+        raise EgraffError(f"dataset {task.label} is a molecule (not periodic): the LAMMPS "
+                          "route of evaluate runs periodic cells only")
+    ref = reference_trajectory(task)
+    t = timing(task, proto["steps"])
+    span = proto["steps"] // t["dump_every"]
+    starts, note = start_frames(ref.n_frames, proto["runs"], span, t["aligned"])
+    species = sorted(set(ref.symbols))
+    velocities = ("the reference's own, central differences" if t["aligned"] else
+                  f"Maxwell-Boltzmann at {ds.temperature:g} K, seed {proto['seed']} + k")
+    text = INPUT_TEMPLATE.format(
+        label=task.label, temperature=ds.temperature, timestep_fs=t["timestep_fs"],
+        velocities=velocities, species=" ".join(species), timestep_ps=t["timestep_fs"] / 1000,
+        tdamp_ps=proto["tdamp_steps"] * t["timestep_fs"] / 1000, dump_every=t["dump_every"],
+        velocity_line="" if t["aligned"] else
+        f"velocity        all create {ds.temperature:g} ${{seed}} mom yes rot yes "
+        "dist gaussian")
+    inp = outdir / "inputs" / f"{task.label}.in"
+    with atomic_path(inp) as tmp:
+        tmp.write_text(text)
+    data_files = []
+    for k, s in enumerate(starts):
+        frame = ref[s]
+        v = reference_velocities(ref, s, ds.frame_spacing_fs) if t["aligned"] else None
+        path = outdir / "starts" / task.label / f"start-{k}.data"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                write_lammps_data(tmp, frame, ref.symbols, species, velocities=v)
+        data_files.append(path)
+    info = {"input": inp, "starts": starts, "data_files": data_files, "species": species,
+            "velocities": velocities, "n_reference_frames": ref.n_frames,
+            "notes": [note] if note else [], **t}
+    write_json(outdir / "starts" / task.label / "starts.json",
+               {k: (str(v) if isinstance(v, Path) else v) for k, v in info.items()
+                if k != "data_files"})
+    return info
+
+
+def run_tasks(model: Model, task: DatasetTask, info: dict, cfg: Config,
+              outdir: Path) -> list[RunTask]:
+    proto = cfg.protocol
+    out = []
+    for k, (s, data) in enumerate(zip(info["starts"], info["data_files"])):
+        rundir = outdir / "runs" / model.name / task.label / f"run-{k}"
+        argv = ["run", str(info["input"]), "-o", str(rundir),
+                "--var", f"model={model.artifact or 'calculator'}", "--var", f"start={data}",
+                "--var", f"steps={proto['steps']}", "--var", f"seed={proto['seed'] + k}",
+                "--np", str(proto["np"]), "--max-force", str(proto["max_force"]),
+                "--temp-factor", str(proto["temp_factor"]), "--no-progress"]
+        if model.calculator:
+            argv += ["--engine", "callback", "--calculator", model.calculator]
+        else:
+            argv += ["--engine", proto["engine"]]
+        out.append(RunTask(model.name, task.label, k, s, info["velocities"], rundir, argv))
+    return out
