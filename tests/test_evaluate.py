@@ -1,0 +1,257 @@
+"""egraff-lmp evaluate: real runs of tiny deployed models on the shipped CPMD reference."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+import yaml
+from conftest import GETE_TEST
+
+from egraff_lmp.cli import main
+
+TABLES = ["Table 1: static errors", "Table 2: structure", "Table 3: energy and force",
+          "Table 4: stability and cost", "Beyond the study"]
+REQUIRED = ["e_mae", "f_mae", "wf", "jsd", "ev", "ev_std", "fv", "fv_std", "stable_runs",
+            "ms_per_step"]
+
+
+def _config(path, models: dict, datasets=("gete",), **protocol):
+    cfg = {"title": "tiny", "models": {k: {"artifact": str(v)} for k, v in models.items()},
+           "datasets": list(datasets),
+           "protocol": {"static_frames": 10, "runs": 2, "steps": 8, **protocol}}
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _evaluate(capsys, *argv):
+    code = main(["evaluate", *[str(a) for a in argv]])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def evaluation(artifacts, tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluation")
+    cfg = _config(root / "eval.yaml", {"mace": artifacts["mace"],
+                                       "allegro": artifacts["allegro"]})
+    out = root / "report"
+    assert main(["evaluate", str(cfg), "-o", str(out), "--jobs", "2"]) == 0
+    return cfg, out
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.images, self.bold, self.italic = [], [], 0, 0
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+        self.bold += tag == "b"
+        self.italic += tag == "i"
+
+
+def test_evaluation_writes_every_table_plot_and_metric(evaluation):
+    _, out = evaluation
+    md = (out / "report.md").read_text()
+    for title in TABLES:
+        assert title in md
+    assert "**" in md and "| *" in md  # best in bold, second in italics
+    assert "FV decorrelation" in md and "sits near 0.7" in md
+    metrics = json.loads((out / "metrics.json").read_text())
+    for model in ("mace", "allegro"):
+        x = metrics["results"][model]["gete"]
+        for key in REQUIRED:
+            assert x[key] is not None, key
+        assert x["runs"] == 2 and x["stable_runs"] == 2
+        assert 0 < x["fv"] < 2 and x["wf"] > 0 and x["f_mae"] > 0
+        assert set(x["wf_pairs"]) == {"Ge-Ge", "Ge-Te", "Te-Te"}
+        assert len(x["curves"]["fv_t"]) == 9  # 8 steps, dump at the reference spacing
+    ds = metrics["datasets"]["gete"]
+    assert ds["timestep_fs"] == pytest.approx(1.19) and "reference's own" in ds["velocities"]
+    assert ds["start_frames"][0] >= 1
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("model,dataset,e_mae") and len(rows) == 3
+    for name in ("rdf_gete", "evfv_gete", "msd_vdos_gete", "static_vs_dynamic"):
+        assert (out / "plots" / f"{name}.png").stat().st_size > 1000
+    page = _Page()
+    page.feed((out / "report.html").read_text())
+    assert len(page.images) == 4 and all(s.startswith("data:image/png;base64,")
+                                         for s in page.images)
+    assert page.bold and page.italic and "table" in page.tags
+
+
+def test_runs_start_from_the_reference_state_with_its_velocities(evaluation, artifacts):
+    """Step 0 of each run is the reference frame it starts from, and the run is time-aligned
+    with the reference from there: FV(0) is the model's own force violation on that frame."""
+    from ase import Atoms
+
+    from egraff_lmp.calculator import DeployedCalculator
+    from egraff_lmp.io import read_trajectory
+    from egraff_lmp.metrics import force_violation
+    from egraff_lmp.trajectory import ConcatTrajectory
+
+    _, out = evaluation
+    artifacts_allegro = artifacts["allegro"]
+    ref = ConcatTrajectory([read_trajectory(GETE_TEST),
+                            read_trajectory(GETE_TEST.with_name("gete_val.npz"))])
+    starts = json.loads((out / "starts" / "gete" / "starts.json").read_text())["starts"]
+    for k, s in enumerate(starts):
+        dump = read_trajectory(out / "runs" / "allegro" / "gete" / f"run-{k}" / "dump.lammpstrj")
+        d = dump[0].positions - ref[s].positions
+        frac = np.linalg.solve(ref[s].cell.T, d.T).T
+        assert np.abs((frac - np.round(frac)) @ ref[s].cell).max() < 1e-5
+        run = json.loads((out / "runs" / "allegro" / "gete" / f"run-{k}" /
+                          "evaluation.json").read_text())
+        atoms = Atoms(ref.symbols, positions=ref[s].positions, cell=ref[s].cell, pbc=True)
+        atoms.calc = DeployedCalculator(artifacts_allegro)
+        fv0 = float(force_violation(atoms.get_forces(), ref[s].forces))
+        assert run["fv_t"][0] == pytest.approx(fv0, rel=1e-4)
+
+
+def test_a_killed_evaluation_resumes_without_redoing_finished_runs(evaluation, capsys):
+    cfg, out = evaluation
+    killed = out / "runs" / "mace" / "gete" / "run-1"
+    rec = json.loads((killed / "run.json").read_text())
+    rec["status"] = "running"  # what a killed run leaves behind
+    (killed / "run.json").write_text(json.dumps(rec))
+    (killed / "evaluation.json").unlink()
+    kept = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/gete/run-*/dump.lammpstrj")
+            if killed not in p.parents}
+    code, _, err = _evaluate(capsys, cfg, "-o", out)
+    assert code == 0, err
+    assert "3 already done" in err
+    assert json.loads((killed / "run.json").read_text())["status"] == "ok"
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
+
+
+def test_output_directory_of_another_evaluation_is_refused(evaluation, artifacts, tmp_path,
+                                                           capsys):
+    _, out = evaluation
+    other = _config(tmp_path / "other.yaml", {"allegro": artifacts["allegro"]})
+    code, _, err = _evaluate(capsys, other, "-o", out)
+    assert code == 2 and "holds another evaluation" in err and len(err.splitlines()) == 1
+
+
+def test_bad_configs_give_one_line_and_exit_2(artifacts, tmp_path, capsys):
+    good = {"allegro": artifacts["allegro"]}
+    cases = []
+    cases.append((_config(tmp_path / "a.yaml", {"x": tmp_path / "missing.egraff.pt"}),
+                  "artifact"))
+    cases.append((_config(tmp_path / "b.yaml", good, datasets=["getee"]),
+                  "did you mean 'gete'"))
+    cases.append((_config(tmp_path / "c.yaml", good, datasets=["lips"]),
+                  "datasets fetch lips"))
+    cases.append((_config(tmp_path / "d.yaml", good, datasets=["acetylacetone"]),
+                  "species mismatch"))
+    p = _config(tmp_path / "e.yaml", good, stpes=10)
+    cases.append((p, "did you mean 'steps'"))
+    raw = yaml.safe_load(_config(tmp_path / "f.yaml", good).read_text())
+    raw["model"] = raw.pop("models")
+    (tmp_path / "f.yaml").write_text(yaml.safe_dump(raw))
+    cases.append((tmp_path / "f.yaml", "did you mean 'models'"))
+    for cfg, what in cases:
+        out = tmp_path / f"out-{cfg.stem}"
+        code, _, err = _evaluate(capsys, cfg, "-o", out)
+        assert code == 2 and what in err and len(err.splitlines()) == 1, (cfg, err)
+        assert not out.exists(), "nothing is written for a config that does not check"
+
+
+def test_dataset_without_energies_refuses_ev_and_runs_the_rest(artifacts, tmp_path, capsys):
+    from ase import Atoms
+    from ase.io import write
+
+    from egraff_lmp.io import read_trajectory
+
+    ref = read_trajectory(GETE_TEST)
+    frames = []
+    for fr in ref.frames(0, 20):
+        a = Atoms(ref.symbols, positions=fr.positions, cell=fr.cell, pbc=True)
+        a.arrays["forces"] = fr.forces
+        frames.append(a)
+    write(tmp_path / "noenergy.xyz", frames, format="extxyz")
+    cfg = {"models": {"allegro": {"artifact": str(artifacts["allegro"])}},
+           "datasets": [{"name": "gete-noenergy", "files": ["noenergy.xyz"],
+                         "species": ["Ge", "Te"], "temperature": 920, "timestep_fs": 1.19,
+                         "frame_spacing_fs": 1.19}],
+           "protocol": {"runs": 1, "steps": 5, "static_frames": 5}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    code, _, err = _evaluate(capsys, tmp_path / "cfg.yaml", "-o", tmp_path / "out")
+    assert code == 0, err
+    x = json.loads((tmp_path / "out" / "metrics.json").read_text())["results"]["allegro"][
+        "gete-noenergy"]
+    assert x["ev"] is None and x["e_mae"] is None
+    assert x["fv"] is not None and x["wf"] is not None and x["f_mae"] is not None
+    assert any("no energies" in n for n in x["notes"])
+
+
+def test_decorrelated_reference_starts_from_maxwell_boltzmann_and_aligns_nothing(
+        artifacts, tmp_path, capsys):
+    cfg = {"models": {"allegro": {"artifact": str(artifacts["allegro"])}},
+           "datasets": [{"name": "gete-decorrelated", "files": [str(GETE_TEST)],
+                         "species": ["Ge", "Te"], "temperature": 920, "timestep_fs": 1.0}],
+           "protocol": {"runs": 1, "steps": 5, "static_frames": 5, "seed": 77}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    code, _, err = _evaluate(capsys, tmp_path / "cfg.yaml", "-o", tmp_path / "out")
+    assert code == 0, err
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert "Maxwell-Boltzmann at 920 K, seed 77" in m["datasets"]["gete-decorrelated"][
+        "velocities"]
+    assert "velocity        all create 920 ${seed}" in (
+        tmp_path / "out" / "inputs" / "gete-decorrelated.in").read_text()
+    x = m["results"]["allegro"]["gete-decorrelated"]
+    assert x["fv"] is None and x["wf"] is not None
+
+
+def test_dask_cluster_on_loopback_runs_the_simulations(artifacts, tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    cfg = _config(tmp_path / "cfg.yaml", {"allegro": artifacts["allegro"]}, runs=2, steps=4,
+                  static_frames=3)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        code, _, err = _evaluate(capsys, cfg, "-o", tmp_path / "out", "--dask-scheduler",
+                                 cluster.scheduler_address)
+    assert code == 0, err
+    x = json.loads((tmp_path / "out" / "metrics.json").read_text())["results"]["allegro"]
+    assert x["gete"]["stable_runs"] == 2
+
+
+def test_slurm_array_script_runs_each_task_and_evaluate_collects(artifacts, tmp_path, capsys):
+    cfg = _config(tmp_path / "cfg.yaml", {"allegro": artifacts["allegro"]}, runs=2, steps=4,
+                  static_frames=3)
+    out = tmp_path / "out"
+    code, _, err = _evaluate(capsys, cfg, "-o", out, "--slurm")
+    assert code == 0 and "sbatch" in err
+    script = out / "slurm" / "array.sbatch"
+    assert "#SBATCH --array=0-1" in script.read_text()
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    for task_id in ("0", "1"):  # what Slurm does for each array element
+        subprocess.run(["bash", str(script)], check=True, capture_output=True,
+                       env={**os.environ, "SLURM_ARRAY_TASK_ID": task_id})
+    code, _, err = _evaluate(capsys, cfg, "-o", out)
+    assert code == 0 and "2 already done" in err
+    assert (out / "report.html").exists()
+
+
+def test_datasets_fetch_offline_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("EGRAFF_LMP_ZENODO_API", "http://127.0.0.1:9/records/")
+    code = main(["datasets", "fetch", "gete", "--dest", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot reach Zenodo record 10678029" in err
+    assert len(err.splitlines()) == 1 and not any(tmp_path.iterdir())
+
+
+def test_datasets_list_shows_the_registry_and_what_is_local(capsys):
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("md17_aspirin", "md17_benzene", "3bpa", "acetylacetone", "lips", "lips20",
+                 "gete"):
+        assert name in out
+    gete = next(line for line in out.splitlines() if line.startswith("gete "))
+    assert " yes " in gete
