@@ -7,6 +7,7 @@ shows the traceback instead); JSON and PNG outputs are written atomically.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import __version__
@@ -191,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the simulations on a Dask distributed cluster")
     g.add_argument("--slurm", action="store_true",
                    help="write a Slurm job-array script for the simulations and stop")
+    p.add_argument("--readme", metavar="FILE",
+                   help="also write the report's tables into FILE between "
+                   "<!-- evaluate:start --> and <!-- evaluate:end --> markers")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("datasets", help="the study's datasets: list, or fetch from Zenodo",
@@ -209,8 +213,21 @@ def cmd_evaluate(args) -> int:
 
     if args.jobs < 1:
         raise EgraffError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.readme:
+        from .evaluate.report import MARK_END, MARK_START
+
+        text = open(args.readme).read() if os.path.isfile(args.readme) else ""
+        if MARK_START not in text or MARK_END not in text:
+            raise EgraffError(f"{args.readme}: no {MARK_START} ... {MARK_END} markers to fill")
     evaluate(args.config, args.output, args.runs, args.steps, args.jobs, args.dask_scheduler,
              args.slurm, log=main_log)
+    if args.readme and not args.slurm:
+        from pathlib import Path
+
+        from .evaluate.report import splice_tables
+
+        splice_tables(Path(args.output) / "report.md", Path(args.readme))
+        main_log(f"wrote the tables into {args.readme}")
     return 0
 
 
@@ -257,8 +274,9 @@ def cmd_run(args) -> int:
     rec = run(args.input, args.output, variables, args.engine, args.np, args.ref,
               args.calculator, watch, progress=not args.no_progress,
               restart_every=args.restart_every)
+    speed = f", {rec['ms_per_step']:.1f} ms/step" if rec.get("ms_per_step") else ""
     print(f"{rec['rundir']}: {rec['steps_done']} steps with the {rec['engine']} engine "
-          f"({rec['engine_reason']}), {rec['ms_per_step']:.1f} ms/step")
+          f"({rec['engine_reason']}){speed}")
     if rec.get("metrics"):
         print_comparison(rec["metrics"])
     return 0

@@ -60,7 +60,7 @@ def test_run_gete_writes_the_run_directory_and_compares(artifacts, tmp_path, cap
     assert "FV (gm ± std)" in out
 
 
-NVE = [("fix             nvt all nvt temp ${temperature} ${temperature} 0.1",
+NVE = [("fix             nvt all nvt temp ${temperature} ${temperature} 0.119",
         "fix             nve all nve"),
        ("dump            traj all custom 1", "dump            traj all custom 5")]
 
@@ -151,7 +151,7 @@ def test_an_unstable_run_is_stopped_and_its_data_kept(tmp_path, capsys, lattice,
 def test_bad_inputs_of_run_give_one_line_and_exit_2(artifacts, tmp_path, capsys,
                                                      inputs_cleanup):
     cases = []
-    typo = _input(tmp_path, [("timestep        0.001", "timestap        0.001")], "typo.in")
+    typo = _input(tmp_path, [("timestep        0.00119", "timestap        0.00119")], "typo.in")
     cases.append(([typo], "LAMMPS error: Unknown command"))
     cases.append(([GETE_IN, "--var", "model=/nonexistent.egraff.pt"],
                   "cannot load artifact /nonexistent.egraff.pt"))
@@ -331,7 +331,7 @@ def test_plugin_callback_and_ase_engines_agree(kind, artifacts, tmp_path, capsys
 
 
 def test_ase_engine_names_what_it_cannot_run(tmp_path, capsys, inputs_cleanup):
-    inp = _input(tmp_path, [("timestep        0.001", "timestep        0.001\n"
+    inp = _input(tmp_path, [("timestep        0.00119", "timestep        0.00119\n"
                              "compute         msd all msd")], "msd.in")
     inputs_cleanup.append(inp)
     code, _, err = _run(capsys, "run", inp, "-o", tmp_path / "r", "--engine", "ase",
@@ -341,3 +341,52 @@ def test_ase_engine_names_what_it_cannot_run(tmp_path, capsys, inputs_cleanup):
     code, _, err = _run(capsys, "run", GETE_IN, "-o", tmp_path / "r2", "--engine", "ase",
                         "--np", "2", "--no-progress")
     assert code == 2 and "the ASE engine runs on one process" in err
+
+
+SMALL_BOX = """
+variable model index {artifact}
+units metal
+atom_style atomic
+boundary p p p
+lattice sc 3.0
+region box block 0 2 0 2 0 2
+create_box 2 box
+create_atoms 1 box
+mass 1 72.63
+mass 2 127.6
+set type 1 type/fraction 2 0.5 42
+displace_atoms all random 0.1 0.1 0.1 7 units box
+pair_style egraff ${{model}}
+pair_coeff * * Ge Te
+thermo_style custom step pe press
+thermo_modify format float %.15g
+dump d all custom 1 ${{rundir}}/dump.lammpstrj id type element x y z fx fy fz
+dump_modify d sort id element Ge Te format float %.15g
+run 0
+"""
+
+
+@pytest.mark.parametrize("kind", ["mace", "allegro"])
+def test_cutoff_and_ghost_shell_larger_than_the_box_are_counted_image_by_image(
+        kind, artifacts, tmp_path, capsys):
+    """A 6 Å box with r_max 5 Å (and a 2 × r_max ghost shell for MACE): LAMMPS replicates
+    periodic images as far as the cutoff reaches, so the plugin is not refused but must count
+    every image of every neighbour, as ASE/vesin do, on 1 and 2 ranks."""
+    from ase import Atoms
+
+    from egraff_lmp.calculator import DeployedCalculator
+
+    inp = tmp_path / "small.in"
+    inp.write_text(SMALL_BOX.format(artifact=artifacts[kind]))
+    calc = DeployedCalculator(artifacts[kind])
+    for np_ in (1, 2):
+        rundir = tmp_path / f"np{np_}"
+        code, _, err = _run(capsys, "run", inp, "-o", rundir, "--np", np_, "--no-progress")
+        assert code == 0, err
+        frame = read_trajectory(rundir / "dump.lammpstrj", log=rundir / "log.lammps")[0]
+        assert np.diag(frame.cell).max() < 2 * 5.0
+        symbols = read_trajectory(rundir / "dump.lammpstrj").symbols
+        atoms = Atoms(symbols, positions=frame.positions, cell=frame.cell, pbc=True)
+        atoms.calc = calc
+        assert frame.energy == pytest.approx(atoms.get_potential_energy(), abs=1e-6)
+        np.testing.assert_allclose(frame.forces, atoms.get_forces(), rtol=0, atol=1e-6)

@@ -80,14 +80,26 @@ def start_frames(n_frames: int, runs: int, span: int, contiguous: bool) -> tuple
     return sorted({int(round(x)) for x in np.linspace(lo, hi, runs)}), note
 
 
+def _min_image(d, cell):
+    if cell is None:
+        return d
+    frac = np.linalg.solve(cell.T, d.T).T
+    return (frac - np.round(frac)) @ cell
+
+
 def reference_velocities(traj, index: int, spacing_fs: float) -> np.ndarray:
-    """Central-difference velocities (Å/fs) of frame ``index`` (minimum image)."""
-    prev, nxt = traj[index - 1], traj[index + 1]
-    d = nxt.positions - prev.positions
-    if nxt.cell is not None:
-        frac = np.linalg.solve(nxt.cell.T, d.T).T
-        d = (frac - np.round(frac)) @ nxt.cell
-    return d / (2.0 * spacing_fs)
+    """Velocities (Å/fs) of frame ``index`` from the positions around it (minimum image):
+    central differences (x[i+1] − x[i−1]) / 2Δ, or at the first/last frame the second-order
+    one-sided ones (∓3x[i] ± 4x[i±1] ∓ x[i±2]) / 2Δ."""
+    n = traj.n_frames
+    if 0 < index < n - 1:
+        prev, nxt = traj[index - 1], traj[index + 1]
+        return _min_image(nxt.positions - prev.positions, nxt.cell) / (2.0 * spacing_fs)
+    sign = 1 if index == 0 else -1
+    x0, x1, x2 = (traj[index + sign * k] for k in range(3))
+    d1 = _min_image(x1.positions - x0.positions, x0.cell)
+    d2 = d1 + _min_image(x2.positions - x1.positions, x0.cell)
+    return sign * (4 * d1 - d2) / (2.0 * spacing_fs)
 
 
 INPUT_TEMPLATE = """\

@@ -226,6 +226,26 @@ def _extras(metrics):
     return models, rows
 
 
+MARK_START, MARK_END = "<!-- evaluate:start -->", "<!-- evaluate:end -->"
+
+
+def splice_tables(report_md: Path, target: Path) -> None:
+    """Put the report's tables (from its first table section to the stability summary)
+    into ``target`` between the ``<!-- evaluate:start/end -->`` markers, atomically."""
+    text = target.read_text()
+    if MARK_START not in text or MARK_END not in text:
+        from ..errors import located
+
+        raise located(target, f"has no {MARK_START} ... {MARK_END} markers to fill")
+    rep = report_md.read_text()
+    body = rep[rep.index("## Table 1"):rep.index("## Stability")].strip()
+    body = body.replace("## ", "#### ")
+    head, rest = text.split(MARK_START, 1)
+    _, tail = rest.split(MARK_END, 1)
+    with atomic_path(target) as tmp:
+        tmp.write_text(f"{head}{MARK_START}\n{body}\n{MARK_END}{tail}")
+
+
 def write_report(metrics, outdir: Path) -> None:
     outdir = Path(outdir)
     figs = plots(metrics, outdir)

@@ -196,8 +196,9 @@ def _install_watch(lmp):
 
 
 def _check(lmp, watch, status, natoms0) -> str | None:
-    pe = lmp.get_thermo("pe")
-    temp = lmp.get_thermo("temp")
+    # thermo's own computes: they exist whatever thermo_style the input chose
+    pe = lmp.extract_compute("thermo_pe", LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR)
+    temp = lmp.extract_compute("thermo_temp", LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR)
     if not math.isfinite(pe):
         return f"non-finite potential energy ({pe})"
     if lmp.get_natoms() != natoms0:
@@ -217,7 +218,7 @@ def _run(lmp, steps, watch, status, bar, start, stop) -> tuple[float, bool]:
     natoms0 = lmp.get_natoms()
     done, seconds, first = 0, 0.0, True
     _install_watch(lmp)
-    while done < steps:
+    while done < steps or first:  # 'run 0' still sets up, computes forces and writes output
         k = min(watch.every, steps - done)
         t0 = time.perf_counter()
         try:
