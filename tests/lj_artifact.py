@@ -28,13 +28,14 @@ class LJEnergy(torch.nn.Module):
         return torch.zeros(pos.shape[0], dtype=pos.dtype).index_add(0, i, 0.5 * e)
 
 
-def lj_artifact(directory: Path, epsilon=0.0104, sigma=3.4, rc=8.5, element="Ar") -> Path:
+def lj_artifact(directory: Path, epsilon=0.0104, sigma=3.4, rc=8.5, element="Ar",
+                elements=None) -> Path:
     """Write ``lj.egraff.pt`` (and the JSON it is 'trained' from) into ``directory``."""
     source_file = directory / "lj.json"
     source_file.write_text(json.dumps({"epsilon": epsilon, "sigma": sigma, "rc": rc}))
-    src = Source(family="lj", energy_model=LJEnergy(epsilon, sigma), type_names=[element],
-                 r_max=rc, num_layers=1, strictly_local=True, dtype=torch.float64,
-                 family_version="test")
+    src = Source(family="lj", energy_model=LJEnergy(epsilon, sigma),
+                 type_names=list(elements or [element]), r_max=rc, num_layers=1,
+                 strictly_local=True, dtype=torch.float64, family_version="test")
     return art.save(art.script(src), art.build_metadata(src, source_file, {}),
                     directory / "lj.egraff.pt")
 

@@ -255,3 +255,37 @@ def test_datasets_list_shows_the_registry_and_what_is_local(capsys):
         assert name in out
     gete = next(line for line in out.splitlines() if line.startswith("gete "))
     assert " yes " in gete
+
+
+def test_molecules_run_in_a_shrink_wrapped_box_and_compare_as_molecules(tmp_path, capsys):
+    """acetylacetone (shipped 300 K DFT set, C,H,O, not periodic, not a trajectory) at the
+    OOD temperature of 600 K with a gentle LJ 'model' (a real TorchScript artifact)."""
+    from lj_artifact import lj_artifact
+
+    art = lj_artifact(tmp_path, epsilon=0.01, sigma=1.0, rc=4.0, elements=["C", "H", "O"])
+    cfg = {"models": {"lj": {"artifact": str(art)}},
+           "datasets": [{"name": "acetylacetone", "temperature": 600, "label": "acac-600K"}],
+           "protocol": {"runs": 2, "steps": 20, "static_frames": 5}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    code, _, err = _evaluate(capsys, tmp_path / "cfg.yaml", "-o", tmp_path / "out")
+    assert code == 0, err
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert "boundary        s s s" in (tmp_path / "out" / "inputs" / "acac-600K.in").read_text()
+    assert m["datasets"]["acac-600K"]["temperature"] == 600
+    assert "Maxwell-Boltzmann at 600 K" in m["datasets"]["acac-600K"]["velocities"]
+    x = m["results"]["lj"]["acac-600K"]
+    assert x["stable_runs"] == 2 and x["wf"] is not None and x["fv"] is None
+    assert x["e_mae"] is not None and x["f_mae"] is not None
+    assert set(x["wf_pairs"]) == {"C-C", "C-H", "C-O", "H-H", "H-O", "O-O"}
+
+
+def test_start_frames_share_one_comparison_window():
+    from egraff_lmp.evaluate.plan import start_frames
+
+    starts, window, note = start_frames(600, 5, 100, contiguous=True)
+    assert window == 100 and starts[0] == 1 and starts[-1] + window <= 598 and not note
+    starts, window, note = start_frames(600, 5, 1000, contiguous=True)  # reference too short
+    assert window == 298 and starts == [1, 76, 150, 225, 300] and "shorter" in note
+    assert all(s + window <= 598 for s in starts)
+    starts, window, _ = start_frames(650, 3, 1000, contiguous=False)
+    assert starts == [0, 324, 649] and window == 0

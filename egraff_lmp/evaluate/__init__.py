@@ -94,8 +94,17 @@ def evaluate(config_path, outdir, runs=None, steps=None, jobs=1, dask_scheduler=
 
     def done(i, res):
         r = todo[i]
-        log(f"  {r.model} / {r.dataset} run {r.k}: "
-            f"{'ok' if res[0] == 0 else res[1] or f'exit {res[0]}'}")
+        try:
+            rec = json.loads((r.rundir / "run.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            rec = {}
+        if res[0] == 0:
+            what = f"ok, {rec.get('ms_per_step') or 0:.1f} ms/step"
+        elif rec.get("status") == "failed":
+            what = f"stopped at step {rec['failed_at_step']} ({rec['failure']})"
+        else:
+            what = res[1] or f"exit {res[0]}"
+        log(f"  {r.model} / {r.dataset} run {r.k}: {what}")
 
     executors.run_all([r.argv for r in todo], jobs, dask_scheduler, done)
     return _collect(cfg, outdir, infos, tasks, log)

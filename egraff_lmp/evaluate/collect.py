@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import metrics
 from ..compare import compare
 from ..errors import EgraffError
 from ..files import write_json
@@ -107,12 +108,21 @@ def run_metrics(run: RunTask, task: DatasetTask, info: dict, cfg: Config, ref) -
     keys = ("wf", "wf_sqrt", "jsd", "wf_pairs", "jsd_pairs", "ev", "ev_std", "fv", "fv_std",
             "ev_t", "fv_t", "n_frames_compared", "notes", "r", "rdf")
     out.update({k: c[k] for k in keys})
+    for key in ("ev", "fv"):  # every run over the same window (plan.start_frames)
+        series = out[f"{key}_t"]
+        if series is not None:
+            series = np.asarray(series)[:info["window"] + 1]
+            out.update({f"{key}_t": series, key: metrics.geometric_mean(series),
+                        f"{key}_std": float(np.std(series))})
+    out["n_frames_compared"] = min(out["n_frames_compared"], info["window"] + 1)
     out["t_decorrelation_fs"] = decorrelation_time(c["fv_t"], dt_frame,
                                                    cfg.protocol["decorrelation_fv"])
-    msd = MSD(traj, dt_frame).run().results
+    # transport over as many frames as the reference analysis uses (reference_analysis)
+    n_msd = min(traj.n_frames, info["n_reference_frames"])
+    msd = MSD(traj, dt_frame).run(0, n_msd).results
     out.update(msd_t=msd.lagtimes, msd=msd.msd["total"], diffusivity=msd.diffusivity)
-    if traj.n_frames >= 5:
-        vd = VDOS(traj, dt_frame).run().results
+    if n_msd >= 5:
+        vd = VDOS(traj, dt_frame).run(0, n_msd).results
         out.update(vdos_freq=vd.frequency, vdos=vd.vdos["total"])
     write_json(cache, out)
     return json.loads(cache.read_text())
@@ -133,10 +143,11 @@ def reference_analysis(task: DatasetTask, info: dict, cfg: Config, outdir: Path)
     if task.dataset.contiguous:
         dt = task.dataset.frame_spacing_fs
         n = min(ref.n_frames, cfg.protocol["steps"] // info["dump_every"] + 1)
-        msd = MSD(ref, dt).run(0, max(n, 3)).results
-        vd = VDOS(ref, dt).run(0, max(n, 5)).results
-        out.update(msd_t=msd.lagtimes, msd=msd.msd["total"], diffusivity=msd.diffusivity,
-                   vdos_freq=vd.frequency, vdos=vd.vdos["total"])
+        msd = MSD(ref, dt).run(0, n).results
+        out.update(msd_t=msd.lagtimes, msd=msd.msd["total"], diffusivity=msd.diffusivity)
+        if n >= 5:
+            vd = VDOS(ref, dt).run(0, n).results
+            out.update(vdos_freq=vd.frequency, vdos=vd.vdos["total"])
     write_json(cache, out)
     return json.loads(cache.read_text())
 

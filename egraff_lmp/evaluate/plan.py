@@ -65,19 +65,26 @@ def timing(task: DatasetTask, steps: int) -> dict:
             "aligned": False}
 
 
-def start_frames(n_frames: int, runs: int, span: int, contiguous: bool) -> tuple[list, str]:
-    """K start frames, and a note when the reference is shorter than the runs."""
+def start_frames(n_frames: int, runs: int, span: int, contiguous: bool):
+    """(K start frames, the EV/FV window in frames after the start, a note).
+
+    The window is the whole run (``span`` frames) when the reference has that many frames
+    after every start; otherwise half the reference, so that every run is compared over
+    the same number of frames (EV/FV grow towards their decorrelated values with time, so
+    windows of different lengths would not be comparable)."""
     lo = 1 if contiguous else 0
     hi = n_frames - 2 if contiguous else n_frames - 1
     if hi < lo:
         raise EgraffError(f"the reference has {n_frames} frames: too few to start from")
-    note = ""
-    if contiguous and hi - span >= lo:
-        hi -= span
-    elif contiguous:
-        note = (f"the reference ({n_frames} frames) is shorter than a run ({span} frames): "
-                "EV/FV cover the overlap only")
-    return sorted({int(round(x)) for x in np.linspace(lo, hi, runs)}), note
+    if not contiguous:
+        return sorted({int(round(x)) for x in np.linspace(lo, hi, runs)}), 0, ""
+    window, note = span, ""
+    if hi - span < lo:
+        window = max(1, (hi - lo) // 2)
+        note = (f"the reference ({n_frames} frames) is shorter than a run ({span} frames "
+                f"after its start): EV/FV compare the first {window} frames of every run")
+    starts = sorted({int(round(x)) for x in np.linspace(lo, hi - window, runs)})
+    return starts, window, note
 
 
 def _min_image(d, cell):
@@ -102,6 +109,17 @@ def reference_velocities(traj, index: int, spacing_fs: float) -> np.ndarray:
     return sign * (4 * d1 - d2) / (2.0 * spacing_fs)
 
 
+def boxed(frame, padding: float = 10.0):
+    """A molecule's frame in an orthogonal box with ``padding`` Å of vacuum on every side
+    (LAMMPS data files need a box; the input's shrink-wrapped boundaries then follow the
+    atoms, and nothing is periodic)."""
+    from dataclasses import replace
+
+    lo = frame.positions.min(axis=0) - padding
+    extent = frame.positions.max(axis=0) + padding - lo
+    return replace(frame, positions=frame.positions - lo, cell=np.diag(extent))
+
+
 INPUT_TEMPLATE = """\
 # Written by egraff-lmp evaluate for dataset {label}: NVT at {temperature:g} K, {timestep_fs:g} fs
 # steps, starting from a reference frame ({velocities}).
@@ -112,7 +130,7 @@ variable seed        index 1
 
 units           metal
 atom_style      atomic
-boundary        p p p
+boundary        {boundary}
 read_data       ${{start}}
 
 pair_style      egraff ${{model}}
@@ -137,18 +155,25 @@ def prepare_dataset(task: DatasetTask, cfg: Config, outdir: Path) -> dict:
     from ..io.lammps_write import write_lammps_data
 
     ds, proto = task.dataset, cfg.protocol
-    if not ds.periodic:
-        raise EgraffError(f"dataset {task.label} is a molecule (not periodic): the LAMMPS "
-                          "route of evaluate runs periodic cells only")
     ref = reference_trajectory(task)
+    molecule = ref[0].cell is None
     t = timing(task, proto["steps"])
     span = proto["steps"] // t["dump_every"]
-    starts, note = start_frames(ref.n_frames, proto["runs"], span, t["aligned"])
+    starts, window, note = start_frames(ref.n_frames, proto["runs"], span, t["aligned"])
+    planned = outdir / "starts" / task.label / "starts.json"
+    if planned.exists():
+        import json
+
+        old = json.loads(planned.read_text()).get("starts")
+        if old != starts:
+            raise EgraffError(f"{outdir} was planned with start frames {old} for "
+                              f"{task.label}, this version plans {starts}: give another -o")
     species = sorted(set(ref.symbols))
     velocities = ("the reference's own, central differences" if t["aligned"] else
                   f"Maxwell-Boltzmann at {ds.temperature:g} K, seed {proto['seed']} + k")
     text = INPUT_TEMPLATE.format(
-        label=task.label, temperature=ds.temperature, timestep_fs=t["timestep_fs"],
+        label=task.label, boundary="s s s" if molecule else "p p p",
+        temperature=ds.temperature, timestep_fs=t["timestep_fs"],
         velocities=velocities, species=" ".join(species), timestep_ps=t["timestep_fs"] / 1000,
         tdamp_ps=proto["tdamp_steps"] * t["timestep_fs"] / 1000, dump_every=t["dump_every"],
         velocity_line="" if t["aligned"] else
@@ -159,7 +184,7 @@ def prepare_dataset(task: DatasetTask, cfg: Config, outdir: Path) -> dict:
         tmp.write_text(text)
     data_files = []
     for k, s in enumerate(starts):
-        frame = ref[s]
+        frame = boxed(ref[s]) if molecule else ref[s]
         v = reference_velocities(ref, s, ds.frame_spacing_fs) if t["aligned"] else None
         path = outdir / "starts" / task.label / f"start-{k}.data"
         if not path.exists():
@@ -169,7 +194,7 @@ def prepare_dataset(task: DatasetTask, cfg: Config, outdir: Path) -> dict:
         data_files.append(path)
     info = {"input": inp, "starts": starts, "data_files": data_files, "species": species,
             "velocities": velocities, "n_reference_frames": ref.n_frames,
-            "notes": [note] if note else [], **t}
+            "window": window, "notes": [note] if note else [], **t}
     write_json(outdir / "starts" / task.label / "starts.json",
                {k: (str(v) if isinstance(v, Path) else v) for k, v in info.items()
                 if k != "data_files"})

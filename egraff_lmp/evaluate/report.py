@@ -153,6 +153,7 @@ def plots(metrics, outdir: Path) -> dict[str, list[Path]]:
         fig, axes = plt.subplots(2, 1, figsize=(7, 5.2))
         if ref.get("msd") is not None:
             axes[0].plot(ref["msd_t"], ref["msd"], color="k", lw=2, label="reference")
+        if ref.get("vdos") is not None:
             axes[1].plot(ref["vdos_freq"], ref["vdos"], color="k", lw=2, label="reference")
         for m, x in res.items():
             c = x["curves"]
