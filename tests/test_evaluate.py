@@ -38,7 +38,7 @@ def _evaluate(capsys, *argv):
 def evaluation(artifacts, tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluation")
     cfg = _config(root / "eval.yaml", {"mace": artifacts["mace"],
-                                       "allegro": artifacts["allegro"]})
+                                       "allegro": artifacts["allegro"]}, nve_steps=10)
     out = root / "report"
     assert main(["evaluate", str(cfg), "-o", str(out), "--jobs", "2"]) == 0
     return cfg, out
@@ -73,6 +73,7 @@ def test_evaluation_writes_every_table_plot_and_metric(evaluation):
         assert 0 < x["fv"] < 2 and x["wf"] > 0 and x["f_mae"] > 0
         assert set(x["wf_pairs"]) == {"Ge-Ge", "Ge-Te", "Te-Te"}
         assert len(x["curves"]["fv_t"]) == 9  # 8 steps, dump at the reference spacing
+        assert x["nve_steps_done"] == 10 and x["nve_drift_mev_per_atom_per_ps"] is not None
     ds = metrics["datasets"]["gete"]
     assert ds["timestep_fs"] == pytest.approx(1.19) and "reference's own" in ds["velocities"]
     assert ds["start_frames"][0] >= 1
@@ -126,7 +127,7 @@ def test_a_killed_evaluation_resumes_without_redoing_finished_runs(evaluation, c
             if killed not in p.parents}
     code, _, err = _evaluate(capsys, cfg, "-o", out)
     assert code == 0, err
-    assert "3 already done" in err
+    assert "5 already done" in err
     assert json.loads((killed / "run.json").read_text())["status"] == "ok"
     assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
 

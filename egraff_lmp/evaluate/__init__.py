@@ -77,8 +77,10 @@ def evaluate(config_path, outdir, runs=None, steps=None, jobs=1, dask_scheduler=
         for m in cfg.models:
             tasks += plan.run_tasks(m, t, infos[t.label], cfg, outdir)
     todo = [r for r in tasks if not _finished(r.rundir)]
+    nve = (f", + 1 NVE run of {cfg.protocol['nve_steps']} steps each"
+           if cfg.protocol["nve_steps"] else "")
     log(f"{len(tasks)} simulations ({len(cfg.models)} models × {len(cfg.datasets)} datasets × "
-        f"{cfg.protocol['runs']} runs of {cfg.protocol['steps']} steps); "
+        f"{cfg.protocol['runs']} runs of {cfg.protocol['steps']} steps{nve}); "
         f"{len(tasks) - len(todo)} already done")
     if slurm:
         again = shlex.join(["egraff-lmp", "evaluate", str(cfg.path), "-o", str(outdir),
@@ -119,18 +121,21 @@ def _collect(cfg, outdir, infos, tasks, log) -> dict:
         results[m.name] = {}
         for t in cfg.datasets:
             static = collect.static_errors(m, t, cfg, outdir)
-            runs = []
+            runs, nve = [], None
             for r in (r for r in tasks if r.model == m.name and r.dataset == t.label):
                 if not _finished(r.rundir):
                     rec_err = _run_error(r.rundir)
-                    errors.append(f"{m.name}/{t.label} run {r.k}: {rec_err}")
-                    continue
-                runs.append(collect.run_metrics(r, t, infos[t.label], cfg, refs[t.label]))
+                    errors.append(f"{m.name}/{t.label} {r.rundir.name}: {rec_err}")
+                elif r.kind == "nve":
+                    nve = collect.nve_drift(r)
+                else:
+                    runs.append(collect.run_metrics(r, t, infos[t.label], cfg, refs[t.label]))
             run_rows += [{k: v for k, v in x.items() if not isinstance(v, (list, dict))}
                          for x in runs]
             if runs:
                 results[m.name][t.label] = collect.aggregate(m, t, static, runs,
                                                              infos[t.label], cfg)
+                results[m.name][t.label].update(nve or {})
     references = {t.label: collect.reference_analysis(t, infos[t.label], cfg, outdir)
                   for t in cfg.datasets}
     metrics = {

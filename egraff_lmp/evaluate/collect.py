@@ -128,6 +128,17 @@ def run_metrics(run: RunTask, task: DatasetTask, info: dict, cfg: Config, ref) -
     return json.loads(cache.read_text())
 
 
+def nve_drift(run: RunTask) -> dict:
+    """Total-energy drift of the NVE run (``egraff-lmp run`` computes it from the log)."""
+    rec = json.loads((run.rundir / "run.json").read_text())
+    d = rec.get("energy_drift") or {}
+    drift = d.get("mev_per_atom_per_ps")
+    return {"nve_drift_mev_per_atom_per_ps": drift,
+            "nve_abs_drift": abs(drift) if drift is not None else None,
+            "nve_max_abs_dev_ev": d.get("max_abs_dev_ev"),
+            "nve_steps_done": rec.get("steps_done"), "nve_status": rec.get("status")}
+
+
 def reference_analysis(task: DatasetTask, info: dict, cfg: Config, outdir: Path) -> dict:
     """RDF of the whole reference and, for a trajectory, its MSD/diffusivity and VDOS."""
     from ..analysis import MSD, RDF, VDOS, default_rmax

@@ -39,6 +39,7 @@ PROTOCOL_DEFAULTS = {
     "max_force": 50.0,      # stability watch, eV/Å
     "temp_factor": 3.0,     # stability watch: stop above this factor x T
     "decorrelation_fv": 0.5,  # FV(t) above this: the trajectories have decorrelated
+    "nve_steps": 0,         # > 0: one NVE run of this many steps per model and dataset
 }
 TOP_KEYS = {"title", "models", "datasets", "protocol"}
 
@@ -102,6 +103,9 @@ def load(path, overrides: dict | None = None) -> Config:
     _check_keys("protocol", raw.get("protocol") or {}, PROTOCOL_DEFAULTS, path)
     protocol.update(raw.get("protocol") or {})
     protocol.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if not isinstance(protocol["nve_steps"], int) or protocol["nve_steps"] < 0:
+        raise located(path, f"protocol.nve_steps must be 0 or a positive integer, got "
+                            f"{protocol['nve_steps']!r}")
     for key in ("runs", "steps", "np"):
         if not isinstance(protocol[key], int) or protocol[key] < 1:
             raise located(path, f"protocol.{key} must be a positive integer, got "
@@ -152,7 +156,16 @@ def _dataset(entry, base, path) -> DatasetTask:
     if isinstance(entry, str):
         entry = {"name": entry}
     _check_keys(f"dataset {entry.get('name', '?')}", entry, DATASET_KEYS, path)
-    if "name" in entry and "files" not in entry:
+    if "name" in entry and str(entry["name"]) in datasets.REGISTRY:
+        ds = datasets.get(str(entry["name"]))
+        if "files" in entry:  # e.g. one LiPS20 composition: the registry's settings, own files
+            from dataclasses import replace
+
+            splits = {"test": list(entry["files"])}
+            if entry.get("trajectory_files"):
+                splits["trajectory"] = list(entry["trajectory_files"])
+            ds = replace(ds, splits=splits, species=tuple(entry.get("species", ds.species)))
+    elif "name" in entry and "files" not in entry:
         ds = datasets.get(str(entry["name"]))
     elif "files" in entry:
         need = [k for k in ("species", "temperature", "timestep_fs") if k not in entry]

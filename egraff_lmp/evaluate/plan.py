@@ -34,6 +34,7 @@ class RunTask:
     velocities: str
     rundir: Path
     argv: list[str]
+    kind: str = "nvt"  # or "nve": the energy-drift run
 
     def shell(self) -> str:
         return shlex.join(["egraff-lmp", *self.argv])
@@ -121,8 +122,8 @@ def boxed(frame, padding: float = 10.0):
 
 
 INPUT_TEMPLATE = """\
-# Written by egraff-lmp evaluate for dataset {label}: NVT at {temperature:g} K, {timestep_fs:g} fs
-# steps, starting from a reference frame ({velocities}).
+# Written by egraff-lmp evaluate for dataset {label}: {ensemble} at {temperature:g} K,
+# {timestep_fs:g} fs steps, starting from a reference frame ({velocities}).
 variable model       index NONE
 variable start       index NONE
 variable steps       index 1000
@@ -137,7 +138,7 @@ pair_style      egraff ${{model}}
 pair_coeff      * * {species}
 {velocity_line}
 timestep        {timestep_ps:.10g}
-fix             nvt all nvt temp {temperature:g} {temperature:g} {tdamp_ps:.10g}
+{integrator}
 
 thermo_style    custom step temp pe ke etotal press
 thermo_modify   format float %.10g
@@ -171,17 +172,24 @@ def prepare_dataset(task: DatasetTask, cfg: Config, outdir: Path) -> dict:
     species = sorted(set(ref.symbols))
     velocities = ("the reference's own, central differences" if t["aligned"] else
                   f"Maxwell-Boltzmann at {ds.temperature:g} K, seed {proto['seed']} + k")
-    text = INPUT_TEMPLATE.format(
+    fmt = dict(
         label=task.label, boundary="s s s" if molecule else "p p p",
         temperature=ds.temperature, timestep_fs=t["timestep_fs"],
         velocities=velocities, species=" ".join(species), timestep_ps=t["timestep_fs"] / 1000,
-        tdamp_ps=proto["tdamp_steps"] * t["timestep_fs"] / 1000, dump_every=t["dump_every"],
+        dump_every=t["dump_every"],
         velocity_line="" if t["aligned"] else
         f"velocity        all create {ds.temperature:g} ${{seed}} mom yes rot yes "
         "dist gaussian")
     inp = outdir / "inputs" / f"{task.label}.in"
+    tdamp = proto["tdamp_steps"] * t["timestep_fs"] / 1000
     with atomic_path(inp) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(INPUT_TEMPLATE.format(
+            ensemble="NVT", integrator=f"fix             nvt all nvt temp {ds.temperature:g} "
+                                       f"{ds.temperature:g} {tdamp:.10g}", **fmt))
+    if proto["nve_steps"]:
+        with atomic_path(inp.with_name(f"{task.label}-nve.in")) as tmp:
+            tmp.write_text(INPUT_TEMPLATE.format(
+                ensemble="NVE (energy drift)", integrator="fix             nve all nve", **fmt))
     data_files = []
     for k, s in enumerate(starts):
         frame = boxed(ref[s]) if molecule else ref[s]
@@ -203,18 +211,25 @@ def prepare_dataset(task: DatasetTask, cfg: Config, outdir: Path) -> dict:
 
 def run_tasks(model: Model, task: DatasetTask, info: dict, cfg: Config,
               outdir: Path) -> list[RunTask]:
+    """The K NVT runs and, with ``protocol.nve_steps``, one NVE run from the first start."""
     proto = cfg.protocol
+    plan = [(k, s, data, "nvt", f"run-{k}", proto["steps"], info["input"])
+            for k, (s, data) in enumerate(zip(info["starts"], info["data_files"]))]
+    if proto["nve_steps"]:
+        plan.append((0, info["starts"][0], info["data_files"][0], "nve", "run-nve",
+                     proto["nve_steps"], info["input"].with_name(f"{task.label}-nve.in")))
     out = []
-    for k, (s, data) in enumerate(zip(info["starts"], info["data_files"])):
-        rundir = outdir / "runs" / model.name / task.label / f"run-{k}"
-        argv = ["run", str(info["input"]), "-o", str(rundir),
+    for k, s, data, kind, name, steps, inp in plan:
+        rundir = outdir / "runs" / model.name / task.label / name
+        argv = ["run", str(inp), "-o", str(rundir),
                 "--var", f"model={model.artifact or 'calculator'}", "--var", f"start={data}",
-                "--var", f"steps={proto['steps']}", "--var", f"seed={proto['seed'] + k}",
+                "--var", f"steps={steps}", "--var", f"seed={proto['seed'] + k}",
                 "--np", str(proto["np"]), "--max-force", str(proto["max_force"]),
                 "--temp-factor", str(proto["temp_factor"]), "--no-progress"]
         if model.calculator:
             argv += ["--engine", "callback", "--calculator", model.calculator]
         else:
             argv += ["--engine", proto["engine"]]
-        out.append(RunTask(model.name, task.label, k, s, info["velocities"], rundir, argv))
+        out.append(RunTask(model.name, task.label, k, s, info["velocities"], rundir, argv,
+                           kind))
     return out
