@@ -74,12 +74,13 @@ def test_evaluation_writes_every_table_plot_and_metric(evaluation):
         assert set(x["wf_pairs"]) == {"Ge-Ge", "Ge-Te", "Te-Te"}
         assert len(x["curves"]["fv_t"]) == 9  # 8 steps, dump at the reference spacing
         assert x["nve_steps_done"] == 10 and x["nve_drift_mev_per_atom_per_ps"] is not None
+        assert 0 <= x["adf_jsd"] < 0.7 and len(x["curves"]["adf"]) == 90
     ds = metrics["datasets"]["gete"]
     assert ds["timestep_fs"] == pytest.approx(1.19) and "reference's own" in ds["velocities"]
     assert ds["start_frames"][0] >= 1
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("model,dataset,e_mae") and len(rows) == 3
-    for name in ("rdf_gete", "evfv_gete", "msd_vdos_gete", "static_vs_dynamic"):
+    for name in ("rdf_gete", "evfv_gete", "msd_vdos_adf_gete", "static_vs_dynamic"):
         assert (out / "plots" / f"{name}.png").stat().st_size > 1000
     page = _Page()
     page.feed((out / "report.html").read_text())
@@ -290,3 +291,38 @@ def test_start_frames_share_one_comparison_window():
     assert all(s + window <= 598 for s in starts)
     starts, window, _ = start_frames(650, 3, 1000, contiguous=False)
     assert starts == [0, 324, 649] and window == 0
+
+
+def test_an_evaluation_killed_mid_run_resumes_where_it_stopped(artifacts, tmp_path, capsys):
+    """SIGKILL to the whole process group (evaluate and its running simulation), then the
+    same command: the finished run is kept as it is, the killed one is redone."""
+    import re
+    import signal
+    import sys
+    import time
+
+    cfg = _config(tmp_path / "cfg.yaml", {"allegro": artifacts["allegro"]}, runs=3, steps=30,
+                  static_frames=3)
+    out = tmp_path / "out"
+    first = out / "runs" / "allegro" / "gete" / "run-0"
+    proc = subprocess.Popen([sys.executable, "-m", "egraff_lmp", "evaluate", str(cfg), "-o",
+                             str(out)], start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if json.loads((first / "run.json").read_text())["status"] == "ok":
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "report.md").exists()
+    kept = (first / "dump.lammpstrj").stat().st_mtime_ns
+    code, _, err = _evaluate(capsys, cfg, "-o", out)
+    assert code == 0, err
+    assert int(re.search(r"(\d+) already done", err).group(1)) >= 1
+    assert (first / "dump.lammpstrj").stat().st_mtime_ns == kept
+    x = json.loads((out / "metrics.json").read_text())["results"]["allegro"]["gete"]
+    assert x["runs"] == 3 and x["stable_runs"] == 3

@@ -165,3 +165,30 @@ def test_rmax_beyond_half_the_cell_is_an_error_naming_the_limit():
     t = read_trajectory(GETE_TEST)
     with pytest.raises(EgraffError, match=r"exceeds half the smallest cell width \(9.55"):
         RDF(t, rmax=12.0).run(0, 2)
+
+
+def test_bond_angles_equal_a_brute_force_count_with_ase():
+    """Every j-i-k angle within the cutoff (all images), per centre species, unit area."""
+    from ase import Atoms
+    from ase.neighborlist import neighbor_list
+
+    from egraff_lmp.analysis.angles import BondAngles, first_minimum
+
+    gete = read_trajectory(GETE_TEST)
+    rdf = RDF(gete).run(0, 20).results
+    cutoff = first_minimum(rdf.r, rdf.rdf["total"])
+    assert 2.8 < cutoff < 3.6  # GeTe4 first coordination shell
+    res = BondAngles(gete, cutoff).run(0, 2).results
+    counts = {s: np.zeros(90) for s in ("Ge", "Te")}
+    for frame in gete.frames(0, 2):
+        atoms = Atoms(gete.symbols, positions=frame.positions, cell=frame.cell, pbc=True)
+        i, d = neighbor_list("iD", atoms, cutoff)
+        for c in range(len(atoms)):
+            v = d[i == c] / np.linalg.norm(d[i == c], axis=1)[:, None]
+            a, b = np.triu_indices(len(v), k=1)
+            ang = np.degrees(np.arccos(np.clip(np.sum(v[a] * v[b], axis=1), -1, 1)))
+            counts[gete.symbols[c]] += np.histogram(ang, bins=90, range=(0, 180))[0]
+    for s, h in counts.items():
+        np.testing.assert_allclose(res.adf[s], h / (h.sum() * 2.0), atol=1e-12)
+    total = counts["Ge"] + counts["Te"]
+    np.testing.assert_allclose(res.adf["total"], total / (total.sum() * 2.0), atol=1e-12)

@@ -117,6 +117,8 @@ def _collect(cfg, outdir, infos, tasks, log) -> dict:
 
     errors, results, run_rows = [], {}, []
     refs = {t.label: plan.reference_trajectory(t) for t in cfg.datasets}
+    references = {t.label: collect.reference_analysis(t, infos[t.label], cfg, outdir)
+                  for t in cfg.datasets}
     for m in cfg.models:
         results[m.name] = {}
         for t in cfg.datasets:
@@ -129,15 +131,16 @@ def _collect(cfg, outdir, infos, tasks, log) -> dict:
                 elif r.kind == "nve":
                     nve = collect.nve_drift(r)
                 else:
-                    runs.append(collect.run_metrics(r, t, infos[t.label], cfg, refs[t.label]))
+                    ref_adf = {"cutoff": references[t.label]["bond_cutoff"],
+                               "adf": references[t.label]["adf"]}
+                    runs.append(collect.run_metrics(r, t, infos[t.label], cfg, refs[t.label],
+                                                    ref_adf))
             run_rows += [{k: v for k, v in x.items() if not isinstance(v, (list, dict))}
                          for x in runs]
             if runs:
                 results[m.name][t.label] = collect.aggregate(m, t, static, runs,
                                                              infos[t.label], cfg)
                 results[m.name][t.label].update(nve or {})
-    references = {t.label: collect.reference_analysis(t, infos[t.label], cfg, outdir)
-                  for t in cfg.datasets}
     metrics = {
         "title": cfg.title, "config": str(cfg.path), "protocol": cfg.protocol,
         "models": {m.name: {"artifact": str(m.artifact) if m.artifact else None,

@@ -79,9 +79,12 @@ def decorrelation_time(fv_t, dt_frame_fs: float, threshold: float) -> float | No
     return float(above[0] * dt_frame_fs) if len(above) else None
 
 
-def run_metrics(run: RunTask, task: DatasetTask, info: dict, cfg: Config, ref) -> dict:
-    """The comparison of one finished run with the reference, cached in its directory."""
+def run_metrics(run: RunTask, task: DatasetTask, info: dict, cfg: Config, ref,
+                ref_adf: dict | None = None) -> dict:
+    """The comparison of one finished run with the reference, cached in its directory;
+    ``ref_adf`` ({"cutoff", "adf"}) adds the bond-angle distribution and its JSD."""
     from ..analysis import MSD, VDOS
+    from ..analysis.angles import BondAngles
     from ..io import read_trajectory
 
     cache = run.rundir / "evaluation.json"
@@ -124,6 +127,10 @@ def run_metrics(run: RunTask, task: DatasetTask, info: dict, cfg: Config, ref) -
     if n_msd >= 5:
         vd = VDOS(traj, dt_frame).run(0, n_msd).results
         out.update(vdos_freq=vd.frequency, vdos=vd.vdos["total"])
+    if ref_adf:
+        adf = BondAngles(traj, ref_adf["cutoff"]).run().results
+        out.update(adf=adf.adf["total"],
+                   adf_jsd=metrics.jensen_shannon(adf.adf["total"], ref_adf["adf"]))
     write_json(cache, out)
     return json.loads(cache.read_text())
 
@@ -140,8 +147,10 @@ def nve_drift(run: RunTask) -> dict:
 
 
 def reference_analysis(task: DatasetTask, info: dict, cfg: Config, outdir: Path) -> dict:
-    """RDF of the whole reference and, for a trajectory, its MSD/diffusivity and VDOS."""
+    """RDF and bond-angle distribution of the whole reference and, for a trajectory, its
+    MSD/diffusivity and VDOS."""
     from ..analysis import MSD, RDF, VDOS, default_rmax
+    from ..analysis.angles import BondAngles, first_minimum
 
     cache = outdir / "reference" / f"{task.label}.json"
     if cache.exists():
@@ -151,6 +160,9 @@ def reference_analysis(task: DatasetTask, info: dict, cfg: Config, outdir: Path)
     rdf = RDF(ref, rmax=rmax, dr=cfg.protocol["rdf_dr"]).run().results
     out = {"label": task.label, "n_frames": ref.n_frames, "n_atoms": ref.n_atoms,
            "r": rdf.r, "rdf": rdf.rdf, "has_energy": ref[0].energy is not None}
+    cutoff = cfg.protocol["bond_cutoff"] or first_minimum(rdf.r, rdf.rdf["total"])
+    adf = BondAngles(ref, cutoff).run().results
+    out.update(bond_cutoff=cutoff, angles=adf.angles, adf=adf.adf["total"])
     if task.dataset.contiguous:
         dt = task.dataset.frame_spacing_fs
         n = min(ref.n_frames, cfg.protocol["steps"] // info["dump_every"] + 1)
@@ -201,6 +213,7 @@ def aggregate(model: Model, task: DatasetTask, static: dict, runs: list[dict],
         "ev": _mean(r.get("ev") for r in done), "ev_std": _std(r.get("ev") for r in done),
         "fv": _mean(r.get("fv") for r in done), "fv_std": _std(r.get("fv") for r in done),
         "t_decorrelation_fs": _mean(r.get("t_decorrelation_fs") for r in done),
+        "adf_jsd": _mean(r.get("adf_jsd") for r in done),
         "stable_runs": len(runs) - len(failed),
         "time_to_failure_ps": _mean(r["failed_at_step"] * info["timestep_fs"] / 1000
                                     for r in failed),
@@ -222,6 +235,7 @@ def aggregate(model: Model, task: DatasetTask, static: dict, runs: list[dict],
         "msd": _mean_curve(r.get("msd") for r in done),
         "vdos_freq": done[0].get("vdos_freq") if done else None,
         "vdos": _mean_curve(r.get("vdos") for r in done),
+        "adf": _mean_curve(r.get("adf") for r in done),
     }
     notes = list(static.get("notes", [])) + list(info.get("notes", []))
     for r in runs:

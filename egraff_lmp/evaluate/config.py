@@ -39,6 +39,7 @@ PROTOCOL_DEFAULTS = {
     "max_force": 50.0,      # stability watch, eV/Å
     "temp_factor": 3.0,     # stability watch: stop above this factor x T
     "decorrelation_fv": 0.5,  # FV(t) above this: the trajectories have decorrelated
+    "bond_cutoff": None,    # Å, bond-angle distributions; None: first minimum of the ref. RDF
     "nve_steps": 0,         # > 0: one NVE run of this many steps per model and dataset
 }
 TOP_KEYS = {"title", "models", "datasets", "protocol"}

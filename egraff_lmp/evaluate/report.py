@@ -43,6 +43,7 @@ TABLES = [
     ("Beyond the study: what tells models apart", [
         ("FV decorrelation", "t_decorrelation_fs", "fs", ".4g", False),
         ("|NVE drift|", "nve_abs_drift", "meV/atom/ps", ".3g", True),
+        ("bond angles JSD", "adf_jsd", "", ".3g", True),
         ("static EV", "ev_static", "", ".3g", True),
         ("static FV", "fv_static", "", ".3g", True)]),
 ]
@@ -151,7 +152,16 @@ def plots(metrics, outdir: Path) -> dict[str, list[Path]]:
                 ax.set_title(f"{ds}: {name}, mean over the runs")
                 ax.legend(fontsize=8)
             figs[ds].append(_save(fig, outdir / "plots" / f"evfv_{ds}.png"))
-        fig, axes = plt.subplots(2, 1, figsize=(7, 5.2))
+        fig, axes = plt.subplots(3, 1, figsize=(7, 7.8))
+        if ref.get("adf") is not None:
+            axes[2].plot(ref["angles"], ref["adf"], color="k", lw=2, label="reference")
+            for m, x in res.items():
+                if x["curves"].get("adf") is not None:
+                    axes[2].plot(ref["angles"], x["curves"]["adf"], label=m)
+            axes[2].set(xlabel="angle (degrees)", ylabel="density (1/degree)",
+                        title=f"{ds}: bond angles (neighbours within "
+                              f"{ref['bond_cutoff']:.3g} Å)")
+            axes[2].legend(fontsize=8)
         if ref.get("msd") is not None:
             axes[0].plot(ref["msd_t"], ref["msd"], color="k", lw=2, label="reference")
         if ref.get("vdos") is not None:
@@ -165,9 +175,9 @@ def plots(metrics, outdir: Path) -> dict[str, list[Path]]:
         axes[0].set(xlabel="lag time (fs)", ylabel="MSD (Å²)", title=f"{ds}: MSD")
         axes[1].set(xlabel="frequency (THz)", ylabel="VDOS (1/THz)", title=f"{ds}: VDOS")
         axes[1].set_xlim(0, 20)
-        for ax in axes:
+        for ax in axes[:2]:
             ax.legend(fontsize=8)
-        figs[ds].append(_save(fig, outdir / "plots" / f"msd_vdos_{ds}.png"))
+        figs[ds].append(_save(fig, outdir / "plots" / f"msd_vdos_adf_{ds}.png"))
     pts = [(m, ds, x.get("f_mae"), x.get("wf"), x.get("t_decorrelation_fs"))
            for m, by in metrics["results"].items() for ds, x in by.items()]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
