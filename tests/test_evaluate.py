@@ -326,3 +326,19 @@ def test_an_evaluation_killed_mid_run_resumes_where_it_stopped(artifacts, tmp_pa
     assert (first / "dump.lammpstrj").stat().st_mtime_ns == kept
     x = json.loads((out / "metrics.json").read_text())["results"]["allegro"]["gete"]
     assert x["runs"] == 3 and x["stable_runs"] == 3
+
+
+def test_a_model_given_as_an_ase_calculator_runs_through_the_callback_engine(
+        artifacts, tmp_path, capsys, monkeypatch):
+    (tmp_path / "my_calc.py").write_text(
+        "from egraff_lmp.calculator import DeployedCalculator\n\n\n"
+        f"def make():\n    return DeployedCalculator({str(artifacts['allegro'])!r})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    cfg = {"models": {"mine": {"calculator": "my_calc:make", "species": ["Ge", "Te"]}},
+           "datasets": ["gete"], "protocol": {"runs": 1, "steps": 5, "static_frames": 3}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    code, _, err = _evaluate(capsys, tmp_path / "cfg.yaml", "-o", tmp_path / "out")
+    assert code == 0, err
+    x = json.loads((tmp_path / "out" / "metrics.json").read_text())["results"]["mine"]["gete"]
+    assert x["engine"] == ["callback"] and x["stable_runs"] == 1 and x["f_mae"] > 0

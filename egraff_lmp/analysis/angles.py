@@ -4,7 +4,7 @@ Every angle j–i–k between two neighbours j, k of a centre i closer than ``cu
 all periodic images, vesin's full neighbour list) is counted once, in degrees, per centre
 species and in total. Each distribution is normalised to unit area (1/degree).
 ``first_minimum(r, g)`` picks a bonding cutoff from an RDF: the first minimum after its
-highest peak.
+highest peak (of the smoothed curve).
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ from ..errors import EgraffError
 from .base import AnalysisBase
 
 
-def first_minimum(r, g) -> float:
-    """r (Å) of the first minimum of ``g`` after its global maximum."""
-    r, g = np.asarray(r), np.asarray(g)
+def first_minimum(r, g, smooth: int = 7) -> float:
+    """r (Å) of the first minimum of ``g`` after its global maximum, on ``g`` smoothed by a
+    ``smooth``-bin moving average (so that bin noise does not count as a minimum)."""
+    r, g = np.asarray(r), np.asarray(g, dtype=float)
+    if smooth > 1 and len(g) > smooth:
+        g = np.convolve(g, np.ones(smooth) / smooth, mode="same")
     peak = int(np.argmax(g))
     rising = np.nonzero(np.diff(g[peak:]) > 0)[0]
     if not len(rising):

@@ -106,7 +106,7 @@ def evaluate(config_path, outdir, runs=None, steps=None, jobs=1, dask_scheduler=
             what = f"stopped at step {rec['failed_at_step']} ({rec['failure']})"
         else:
             what = res[1] or f"exit {res[0]}"
-        log(f"  {r.model} / {r.dataset} run {r.k}: {what}")
+        log(f"  {r.model} / {r.dataset} {r.rundir.name}: {what}")
 
     executors.run_all([r.argv for r in todo], jobs, dask_scheduler, done)
     return _collect(cfg, outdir, infos, tasks, log)

@@ -42,7 +42,7 @@ TABLES = [
         ("training", "training_time_s", "s", ".4g", True)]),
     ("Beyond the study: what tells models apart", [
         ("FV decorrelation", "t_decorrelation_fs", "fs", ".4g", False),
-        ("|NVE drift|", "nve_abs_drift", "meV/atom/ps", ".3g", True),
+        ("NVE drift, absolute", "nve_abs_drift", "meV/atom/ps", ".3g", True),
         ("bond angles JSD", "adf_jsd", "", ".3g", True),
         ("static EV", "ev_static", "", ".3g", True),
         ("static FV", "fv_static", "", ".3g", True)]),
