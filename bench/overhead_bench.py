@@ -8,7 +8,11 @@ loaded LAMMPS. If the in-process bare call is as slow as the plugin step, the ov
 the process (threads, allocator, OpenMP runtimes), not the plugin.
 
     python bench/overhead_bench.py [--model inputs/models/gete-allegro.egraff.pt]
-                                   [--rep 3] [--reps 7] [--threads 1]
+                                   [--rep 3] [--reps 7] [--threads 1] [--chunks 0 512]
+
+``--chunks``: one LAMMPS instance per ``pair_style egraff ARTIFACT chunk N`` value, stepped
+in turn (strictly local models are evaluated in spatial chunks of about N centres; 0: one
+call for all atoms).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ def main():
     ap.add_argument("--rep", type=int, default=3)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--chunks", type=int, nargs="+", default=[0, 512])
     args = ap.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
 
@@ -64,21 +69,26 @@ def main():
 
     torch.set_num_threads(args.threads)
     calc = DeployedCalculator(args.model)
-    lmp = start_lammps(["-nocite", "-screen", "none", "-log", "none"])
-    lmp.commands_list([
-        f"plugin load {plugin_path()}", "units metal", "atom_style atomic",
-        "atom_modify map array", f"read_data {DATA}",
-        f"replicate {args.rep} {args.rep} {args.rep}",
-        f"pair_style egraff {args.model}", "pair_coeff * * Ge Te",
-        "velocity all create 920 4928 mom yes rot yes dist gaussian",
-        "timestep 0.001", "fix nve all nve", "thermo 0", "run 2"])
+    lmps = {}
+    for chunk in args.chunks:
+        lmp = start_lammps(["-nocite", "-screen", "none", "-log", "none"])
+        lmp.commands_list([
+            f"plugin load {plugin_path()}", "units metal", "atom_style atomic",
+            "atom_modify map array", f"read_data {DATA}",
+            f"replicate {args.rep} {args.rep} {args.rep}",
+            f"pair_style egraff {args.model} chunk {chunk}", "pair_coeff * * Ge Te",
+            "velocity all create 920 4928 mom yes rot yes dist gaussian",
+            "timestep 0.001", "fix nve all nve", "thermo 0", "run 2"])
+        lmps[chunk] = lmp
     n = lmp.get_natoms()
     symbols = ["Ge", "Te"]
-    times = {"plugin step": [], "bare, same process": [], "bare + neighbour list": []}
+    times = {f"plugin step, chunk {c}": [] for c in args.chunks}
+    times.update({"bare, same process": [], "bare + neighbour list": []})
     for _ in range(args.reps):
-        t0 = time.perf_counter()
-        lmp.command("run 1 pre no post no")
-        times["plugin step"].append(time.perf_counter() - t0)
+        for chunk, lmp in lmps.items():
+            t0 = time.perf_counter()
+            lmp.command("run 1 pre no post no")
+            times[f"plugin step, chunk {chunk}"].append(time.perf_counter() - t0)
         x = lmp.numpy.extract_atom("x")[:n].copy()
         ids = lmp.numpy.extract_atom("id")[:n]
         types = lmp.numpy.extract_atom("type")[:n]
@@ -95,6 +105,8 @@ def main():
         t2 = time.perf_counter()
         times["bare, same process"].append(t2 - t1)
         times["bare + neighbour list"].append(t2 - t0)
+    for other in list(lmps.values())[:-1]:
+        other.close()
     lmp.commands_list(["pair_style zero 5.0", "pair_coeff * *", "run 1"])
     zero = []
     for _ in range(args.reps):

@@ -390,3 +390,26 @@ def test_cutoff_and_ghost_shell_larger_than_the_box_are_counted_image_by_image(
         atoms.calc = calc
         assert frame.energy == pytest.approx(atoms.get_potential_energy(), abs=1e-6)
         np.testing.assert_allclose(frame.forces, atoms.get_forces(), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("np_", [1, 2])
+def test_strictly_local_model_in_chunks_equals_one_call(np_, artifacts, tmp_path, capsys,
+                                                         inputs_cleanup):
+    """pair_style egraff ARTIFACT chunk N: Allegro evaluated in spatial chunks of about N
+    centres gives the energies, forces and pressure of one call, along a trajectory."""
+    thermo, frames = {}, {}
+    for chunk in (0, 40):
+        inp = _input(tmp_path, NVE + [("pair_style      egraff ${model}",
+                                       f"pair_style      egraff ${{model}} chunk {chunk}")],
+                     f"chunk{chunk}.in")
+        inputs_cleanup.append(inp)
+        rundir = tmp_path / f"chunk{chunk}"
+        code, _, err = _run(capsys, "run", inp, "-o", rundir, "--np", np_, "--var", "steps=10",
+                            "--var", f"model={artifacts['allegro']}", "--no-progress")
+        assert code == 0, err
+        thermo[chunk] = read_thermo(rundir / "log.lammps")[-1]
+        frames[chunk] = read_trajectory(rundir / "dump.lammpstrj")[-1]
+    for key in ("PotEng", "TotEng", "Press"):
+        np.testing.assert_allclose(thermo[40][key], thermo[0][key], rtol=1e-9, atol=1e-6)
+    np.testing.assert_allclose(frames[40].forces, frames[0].forces, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(frames[40].positions, frames[0].positions, rtol=0, atol=1e-6)

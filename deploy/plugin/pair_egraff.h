@@ -1,7 +1,10 @@
 /* pair_style egraff: runs an egraff-lmp deployed artifact (TorchScript) inside LAMMPS.
 
-   Syntax:   pair_style egraff ARTIFACT
+   Syntax:   pair_style egraff ARTIFACT [chunk N]
              pair_coeff * * Ge Te        (element of each LAMMPS type, by symbol)
+
+   chunk N: a strictly local model (Allegro) evaluates more than N local atoms in spatial
+   chunks of about N centres each (default 512; 0: one call); see compute_chunks().
 
    Units metal (eV, Å). Requires newton pair on. The artifact's calling convention is
    documented in deploy/README.md: positions of local+ghost atoms, model type index, a full
@@ -54,7 +57,12 @@ class PairEgraff : public Pair {
   std::vector<double> shifts;             // edge shifts (images mode), Å
   std::vector<int> owner;                 // tag -> local index (images mode)
 
+  int chunk_atoms = DEFAULT_CHUNK_ATOMS;  // strictly local models: centres per model call
+  std::vector<int> slot;                  // atom -> index in the current chunk (-1: none)
+  static constexpr int DEFAULT_CHUNK_ATOMS = 512;
+
   void allocate();
+  void compute_chunks(int64_t nedge, bool want_virial);
 };
 
 }    // namespace LAMMPS_NS
