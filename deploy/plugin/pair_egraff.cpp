@@ -12,6 +12,8 @@
 #include "neighbor.h"
 #include "utils.h"
 
+#include <torch/csrc/jit/runtime/graph_executor.h>
+
 #include <cmath>
 #include <cstring>
 #include <unordered_map>
@@ -139,6 +141,9 @@ double PairEgraff::init_one(int, int)
 void PairEgraff::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
+  // TorchScript's graph optimisations (profiling executor, fusion) cost MACE 1.2-1.3x at
+  // thousands of atoms and gain nothing at hundreds: run the model unoptimised.
+  torch::jit::GraphOptimizerEnabledGuard no_graph_optimisation(false);
   if (vflag_atom || cvflag_atom) error->all(FLERR, "pair_style egraff does not compute per-atom virials");
 
   const int nlocal = atom->nlocal;

@@ -155,10 +155,11 @@ def execute(input_path, rundir, variables: dict, engine, watch: Watch,
                     bar.total += steps
                     bar.refresh()
                 done_before = status["steps_done"]
-                dt, failed = _run(lmp, steps, watch, status, bar, start, planned)
+                dt, setup, failed = _run(lmp, steps, watch, status, bar, start, planned)
                 seconds += dt
                 k = status["steps_done"] - done_before
-                status["runs"].append({"steps": k, "ms_per_step": 1000 * dt / k if k else None})
+                status["runs"].append({"steps": k, "ms_per_step": 1000 * dt / k if k else None,
+                                       "setup_ms": 1000 * setup})
                 if failed:
                     break
     finally:
@@ -214,22 +215,38 @@ def _check(lmp, watch, status, natoms0) -> str | None:
     return None
 
 
-def _run(lmp, steps, watch, status, bar, start, stop) -> tuple[float, bool]:
+def _run(lmp, steps, watch, status, bar, start, stop) -> tuple[float, float, bool]:
+    """One ``run STEPS``: LAMMPS' setup (``run 0 ... pre yes``: neighbour lists and the
+    forces of the start, one model evaluation) timed apart from the steps, which go in
+    chunks of ``watch.every`` (``pre no``: no second setup). Returns (seconds of the steps,
+    seconds of the setup, stopped)."""
     natoms0 = lmp.get_natoms()
-    done, seconds, first = 0, 0.0, True
     _install_watch(lmp)
-    while done < steps or first:  # 'run 0' still sets up, computes forces and writes output
+    t0 = time.perf_counter()
+    try:
+        lmp.command(f"run 0 start {int(start)} stop {int(stop)} pre yes post no")
+    except Exception as exc:
+        status["failed_at_step"] = int(lmp.get_thermo("step"))
+        status["failure"] = f"LAMMPS error: {lammps_message(exc)}"
+        return 0.0, time.perf_counter() - t0, True
+    setup = time.perf_counter() - t0
+    if steps == 0:
+        reason = _check(lmp, watch, status, natoms0)
+        if reason:
+            status["failed_at_step"] = int(lmp.get_thermo("step"))
+            status["failure"] = reason
+        return 0.0, setup, reason is not None
+    done, seconds = 0, 0.0
+    while done < steps:
         k = min(watch.every, steps - done)
         t0 = time.perf_counter()
         try:
-            lmp.command(f"run {k} start {int(start)} stop {int(stop)} "
-                        f"pre {'yes' if first else 'no'} post no")
+            lmp.command(f"run {k} start {int(start)} stop {int(stop)} pre no post no")
         except Exception as exc:
             status["failed_at_step"] = int(lmp.get_thermo("step"))
             status["failure"] = f"LAMMPS error: {lammps_message(exc)}"
-            return seconds, True
+            return seconds, setup, True
         seconds += time.perf_counter() - t0
-        first = False
         done += k
         status["steps_done"] += k
         if bar is not None:
@@ -238,8 +255,8 @@ def _run(lmp, steps, watch, status, bar, start, stop) -> tuple[float, bool]:
         if reason:
             status["failed_at_step"] = int(lmp.get_thermo("step"))
             status["failure"] = reason
-            return seconds, True
-    return seconds, False
+            return seconds, setup, True
+    return seconds, setup, False
 
 
 def main(argv=None):
