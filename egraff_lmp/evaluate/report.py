@@ -109,6 +109,11 @@ def _plt():
     return plt
 
 
+def _legend(ax):
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+
+
 def _save(fig, path: Path):
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -136,7 +141,7 @@ def plots(metrics, outdir: Path) -> dict[str, list[Path]]:
             ax.set_title(f"{ds}: RDF {key}")
             ax.set_xlabel("r (Å)")
             ax.set_ylabel("g(r)")
-            ax.legend(fontsize=8)
+            _legend(ax)
         figs[ds].append(_save(fig, outdir / "plots" / f"rdf_{ds}.png"))
         if any(x["curves"]["fv_t"] is not None for x in res.values()):
             fig, axes = plt.subplots(2, 1, figsize=(7, 5.2))
@@ -150,7 +155,7 @@ def plots(metrics, outdir: Path) -> dict[str, list[Path]]:
                 ax.set_xlabel("t (fs)")
                 ax.set_ylabel(name)
                 ax.set_title(f"{ds}: {name}, mean over the runs")
-                ax.legend(fontsize=8)
+                _legend(ax)
             figs[ds].append(_save(fig, outdir / "plots" / f"evfv_{ds}.png"))
         fig, axes = plt.subplots(3, 1, figsize=(7, 7.8))
         if ref.get("adf") is not None:
@@ -161,7 +166,7 @@ def plots(metrics, outdir: Path) -> dict[str, list[Path]]:
             axes[2].set(xlabel="angle (degrees)", ylabel="density (1/degree)",
                         title=f"{ds}: bond angles (neighbours within "
                               f"{ref['bond_cutoff']:.3g} Å)")
-            axes[2].legend(fontsize=8)
+            _legend(axes[2])
         if ref.get("msd") is not None:
             axes[0].plot(ref["msd_t"], ref["msd"], color="k", lw=2, label="reference")
         if ref.get("vdos") is not None:
@@ -176,7 +181,7 @@ def plots(metrics, outdir: Path) -> dict[str, list[Path]]:
         axes[1].set(xlabel="frequency (THz)", ylabel="VDOS (1/THz)", title=f"{ds}: VDOS")
         axes[1].set_xlim(0, 20)
         for ax in axes[:2]:
-            ax.legend(fontsize=8)
+            _legend(ax)
         figs[ds].append(_save(fig, outdir / "plots" / f"msd_vdos_adf_{ds}.png"))
     pts = [(m, ds, x.get("f_mae"), x.get("wf"), x.get("t_decorrelation_fs"))
            for m, by in metrics["results"].items() for ds, x in by.items()]
