@@ -15,7 +15,7 @@ import numpy as np
 from . import metrics
 from .analysis import RDF, default_rmax
 from .errors import EgraffError
-from .trajectory import Trajectory
+from .trajectory import Trajectory, minimum_image
 
 #: Positions closer than this (Å) in every compared frame make the comparison "static":
 #: the trajectory is a model evaluated on the reference frames (float32 dumps allowed).
@@ -91,14 +91,14 @@ def _jsd_or_none(p, q):
 
 def _no_dynamics(sel, ref_sel, n) -> dict:
     return {"ev": None, "ev_std": None, "fv": None, "fv_std": None, "ev_t": None, "fv_t": None,
-           "e_mae": None, "e_mae_per_atom": None, "f_mae": None, "static": None,
-           "n_frames_compared": 0,
-           "frames_compared": {"traj": [sel.start, sel.start + (n - 1) * sel.step, sel.step],
-                               "ref": [ref_sel.start, ref_sel.start + (n - 1) * ref_sel.step,
-                                       ref_sel.step]} if n else None,
-           "frames_missing": {"traj": max(0, len(ref_sel) - len(sel)),
-                              "ref": max(0, len(sel) - len(ref_sel))},
-           "notes": []}
+            "e_mae": None, "e_mae_per_atom": None, "f_mae": None, "static": None,
+            "n_frames_compared": 0,
+            "frames_compared": {"traj": [sel.start, sel.start + (n - 1) * sel.step, sel.step],
+                                "ref": [ref_sel.start, ref_sel.start + (n - 1) * ref_sel.step,
+                                        ref_sel.step]} if n else None,
+            "frames_missing": {"traj": max(0, len(ref_sel) - len(sel)),
+                               "ref": max(0, len(sel) - len(ref_sel))},
+            "notes": []}
 
 
 def _dynamics(traj, ref, sel, ref_sel) -> dict:
@@ -154,9 +154,6 @@ def _dynamics(traj, ref, sel, ref_sel) -> dict:
 
 
 def _max_displacement(fr, rf) -> float:
+    # minimum image, so that wrapped and unwrapped coordinates of one frame agree
     d = fr.positions - rf.positions
-    if fr.cell is not None and rf.cell is not None:
-        # minimum image, so that wrapped and unwrapped coordinates of one frame agree
-        frac = np.linalg.solve(rf.cell.T, d.T).T
-        d = (frac - np.round(frac)) @ rf.cell
-    return float(np.abs(d).max())
+    return float(np.abs(minimum_image(d, rf.cell if fr.cell is not None else None)).max())

@@ -58,22 +58,15 @@ _MD17 = ("MD17 (Chmiela et al. 2017) as prepared by MDsim/EGraFFBench: DFT MD at
          "between frames; the study's zero-shot set; temperature/timestep unverified against "
          "the study's ESI")
 
+_MD17_SPECIES = {"aspirin": ("C", "H", "O"), "ethanol": ("C", "H", "O"),
+                 "naphthalene": ("C", "H"), "salicylic_acid": ("C", "H", "O"),
+                 "benzene": ("C", "H")}
+
 REGISTRY: dict[str, Dataset] = {d.name: d for d in [
-    Dataset("md17_aspirin", ("C", "H", "O"), 500.0, 0.5, 0.5,
-            {"test": ["md17/aspirin/test.npz"]}, periodic=False, zenodo_key="md17",
-            role="zero-shot", provenance=_MD17),
-    Dataset("md17_ethanol", ("C", "H", "O"), 500.0, 0.5, 0.5,
-            {"test": ["md17/ethanol/test.npz"]}, periodic=False, zenodo_key="md17",
-            role="zero-shot", provenance=_MD17),
-    Dataset("md17_naphthalene", ("C", "H"), 500.0, 0.5, 0.5,
-            {"test": ["md17/naphthalene/test.npz"]}, periodic=False, zenodo_key="md17",
-            role="zero-shot", provenance=_MD17),
-    Dataset("md17_salicylic_acid", ("C", "H", "O"), 500.0, 0.5, 0.5,
-            {"test": ["md17/salicylic_acid/test.npz"]}, periodic=False, zenodo_key="md17",
-            role="zero-shot", provenance=_MD17),
-    Dataset("md17_benzene", ("C", "H"), 500.0, 0.5, 0.5,
-            {"test": ["md17/benzene/test.npz"]}, periodic=False, zenodo_key="md17",
-            role="zero-shot", provenance=_MD17),
+    *(Dataset(f"md17_{molecule}", species, 500.0, 0.5, 0.5,
+              {"test": [f"md17/{molecule}/test.npz"]}, periodic=False, zenodo_key="md17",
+              role="zero-shot", provenance=_MD17)
+      for molecule, species in _MD17_SPECIES.items()),
     Dataset("3bpa", ("C", "H", "N", "O"), 300.0, 0.5, None,
             {"test": ["3bpa/test_300K.xyz"], "test_600K": ["3bpa/test_600K.xyz"],
              "test_1200K": ["3bpa/test_1200K.xyz"]}, periodic=False, zenodo_key="3bpa",

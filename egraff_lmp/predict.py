@@ -1,11 +1,13 @@
 """Evaluate a deployed model on the frames of a trajectory (static evaluation).
 
-``predict(artifact, traj)`` yields, frame by frame, the model's energy (eV) and forces
-(eV/Å) on the trajectory's own positions; ``write_npz`` stores them as a NequIP-style npz
+``predict(artifact or calculator, traj)`` yields, frame by frame, the model's energy (eV)
+and forces (eV/Å) on the trajectory's own positions; ``write_npz`` stores them as a NequIP-style npz
 that ``egraff-lmp compare OUT.npz --ref TRAJ`` turns into energy/force MAEs ("static").
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 from ase import Atoms
@@ -14,8 +16,9 @@ from .calculator import DeployedCalculator
 from .files import atomic_path
 
 
-def predict(artifact, traj, start=None, stop=None, step=None):
-    calc = DeployedCalculator(artifact)
+def predict(model, traj, start=None, stop=None, step=None):
+    """``model``: an artifact path, or any ASE calculator."""
+    calc = DeployedCalculator(model) if isinstance(model, (str, os.PathLike)) else model
     for frame in traj.frames(start, stop, step):
         atoms = Atoms(symbols=traj.symbols, positions=frame.positions,
                       cell=frame.cell, pbc=frame.cell is not None)

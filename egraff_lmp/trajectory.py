@@ -58,6 +58,15 @@ def perpendicular_widths(cell: np.ndarray) -> np.ndarray:
     return volume / np.linalg.norm(crosses, axis=1)
 
 
+def minimum_image(d: np.ndarray, cell: np.ndarray | None) -> np.ndarray:
+    """Displacements ``d`` (n×3, Å) reduced to their shortest periodic image in ``cell``
+    (rows are lattice vectors; triclinic allowed); unchanged when ``cell`` is None."""
+    if cell is None:
+        return d
+    frac = np.linalg.solve(cell.T, d.T).T
+    return (frac - np.round(frac)) @ cell
+
+
 def check_symbols(path, symbols) -> list[str]:
     """Return ``symbols`` as strings, refusing anything that is not an element symbol."""
     from ase.data import atomic_numbers

@@ -62,7 +62,10 @@ class PairEgraff : public Pair {
   static constexpr int DEFAULT_CHUNK_ATOMS = 512;
 
   void allocate();
-  void compute_chunks(int64_t nedge, bool want_virial);
+  std::vector<int> model_atoms;           // atoms of a single model call (0..n-1)
+  double compute_chunks(int64_t nedge, bool want_virial);
+  double evaluate(const std::vector<int> &atoms, int n_center, std::vector<int64_t> &edge_buf,
+                  std::vector<double> &shift_buf, bool want_virial);
 };
 
 }    // namespace LAMMPS_NS

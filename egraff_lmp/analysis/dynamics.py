@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import EgraffError
+from ..trajectory import minimum_image
 from .base import AnalysisBase
 
 
@@ -32,11 +33,7 @@ class _Unwrapped(AnalysisBase):
         if self._last is None:
             self._x.append(x.copy())
         else:
-            d = x - self._last
-            if frame.cell is not None:
-                frac = np.linalg.solve(frame.cell.T, d.T).T
-                d = (frac - np.round(frac)) @ frame.cell
-            self._x.append(self._x[-1] + d)
+            self._x.append(self._x[-1] + minimum_image(x - self._last, frame.cell))
         self._last = x
 
     def _by_species(self):

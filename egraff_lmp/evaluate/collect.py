@@ -35,10 +35,8 @@ def _calculator(model: Model):
 
 def static_errors(model: Model, task: DatasetTask, cfg: Config, outdir: Path) -> dict:
     """Energy/force MAE and static EV/FV of the model on the test frames (Table 1)."""
-    from ase import Atoms
-
     from ..io import read_trajectory
-    from ..predict import write_npz
+    from ..predict import predict, write_npz
 
     cache = outdir / "static" / model.name / f"{task.label}.json"
     if cache.exists():
@@ -46,17 +44,8 @@ def static_errors(model: Model, task: DatasetTask, cfg: Config, outdir: Path) ->
     test = test_trajectory(task)
     n = cfg.protocol["static_frames"] or test.n_frames
     sel = test.frame_range(0, test.n_frames, max(1, test.n_frames // n))
-    calc = _calculator(model)
-
-    def predictions():
-        for frame in test.frames(sel.start, sel.stop, sel.step):
-            atoms = Atoms(symbols=test.symbols, positions=frame.positions, cell=frame.cell,
-                          pbc=frame.cell is not None)
-            atoms.calc = calc
-            yield frame, atoms.get_potential_energy(), atoms.get_forces()
-
     npz = cache.with_suffix(".npz")
-    write_npz(npz, test, predictions())
+    write_npz(npz, test, predict(_calculator(model), test, sel.start, sel.stop, sel.step))
     c = compare(read_trajectory(npz), test, ref_start=sel.start, ref_step=sel.step,
                 rmax=cfg.protocol["rdf_rmax"], dr=cfg.protocol["rdf_dr"])
     has_e = c["e_mae"] is not None

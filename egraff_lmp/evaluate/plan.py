@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import EgraffError
 from ..files import atomic_path, write_json
+from ..trajectory import minimum_image
 from .config import Config, DatasetTask, Model
 
 
@@ -40,20 +41,22 @@ class RunTask:
         return shlex.join(["egraff-lmp", *self.argv])
 
 
-def reference_trajectory(task: DatasetTask):
+def _joined(files):
     from ..io import read_trajectory
     from ..trajectory import ConcatTrajectory
 
-    parts = [read_trajectory(p) for p in task.trajectory_files]
+    parts = [read_trajectory(p) for p in files]
     return parts[0] if len(parts) == 1 else ConcatTrajectory(parts)
+
+
+def reference_trajectory(task: DatasetTask):
+    """The reference of the simulations (the trajectory split, joined in order)."""
+    return _joined(task.trajectory_files)
 
 
 def test_trajectory(task: DatasetTask):
-    from ..io import read_trajectory
-    from ..trajectory import ConcatTrajectory
-
-    parts = [read_trajectory(p) for p in task.test_files]
-    return parts[0] if len(parts) == 1 else ConcatTrajectory(parts)
+    """The frames of the static errors."""
+    return _joined(task.test_files)
 
 
 def timing(task: DatasetTask, steps: int) -> dict:
@@ -88,13 +91,6 @@ def start_frames(n_frames: int, runs: int, span: int, contiguous: bool):
     return starts, window, note
 
 
-def _min_image(d, cell):
-    if cell is None:
-        return d
-    frac = np.linalg.solve(cell.T, d.T).T
-    return (frac - np.round(frac)) @ cell
-
-
 def reference_velocities(traj, index: int, spacing_fs: float) -> np.ndarray:
     """Velocities (Å/fs) of frame ``index`` from the positions around it (minimum image):
     central differences (x[i+1] − x[i−1]) / 2Δ, or at the first/last frame the second-order
@@ -102,11 +98,11 @@ def reference_velocities(traj, index: int, spacing_fs: float) -> np.ndarray:
     n = traj.n_frames
     if 0 < index < n - 1:
         prev, nxt = traj[index - 1], traj[index + 1]
-        return _min_image(nxt.positions - prev.positions, nxt.cell) / (2.0 * spacing_fs)
+        return minimum_image(nxt.positions - prev.positions, nxt.cell) / (2.0 * spacing_fs)
     sign = 1 if index == 0 else -1
     x0, x1, x2 = (traj[index + sign * k] for k in range(3))
-    d1 = _min_image(x1.positions - x0.positions, x0.cell)
-    d2 = d1 + _min_image(x2.positions - x1.positions, x0.cell)
+    d1 = minimum_image(x1.positions - x0.positions, x0.cell)
+    d2 = d1 + minimum_image(x2.positions - x1.positions, x0.cell)
     return sign * (4 * d1 - d2) / (2.0 * spacing_fs)
 
 

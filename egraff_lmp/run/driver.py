@@ -215,48 +215,53 @@ def _check(lmp, watch, status, natoms0) -> str | None:
     return None
 
 
+def _stop(lmp, status, reason: str) -> bool:
+    status["failed_at_step"] = int(lmp.get_thermo("step"))
+    status["failure"] = reason
+    return True
+
+
+def _lammps(lmp, command: str, status) -> bool:
+    """Run one LAMMPS command; False, with the failure recorded, if LAMMPS raised."""
+    try:
+        lmp.command(command)
+        return True
+    except Exception as exc:  # LAMMPS raises a plain Exception with its message
+        _stop(lmp, status, f"LAMMPS error: {lammps_message(exc)}")
+        return False
+
+
 def _run(lmp, steps, watch, status, bar, start, stop) -> tuple[float, float, bool]:
     """One ``run STEPS``: LAMMPS' setup (``run 0 ... pre yes``: neighbour lists and the
     forces of the start, one model evaluation) timed apart from the steps, which go in
-    chunks of ``watch.every`` (``pre no``: no second setup). Returns (seconds of the steps,
-    seconds of the setup, stopped)."""
+    chunks of ``watch.every`` (``pre no``: no second setup), each followed by the watch's
+    check (``run 0``: one check after the setup). Returns (seconds of the steps, seconds of
+    the setup, stopped)."""
     natoms0 = lmp.get_natoms()
     _install_watch(lmp)
+    bounds = f"start {int(start)} stop {int(stop)}"
     t0 = time.perf_counter()
-    try:
-        lmp.command(f"run 0 start {int(start)} stop {int(stop)} pre yes post no")
-    except Exception as exc:
-        status["failed_at_step"] = int(lmp.get_thermo("step"))
-        status["failure"] = f"LAMMPS error: {lammps_message(exc)}"
-        return 0.0, time.perf_counter() - t0, True
+    ok = _lammps(lmp, f"run 0 {bounds} pre yes post no", status)
     setup = time.perf_counter() - t0
-    if steps == 0:
-        reason = _check(lmp, watch, status, natoms0)
-        if reason:
-            status["failed_at_step"] = int(lmp.get_thermo("step"))
-            status["failure"] = reason
-        return 0.0, setup, reason is not None
+    if not ok:
+        return 0.0, setup, True
     done, seconds = 0, 0.0
-    while done < steps:
+    while True:
+        if done or steps == 0:
+            reason = _check(lmp, watch, status, natoms0)
+            if reason:
+                return seconds, setup, _stop(lmp, status, reason)
+        if done >= steps:
+            return seconds, setup, False
         k = min(watch.every, steps - done)
         t0 = time.perf_counter()
-        try:
-            lmp.command(f"run {k} start {int(start)} stop {int(stop)} pre no post no")
-        except Exception as exc:
-            status["failed_at_step"] = int(lmp.get_thermo("step"))
-            status["failure"] = f"LAMMPS error: {lammps_message(exc)}"
+        if not _lammps(lmp, f"run {k} {bounds} pre no post no", status):
             return seconds, setup, True
         seconds += time.perf_counter() - t0
         done += k
         status["steps_done"] += k
         if bar is not None:
             bar.update(k)
-        reason = _check(lmp, watch, status, natoms0)
-        if reason:
-            status["failed_at_step"] = int(lmp.get_thermo("step"))
-            status["failure"] = reason
-            return seconds, setup, True
-    return seconds, setup, False
 
 
 def main(argv=None):
