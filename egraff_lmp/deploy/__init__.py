@@ -66,7 +66,8 @@ def validate(module_path, source=None, data=None, type_names=None, r_max=None,
     ``module_path``; raises :class:`EgraffError` naming each failed check."""
     from ..calculator import DeployedCalculator
 
-    calc = DeployedCalculator(_artifact.load(module_path))
+    art = _artifact.load(module_path)
+    calc = DeployedCalculator(art)
     if source is not None:
         type_names, r_max = source.type_names, source.r_max
         dtype = str(source.dtype).replace("torch.", "")
@@ -75,6 +76,8 @@ def validate(module_path, source=None, data=None, type_names=None, r_max=None,
     if source is not None:
         report["parity"] = checks.parity(calc, source.reference(), configs)
     report["symmetry"] = checks.symmetry(calc, configs[0])
+    if art.metadata.get("stages") and all(configs[0].pbc):
+        report["staging"] = checks.staging(art, calc, configs[0])
     report["tolerance"] = checks.tolerance(dtype)
     bad = checks.failures(report, dtype, len(configs[0]))
     if bad:
@@ -86,14 +89,17 @@ def deploy(source_path, output, family=None, data=None) -> Path:
     """Build, validate and write the artifact for ``source_path``; returns its path."""
     source = load_source(source_path, family)
     module = _artifact.script(source)
+    stages = (_artifact.stage_widths(module, source.num_layers) if source.stages is not None
+              else None)
     with tempfile.TemporaryDirectory() as tmp:
         draft = Path(tmp) / "draft.egraff.pt"
-        _artifact.save(module, _artifact.build_metadata(source, source_path, {}), draft)
+        _artifact.save(module, _artifact.build_metadata(source, source_path, {}, stages),
+                       draft)
         try:
             report = validate(draft, source, data)
         except EgraffError as exc:
             raise located(source_path, f"{exc}; artifact not written") from None
-    meta = _artifact.build_metadata(source, source_path, report)
+    meta = _artifact.build_metadata(source, source_path, report, stages)
     return _artifact.save(module, meta, output)
 
 

@@ -43,7 +43,7 @@ def sha256(path) -> str:
     return h.hexdigest()
 
 
-def build_metadata(source, source_path, validation: dict) -> dict:
+def build_metadata(source, source_path, validation: dict, stages: dict | None = None) -> dict:
     return {
         "format": FORMAT,
         "calling_convention": CALLING_CONVENTION,
@@ -62,15 +62,43 @@ def build_metadata(source, source_path, validation: dict) -> dict:
             timespec="seconds"),
         "validation": validation,
         "units": "metal (eV, Å)",
+        "stages": stages,
+        **({"stages_unavailable": source.stages_unavailable}
+           if source.stages_unavailable else {}),
     }
 
 
 def script(source) -> torch.jit.ScriptModule:
     from e3nn.util import jit
 
-    from .model import DeployedModel
+    from .model import DeployedModel, StagedDeployedModel
 
+    if source.stages is not None:
+        return jit.script(StagedDeployedModel(source.energy_model, source.stages,
+                                              source.dtype).eval())
     return jit.script(DeployedModel(source.energy_model, source.dtype).eval())
+
+
+def stage_widths(module, n_layers: int) -> dict:
+    """The ``stages`` metadata entry, measured on the scripted module: per layer k the
+    width of the features exchanged before it (x_k, in numbers of the model's dtype) and of
+    the local state h_k."""
+    types = torch.zeros(1, dtype=torch.long)
+    with torch.no_grad(), torch.jit.optimized_execution(False):
+        x, h, _ = module.stage_embed(types)
+        pos = torch.zeros((1, 3), dtype=torch.float64)
+        edges = torch.zeros((2, 0), dtype=torch.long)
+        shifts = torch.zeros((0, 3), dtype=torch.float64)
+        features, states = [], []
+        for k in range(n_layers):
+            features.append(int(x.shape[1]))
+            states.append(int(h.shape[1]))
+            x_next, h, _ = module.stage_layer(k, pos, types, edges, shifts, x, h[:1])
+            x = x_next
+    return {"layers": n_layers, "feature_widths": features, "state_widths": states,
+            "exchange": "x_k: the features layer k reads from neighbours (after the "
+                        "layer's pre-message linear), forward-communicated before layer "
+                        "k >= 1; their gradients reverse-communicated after it"}
 
 
 def save(module: torch.jit.ScriptModule, metadata: dict, path) -> Path:

@@ -103,6 +103,16 @@ def symmetry(calc, atoms, seed=0) -> dict:
     return out
 
 
+def staging(artifact, calc, atoms) -> dict:
+    """Deviation (eV, eV/Å) of the staged path, emulated on two sub-domains with a ghost
+    shell of r_max and features exchanged between layers, from the one-call evaluation;
+    ghost atoms per domain."""
+    from .stages import deviation, emulate
+
+    result = emulate(artifact, atoms, grid=(2, 1, 1))
+    return {**deviation(result, calc, atoms), "domains": 2, "ghosts": result.ghosts}
+
+
 def failures(report: dict, dtype: str, n_atoms: int) -> list[str]:
     """Human-readable list of the checks above tolerance.
 
@@ -124,6 +134,14 @@ def failures(report: dict, dtype: str, n_atoms: int) -> list[str]:
         if p["energy_per_atom"] > tol and (dtype == "float64" or p.get("atom_energies")
                                            is None):
             bad.append(f"parity: energy differs by {p['energy_per_atom']:.3g} eV/atom "
+                       f"(tolerance {tol:g})")
+    st = report.get("staging")
+    if st is not None:
+        if st["forces"] > tol or st["atom_energies"] > tol or st["energy"] > e_tol \
+                or st["virial"] > e_tol:
+            bad.append(f"staging (two sub-domains vs one call): energy {st['energy']:.3g} eV, "
+                       f"per-atom energies {st['atom_energies']:.3g} eV, forces "
+                       f"{st['forces']:.3g} eV/Å, virial {st['virial']:.3g} eV "
                        f"(tolerance {tol:g})")
     for name, r in report.get("symmetry", {}).items():
         if r["energy"] > e_tol or r["forces"] > tol:

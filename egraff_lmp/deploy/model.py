@@ -55,3 +55,43 @@ class DeployedModel(torch.nn.Module):
                 virial = -g_strain.to(torch.float64)
         return (atom_energy.detach().to(torch.float64), forces.detach().to(torch.float64),
                 virial.detach())
+
+
+class StagedDeployedModel(DeployedModel):
+    """A deployed model that also exposes its message-passing layers as stages.
+
+    ``forward`` is calling convention 1, unchanged. The stages (see
+    :mod:`egraff_lmp.deploy.stages` and deploy/README.md) let an engine run one layer at a
+    time, exchanging the features a layer reads from its neighbours between layers, and
+    back-propagate layer by layer with vector-Jacobian products of each stage's outputs
+    (autograd on the retained graph, from Python or C++).
+    """
+
+    def __init__(self, energy_model: torch.nn.Module, stages: torch.nn.Module,
+                 dtype: torch.dtype):
+        super().__init__(energy_model, dtype)
+        self.stages = stages
+        for p in self.stages.parameters():
+            p.requires_grad_(False)
+
+    @torch.jit.export
+    def stage_embed(self, types: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Stage 0, from the types of all N atoms alone: the features layer 1 reads from
+        neighbours x0 [N, w0], the node state h0 [N, d0] (model dtype) and the per-atom
+        energy terms that depend on the species only (f64 [N], eV)."""
+        return self.stages.embed(types, self.model_dtype)
+
+    @torch.jit.export
+    def stage_layer(self, k: int, pos: torch.Tensor, types: torch.Tensor,
+                    edge_index: torch.Tensor, edge_shift: torch.Tensor, x: torch.Tensor,
+                    h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Layer k (0-based) for the n_local = h.shape[0] first atoms: pos f64 [N, 3]
+        (Å), types [N], edges (i, j) with i < n_local, every neighbour j of every local i
+        within r_max, r_ij = pos[j] − pos[i] + edge_shift (Å); x [N, w_k] the features of
+        all N atoms, h [n_local, d_k] the local state. Returns x_next [n_local, w_{k+1}]
+        (width 0 after the last layer), h_next [n_local, d_{k+1}] and the layer's per-atom
+        energy terms (f64 [n_local], eV)."""
+        dtype = self.model_dtype
+        return self.stages.layer(k, pos.to(dtype), types, edge_index, edge_shift.to(dtype),
+                                 x, h)

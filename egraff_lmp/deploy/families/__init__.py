@@ -24,9 +24,16 @@ class Source:
     dtype: torch.dtype
     family_version: str
     reference: Callable[[], object] | None = None  # the family's own ASE calculator
+    stages: torch.nn.Module | None = None  # the model cut into layers (message passing)
+    stages_unavailable: str | None = None  # why a message-passing model has no stages
     extra: dict = field(default_factory=dict)
 
     @property
     def ghost_cutoff(self) -> float:
         """How far (Å) ghost atoms must reach beyond the local ones."""
         return self.r_max if self.strictly_local else self.r_max * self.num_layers
+
+
+class StagingUnsupported(Exception):
+    """The model has a part the staged (per-layer) path does not reproduce; the message
+    names it. The artifact is then written without stages (one-call path only)."""

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ...errors import located
-from . import Source
+from . import Source, StagingUnsupported
 
 NAME = "mace"
 STATE_SUFFIX = ".mace-state.pt"
@@ -186,11 +186,17 @@ def source_from_model(model: torch.nn.Module, path, reference=None) -> Source:
     if not numbers or any(not 0 < z < len(chemical_symbols) for z in numbers):
         raise located(path, "the model's species (atomic_numbers) are not given")
     dtype = next(model.parameters()).dtype
-    return Source(family=NAME, energy_model=MACEEnergy(model.eval(), len(numbers)),
+    energy = MACEEnergy(model.eval(), len(numbers))
+    try:
+        staged, why = MACEStages(model, len(numbers)), None
+    except StagingUnsupported as exc:
+        staged, why = None, str(exc)
+    return Source(family=NAME, energy_model=energy,
                   type_names=[chemical_symbols[z] for z in numbers],
                   r_max=float(model.r_max), num_layers=int(model.num_interactions),
                   strictly_local=False, dtype=dtype, family_version=_version(),
-                  reference=reference, extra={"model_class": type(model).__name__})
+                  reference=reference, extra={"model_class": type(model).__name__},
+                  stages=staged, stages_unavailable=why)
 
 
 def _load_model(path) -> torch.nn.Module:
@@ -215,3 +221,128 @@ def _calculator(model: torch.nn.Module):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return MACECalculator(models=model, device="cpu", default_dtype=dtype)
+
+
+# -- the staged path (message passing across LAMMPS ranks) ---------------------------------
+
+class MACELayerStage(torch.nn.Module):
+    """Interaction ``k`` of a MACE model as one stage (see :mod:`egraff_lmp.deploy.stages`).
+
+    Reads ``x`` = ``linear_up_k(h_k)`` of every atom (locals computed here, ghosts filled by
+    the engine's exchange), the local atoms' state ``h_k`` and the edges of the local
+    atoms; returns ``linear_up_{k+1}(h_{k+1})`` of the local atoms (what the next layer
+    exchanges; width 0 after the last layer), ``h_{k+1}`` and the layer's energy terms
+    (readout × scale, plus ZBL pair repulsion in the first layer), float64, eV.
+    """
+
+    __constants__ = ["residual", "has_readout", "has_next"]
+
+    def __init__(self, model, k: int, n_types: int):
+        super().__init__()
+        from mace.modules.blocks import (
+            RealAgnosticInteractionBlock,
+            RealAgnosticResidualInteractionBlock,
+        )
+
+        inter = model.interactions[k]
+        if type(inter) not in (RealAgnosticInteractionBlock,
+                               RealAgnosticResidualInteractionBlock):
+            raise StagingUnsupported(f"interaction block {type(inter).__name__}")
+        if hasattr(inter, "conv_fusion"):
+            raise StagingUnsupported("fused convolutions (cuequivariance/openequivariance)")
+        n = len(model.interactions)
+        self.interaction = inter
+        self.product = model.products[k]
+        self.residual = type(inter) is RealAgnosticResidualInteractionBlock
+        self.has_readout = len(model.readouts) == n or k == n - 1
+        self.readout = model.readouts[k if len(model.readouts) == n else 0]
+        self.has_next = k + 1 < n
+        self.next_up = model.interactions[k + 1].linear_up if self.has_next else \
+            torch.nn.Identity()
+        self.spherical_harmonics = model.spherical_harmonics
+        self.radial_embedding = model.radial_embedding
+        self.register_buffer("atomic_numbers", model.atomic_numbers.clone())
+        if k == 0 and hasattr(model, "pair_repulsion"):
+            self.pair = model.pair_repulsion_fn
+        self.n_types = n_types
+        self.scale = float(model.scale_shift.scale.flatten()[0]) if hasattr(
+            model, "scale_shift") else 1.0
+
+    def forward(self, pos: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
+                edge_shift: torch.Tensor, x: torch.Tensor, h: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n_local = h.shape[0]
+        attrs = torch.nn.functional.one_hot(types, self.n_types).to(x.dtype)
+        attrs_local = attrs[:n_local]
+        # our edge (i, j) is MACE's message j -> i: sender j, receiver i (local)
+        receiver = edge_index[0]
+        sender = edge_index[1]
+        vectors = pos[receiver] - pos[sender] - edge_shift
+        lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)
+        mace_edges = torch.stack([sender, receiver])
+        edge_attrs = self.spherical_harmonics(vectors)
+        edge_feats, cutoff = self.radial_embedding(lengths, attrs, mace_edges,
+                                                   self.atomic_numbers)
+        inter = self.interaction
+        sc: torch.Tensor | None = None
+        if self.residual:
+            sc = inter.skip_tp(h, attrs_local)
+        tp_weights = inter.conv_tp_weights(edge_feats)
+        if cutoff is not None:
+            tp_weights = tp_weights * cutoff
+        mji = inter.conv_tp(x[sender], edge_attrs, tp_weights)
+        message = torch.zeros((n_local, mji.shape[1]), dtype=mji.dtype,
+                              device=mji.device).index_add_(0, receiver, mji)
+        message = inter.linear(message) / inter.avg_num_neighbors
+        if not self.residual:
+            message = inter.skip_tp(message, attrs_local)
+        h_next = self.product(node_feats=inter.reshape(message), sc=sc, node_attrs=attrs_local)
+        energy = torch.zeros(n_local, dtype=torch.float64, device=pos.device)
+        if self.has_readout:
+            heads = torch.zeros(n_local, dtype=torch.long, device=pos.device)
+            energy = energy + self.scale * self.readout(h_next, heads)[:, 0].to(torch.float64)
+        if hasattr(self, "pair"):
+            pair = self.pair(lengths, attrs, mace_edges, self.atomic_numbers)
+            energy = energy + self.scale * pair[:n_local].to(torch.float64)
+        if self.has_next:
+            x_next = self.next_up(h_next)
+        else:
+            x_next = torch.zeros((n_local, 0), dtype=x.dtype, device=x.device)
+        return x_next, h_next, energy
+
+
+class MACEStages(torch.nn.Module):
+    """A mace-torch model cut into stages: ``embed`` (types only) and one stage per
+    interaction. Shares its submodules with :class:`MACEEnergy`."""
+
+
+    def __init__(self, model, n_types: int):
+        super().__init__()
+        if getattr(model, "joint_embedding", None) is not None or hasattr(
+                model, "embedding_readout"):
+            raise StagingUnsupported("extra node embeddings (embedding_specs)")
+        self.node_embedding = model.node_embedding
+        self.atomic_energies_fn = model.atomic_energies_fn
+        self.first_up = model.interactions[0].linear_up
+        self.layers = torch.nn.ModuleList(
+            [MACELayerStage(model, k, n_types) for k in range(len(model.interactions))])
+        self.n_types = n_types
+        self.shift = float(model.scale_shift.shift.flatten()[0]) if hasattr(
+            model, "scale_shift") else 0.0
+
+    def embed(self, types: torch.Tensor, dtype: torch.dtype
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        attrs = torch.nn.functional.one_hot(types, self.n_types).to(dtype)
+        h = self.node_embedding(attrs)
+        e0 = self.atomic_energies_fn(attrs)[:, 0].to(torch.float64) + self.shift
+        return self.first_up(h), h, e0
+
+    def layer(self, k: int, pos: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
+              edge_shift: torch.Tensor, x: torch.Tensor, h: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = (x, h, torch.zeros(0, dtype=torch.float64))
+        for i, stage in enumerate(self.layers):
+            if i == k:
+                out = stage(pos, types, edge_index, edge_shift, x, h)
+        return out
+

@@ -17,7 +17,7 @@ import warnings
 import torch
 
 from ...errors import located
-from . import Source
+from . import Source, StagingUnsupported
 
 NAME = "nequip"
 
@@ -94,11 +94,18 @@ def load(path) -> Source:
         layers = sum(1 for name in inner._modules if name.endswith("_convnet"))
         local = False
     versions = _versions()
+    staged, why = None, None
+    if not local:
+        try:
+            staged = NequIPStages(inner)
+        except StagingUnsupported as exc:
+            why = str(exc)
     return Source(family=family, energy_model=NequIPEnergy(inner), type_names=type_names,
                   r_max=float(model.metadata["r_max"]), num_layers=max(layers, 1),
                   strictly_local=local, dtype=_dtype(model.model_dtype),
                   family_version=versions.get(family, versions["nequip"]),
-                  reference=lambda: _calculator(path), extra={"versions": versions})
+                  reference=lambda: _calculator(path), extra={"versions": versions},
+                  stages=staged, stages_unavailable=why)
 
 
 def _calculator(path):
@@ -115,3 +122,123 @@ def _dtype(value) -> torch.dtype:
     if isinstance(value, torch.dtype):
         return value
     return getattr(torch, str(value).replace("torch.", ""))
+
+
+# -- the staged path (message passing across LAMMPS ranks) ---------------------------------
+
+# per-atom modules that may follow the last convolution (readout, per-type scale/shift, sum)
+_PER_ATOM_AFTER = ("ScalarMLP", "PerTypeScaleShift", "AtomwiseReduce", "AtomwiseLinear")
+
+
+def _edges_dict(pos: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
+                shift: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"pos": pos, "edge_index": edge_index, "atom_types": types,
+            "cell": torch.eye(3, dtype=pos.dtype, device=pos.device).view(1, 3, 3),
+            "edge_cell_shift": shift}
+
+
+class NequIPLayerStage(torch.nn.Module):
+    """Convolution ``k`` of a NequIP network as one stage (see
+    :mod:`egraff_lmp.deploy.stages`): reads ``x`` = the neighbour-normalised ``linear_1``
+    of every atom's features, the local features ``h`` and the local atoms' edges; returns
+    the next layer's ``x`` of the local atoms (width 0 after the last), their new features
+    and, in the last layer, the per-atom energies (readout, per-type scale and shift; f64,
+    eV). nequip's edge convention is ours: (i, j) = (centre, neighbour)."""
+
+    __constants__ = ["resnet", "has_next", "has_sc"]
+
+    def __init__(self, convnets, k: int, before, after):
+        super().__init__()
+        layer = convnets[k]
+        self.conv = layer.conv
+        self.nonlin = layer.equivariant_nonlin
+        self.resnet = bool(layer.resnet)
+        self.has_sc = layer.conv.sc is not None
+        self.before = before  # embeddings of nodes and edges, as in the whole network
+        self.has_next = k + 1 < len(convnets)
+        if self.has_next:
+            self.next_linear = convnets[k + 1].conv.linear_1
+            self.next_norm = convnets[k + 1].conv.avg_num_neighbors_norm
+        else:
+            self.after = after
+
+    def forward(self, pos: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
+                edge_shift: torch.Tensor, x: torch.Tensor, h: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n_local = h.shape[0]
+        data = _edges_dict(pos, types, edge_index, edge_shift)
+        for module in self.before:
+            data = module(data)
+        conv = self.conv
+        y = conv.tp_scatter(x=x, edge_attr=data["edge_attrs"],
+                            edge_weight=conv.edge_mlp(data["edge_embedding"]),
+                            edge_dst=edge_index[0], edge_src=edge_index[1])[:n_local]
+        y = conv.linear_2(y)
+        if self.has_sc:
+            y = y + conv.sc(h, data["node_attrs"][:n_local])
+        y = self.nonlin(y)
+        if self.resnet:
+            y = h + y
+        local_types = types[:n_local]
+        energy = torch.zeros(n_local, dtype=torch.float64, device=pos.device)
+        if self.has_next:
+            d = {"node_features": self.next_linear(y), "atom_types": local_types}
+            x_next = self.next_norm(d)["node_features"]
+        else:
+            x_next = torch.zeros((n_local, 0), dtype=x.dtype, device=x.device)
+            d = {"node_features": y, "atom_types": local_types}
+            for module in self.after:
+                d = module(d)
+            energy = d["atomic_energy"].view(-1).to(torch.float64)
+        return x_next, y, energy
+
+
+class NequIPStages(torch.nn.Module):
+    """A nequip energy network (SequentialGraphNetwork) cut into stages: ``embed`` (the
+    network's node embedding and the first ``linear_1``, from the types alone) and one stage
+    per ``ConvNetLayer``. Shares its submodules with :class:`NequIPEnergy`."""
+
+    def __init__(self, func: torch.nn.Module):
+        super().__init__()
+        names = list(func._modules)
+        conv_names = [n for n in names if type(func._modules[n]).__name__ == "ConvNetLayer"]
+        if not conv_names:
+            raise StagingUnsupported("no ConvNetLayer in the network")
+        first, last = names.index(conv_names[0]), names.index(conv_names[-1])
+        if names[first:last + 1] != conv_names:
+            raise StagingUnsupported("modules between the convolutions")
+        after = [func._modules[n] for n in names[last + 1:]]
+        odd = [type(m).__name__ for m in after if type(m).__name__ not in _PER_ATOM_AFTER]
+        if odd:
+            raise StagingUnsupported(f"modules after the last convolution that are not "
+                                     f"per-atom: {', '.join(odd)}")
+        before = torch.nn.ModuleList([func._modules[n] for n in names[:first]])
+        convnets = [func._modules[n] for n in conv_names]
+        self.before = before
+        self.first_linear = convnets[0].conv.linear_1
+        self.first_norm = convnets[0].conv.avg_num_neighbors_norm
+        self.layers = torch.nn.ModuleList(
+            [NequIPLayerStage(convnets, k, before, torch.nn.ModuleList(after))
+             for k in range(len(convnets))])
+
+    def embed(self, types: torch.Tensor, dtype: torch.dtype
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = types.shape[0]
+        data = _edges_dict(torch.zeros((n, 3), dtype=dtype, device=types.device), types,
+                           torch.zeros((2, 0), dtype=torch.long, device=types.device),
+                           torch.zeros((0, 3), dtype=dtype, device=types.device))
+        for module in self.before:
+            data = module(data)
+        h = data["node_features"]
+        d = {"node_features": self.first_linear(h), "atom_types": types}
+        x = self.first_norm(d)["node_features"]
+        return x, h, torch.zeros(n, dtype=torch.float64, device=types.device)
+
+    def layer(self, k: int, pos: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
+              edge_shift: torch.Tensor, x: torch.Tensor, h: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = (x, h, torch.zeros(0, dtype=torch.float64))
+        for i, stage in enumerate(self.layers):
+            if i == k:
+                out = stage(pos, types, edge_index, edge_shift, x, h)
+        return out

@@ -1,0 +1,204 @@
+"""The staged path of message-passing artifacts, and its emulation on sub-domains.
+
+A message-passing model (MACE, BOTNet-style MACE, NequIP) with L layers is deployed with
+L + 1 stages besides the one-call ``forward`` (see deploy/README.md, "Stages"):
+
+- ``stage_embed(types)`` → x0 [N, w0], h0 [N, d0], e0 [N]: what depends on the species
+  alone (node embedding, the first layer's pre-message linear, E0s).
+- ``stage_layer(k, pos, types, edges, shifts, x_k, h_k)`` → x_{k+1}, h_{k+1}, e_k for the
+  local atoms: the messages of layer k from the neighbours' x_k, the node update and the
+  layer's energy readout, then the next layer's pre-message linear, so that x_{k+1} is the
+  one thing neighbours read from a local atom in layer k + 1.
+
+An engine on several ranks keeps a ghost shell one r_max deep, fills the ghosts' x_k from
+their owners after each layer (forward communication; layer 0 needs none: x0 follows from
+the types), and back-propagates layer by layer: the vector-Jacobian product of layer k's
+outputs gives the gradients of positions (forces on local and ghost atoms), of h_k, and of
+x_k for every atom; the ghosts' x_k gradients are summed onto their owners (reverse
+communication) before layer k − 1's product. Forces on ghosts go home as LAMMPS' usual
+reverse communication, and the virial is Σ r_i ⊗ f_i over local and ghost atoms.
+
+:func:`staged_domains` does exactly this in Python on a grid of sub-domains of one periodic
+frame, so that the staging can be checked against the one-call evaluation before any C++
+runs it (``egraff-lmp deploy --check`` does, on the user's frames).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Domain:
+    """One sub-domain: its local atoms, then ghosts (periodic images inside the shell).
+
+    ``atoms`` [n] global indices of local atoms followed by ghosts' owners; ``positions``
+    [n, 3] (Å), the ghosts' image positions; ``n_local``; ``edges`` [2, E] (i local, j any)
+    within r_max."""
+
+    atoms: np.ndarray
+    positions: np.ndarray
+    n_local: int
+    edges: np.ndarray
+
+
+def decompose(positions, cell, grid=(2, 1, 1), r_ghost=5.0, r_max=5.0) -> list[Domain]:
+    """Split a periodic frame into ``grid`` sub-domains along the cell's lattice vectors,
+    each with a ghost shell ``r_ghost`` (Å) deep, LAMMPS-style (several images of an atom
+    where the shell is wider than the box), and the full edge list of its local atoms."""
+    positions = np.asarray(positions, dtype=np.float64)
+    cell = np.asarray(cell, dtype=np.float64)
+    frac = np.linalg.solve(cell.T, positions.T).T
+    frac -= np.floor(frac)
+    frac[frac >= 1.0] = 0.0
+    volume = abs(np.linalg.det(cell))
+    heights = [volume / np.linalg.norm(np.cross(cell[(a + 1) % 3], cell[(a + 2) % 3]))
+               for a in range(3)]
+    delta = np.array([r_ghost / h for h in heights])
+    reach = [int(np.ceil(d)) + 1 for d in delta]
+    images = np.array(list(itertools.product(*[range(-m, m + 1) for m in reach])))
+    out = []
+    for cidx in itertools.product(*[range(g) for g in grid]):
+        lo = np.array(cidx, float) / grid
+        hi = (np.array(cidx, float) + 1) / grid
+        local = np.where(np.all((frac >= lo) & (frac < hi), axis=1))[0]
+        gh_atoms, gh_frac = [], []
+        for n in images:
+            s = frac + n
+            inside = np.all((s >= lo - delta) & (s < hi + delta), axis=1)
+            if not np.any(n):
+                inside &= ~np.all((frac >= lo) & (frac < hi), axis=1)
+            idx = np.where(inside)[0]
+            gh_atoms.append(idx)
+            gh_frac.append(s[idx])
+        atoms = np.concatenate([local] + gh_atoms)
+        fr = np.concatenate([frac[local]] + gh_frac)
+        pos = fr @ cell
+        d = np.linalg.norm(pos[None, :, :] - pos[: len(local), None, :], axis=-1)
+        i, j = np.where((d < r_max) & (d > 0.0))
+        out.append(Domain(atoms.astype(np.int64), pos, len(local), np.stack([i, j])))
+    return out
+
+
+@dataclass
+class StagedResult:
+    """Energy (eV), per-atom energies [n] (eV), forces [n, 3] (eV/Å), virial [3, 3] (eV,
+    Σ r ⊗ f over local and ghost atoms of every domain) and ghosts per domain."""
+
+    energy: float
+    energies: np.ndarray
+    forces: np.ndarray
+    virial: np.ndarray
+    ghosts: list
+
+
+def staged_domains(module, types, domains: list[Domain], n_atoms: int, n_stages: int,
+                   skip_exchange: int | None = None) -> StagedResult:
+    """Evaluate a staged artifact ``module`` on sub-domains exchanging features as an
+    engine on several ranks does. ``skip_exchange=k`` (k ≥ 1) leaves the ghosts' layer-k
+    features at zero instead of exchanging them: a wrong exchange, for tests."""
+    types = torch.as_tensor(types, dtype=torch.long)
+    doms = []
+    for d in domains:
+        pos = torch.tensor(d.positions, dtype=torch.float64, requires_grad=True)
+        t = types[torch.from_numpy(d.atoms)]
+        e = torch.from_numpy(d.edges)
+        doms.append({"d": d, "pos": pos, "types": t, "edges": e,
+                     "shift": torch.zeros((e.shape[1], 3), dtype=torch.float64)})
+    energies = np.zeros(n_atoms)
+    for dom in doms:
+        x0, h0, e0 = module.stage_embed(dom["types"])
+        dom["x"], dom["h"] = x0.detach(), h0[: dom["d"].n_local].detach()
+        energies[dom["d"].atoms[: dom["d"].n_local]] += e0[: dom["d"].n_local].numpy()
+    saved = []  # per layer: per domain (inputs, outputs)
+    for k in range(n_stages):
+        layer = []
+        for dom in doms:
+            nl = dom["d"].n_local
+            x_in = dom["x"].clone().requires_grad_(k > 0)
+            h_in = dom["h"].clone().requires_grad_(True)
+            out = module.stage_layer(k, dom["pos"], dom["types"], dom["edges"], dom["shift"],
+                                     x_in, h_in)
+            layer.append((x_in, h_in, out))
+            energies[dom["d"].atoms[:nl]] += out[2].detach().numpy()
+        saved.append(layer)
+        if k + 1 < n_stages:  # forward communication of x_{k+1}
+            width = layer[0][2][0].shape[1]
+            owner_x = torch.zeros((n_atoms, width), dtype=layer[0][2][0].dtype)
+            for dom, (_, _, out) in zip(doms, layer):
+                owner_x[torch.from_numpy(dom["d"].atoms[: dom["d"].n_local])] = out[0].detach()
+            for dom, (_, _, out) in zip(doms, layer):
+                ghosts = torch.from_numpy(dom["d"].atoms[dom["d"].n_local:])
+                gx = owner_x[ghosts]
+                if skip_exchange == k + 1:
+                    gx = torch.zeros_like(gx)
+                dom["x"] = torch.cat([out[0].detach(), gx])
+                dom["h"] = out[1].detach()
+    forces = np.zeros((n_atoms, 3))
+    virial = np.zeros((3, 3))
+    g_next = [None] * len(doms)  # (grad of x_{k+1}, grad of h_{k+1}) per domain
+    for k in reversed(range(n_stages)):
+        g_x_all = []
+        for m, (dom, (x_in, h_in, out)) in enumerate(zip(doms, saved[k])):
+            outputs, cotangents = [], []
+            pairs = [(out[2].sum(), torch.ones((), dtype=torch.float64))]
+            if g_next[m] is not None:
+                pairs += list(zip(out[:2], g_next[m]))
+            for o, g in pairs:
+                if o.requires_grad and o.numel():
+                    outputs.append(o)
+                    cotangents.append(g)
+            inputs = [dom["pos"], h_in] + ([x_in] if k > 0 else [])
+            grads = (torch.autograd.grad(outputs, inputs, cotangents, allow_unused=True)
+                     if outputs else [None] * len(inputs))
+            g_pos = grads[0] if grads[0] is not None else torch.zeros_like(dom["pos"])
+            f = -g_pos.detach().numpy()
+            np.add.at(forces, dom["d"].atoms, f)
+            virial += dom["d"].positions.T @ f
+            g_h = grads[1] if grads[1] is not None else torch.zeros_like(h_in)
+            g_x = (grads[2] if grads[2] is not None else torch.zeros_like(x_in)) if k > 0 \
+                else None
+            g_x_all.append(g_x)
+            g_next[m] = [None, g_h.detach()]
+        if k > 0:  # reverse communication: ghosts' feature gradients summed on owners
+            width = g_x_all[0].shape[1]
+            total = torch.zeros((n_atoms, width), dtype=g_x_all[0].dtype)
+            for dom, g in zip(doms, g_x_all):
+                total.index_add_(0, torch.from_numpy(dom["d"].atoms), g.detach())
+            for m, dom in enumerate(doms):
+                g_next[m][0] = total[torch.from_numpy(dom["d"].atoms[: dom["d"].n_local])]
+    return StagedResult(float(energies.sum()), energies, forces, virial,
+                        [len(d.atoms) - d.n_local for d in domains])
+
+
+def emulate(artifact, atoms, grid=(2, 1, 1), skip_exchange: int | None = None
+            ) -> StagedResult:
+    """The staged artifact (an :class:`~egraff_lmp.deploy.artifact.Artifact`) on ``grid``
+    sub-domains of the periodic ASE ``atoms``, with a ghost shell of r_max."""
+    meta = artifact.metadata
+    index = {s: k for k, s in enumerate(meta["type_names"])}
+    types = [index[s] for s in atoms.get_chemical_symbols()]
+    r_max = float(meta["r_max"])
+    domains = decompose(atoms.positions, atoms.cell[:], grid, r_max, r_max)
+    with torch.jit.optimized_execution(False):
+        return staged_domains(artifact.module, types, domains, len(atoms),
+                              int(meta["stages"]["layers"]), skip_exchange)
+
+
+def deviation(result: StagedResult, reference_calc, atoms) -> dict:
+    """Max deviations of the staged evaluation from the one-call calculator: energy
+    (eV), per-atom energies (eV), forces (eV/Å), virial (eV)."""
+    a = atoms.copy()
+    a.calc = reference_calc
+    e = a.get_potential_energy()
+    ei = a.get_potential_energies()
+    f = a.get_forces()
+    w = -a.get_stress(voigt=False) * a.get_volume()
+    return {"energy": abs(result.energy - e),
+            "atom_energies": float(np.abs(result.energies - ei).max()),
+            "forces": float(np.abs(result.forces - f).max()),
+            "virial": float(np.abs(result.virial - w).max())}
