@@ -12,6 +12,7 @@
 #include "neighbor.h"
 #include "utils.h"
 
+#include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
 #include <cmath>
@@ -48,15 +49,33 @@ void PairEgraff::allocate()
     for (int j = 0; j < n; j++) setflag[i][j] = 0;
 }
 
-/* pair_style egraff ARTIFACT [chunk N] */
+/* pair_style egraff ARTIFACT [chunk N] [mode auto|images|ghosts|staged] [skip_exchange K] */
 
 void PairEgraff::settings(int narg, char **arg)
 {
-  if (narg != 1 && !(narg == 3 && strcmp(arg[1], "chunk") == 0))
-    error->all(FLERR, "Illegal pair_style egraff command: expected pair_style egraff ARTIFACT [chunk N]");
+  const char *usage = "expected pair_style egraff ARTIFACT [chunk N] [mode auto|images|ghosts|staged]";
+  if (narg < 1 || narg % 2 == 0) error->all(FLERR, "Illegal pair_style egraff command: {}", usage);
   artifact = arg[0];
-  chunk_atoms = (narg == 3) ? utils::inumeric(FLERR, arg[2], false, lmp) : DEFAULT_CHUNK_ATOMS;
-  if (chunk_atoms < 0) error->all(FLERR, "pair_style egraff: chunk must be 0 (off) or a positive number of atoms");
+  chunk_atoms = DEFAULT_CHUNK_ATOMS;
+  mode_request = AUTO;
+  skip_exchange = -1;
+  for (int a = 1; a < narg; a += 2) {
+    if (strcmp(arg[a], "chunk") == 0) {
+      chunk_atoms = utils::inumeric(FLERR, arg[a + 1], false, lmp);
+      if (chunk_atoms < 0) error->all(FLERR, "pair_style egraff: chunk must be 0 (off) or a positive number of atoms");
+    } else if (strcmp(arg[a], "mode") == 0) {
+      const std::string m = arg[a + 1];
+      if (m == "auto") mode_request = AUTO;
+      else if (m == "images") mode_request = IMAGES;
+      else if (m == "ghosts") mode_request = GHOSTS;
+      else if (m == "staged") mode_request = STAGED;
+      else error->all(FLERR, "pair_style egraff: unknown mode {} (auto, images, ghosts or staged)", m);
+    } else if (strcmp(arg[a], "skip_exchange") == 0) {
+      skip_exchange = utils::inumeric(FLERR, arg[a + 1], false, lmp);
+    } else {
+      error->all(FLERR, "Illegal pair_style egraff command: unknown keyword {}; {}", arg[a], usage);
+    }
+  }
   std::unordered_map<std::string, std::string> extra{{"egraff_lmp.json", ""}};
   try {
     model = torch::jit::load(artifact, torch::kCPU, extra);
@@ -66,6 +85,8 @@ void PairEgraff::settings(int narg, char **arg)
   if (extra["egraff_lmp.json"].empty())
     error->all(FLERR, "pair_style egraff: {} is not an egraff-lmp artifact (no metadata)", artifact);
   json meta;
+  stage_layers = 0;
+  feature_widths.clear();
   try {
     meta = json::parse(extra["egraff_lmp.json"]);
     type_names = meta.at("type_names").get<std::vector<std::string>>();
@@ -73,6 +94,14 @@ void PairEgraff::settings(int narg, char **arg)
     ghost_cutoff = meta.at("ghost_cutoff").get<double>();
     num_layers = meta.at("num_layers").get<int>();
     strictly_local = meta.at("strictly_local").get<bool>();
+    const std::string dtype = meta.value("dtype", "float64");
+    model_dtype = (dtype == "float32") ? torch::kFloat32 : torch::kFloat64;
+    if (meta.contains("stages") && !meta["stages"].is_null()) {
+      stage_layers = meta["stages"].at("layers").get<int>();
+      feature_widths = meta["stages"].at("feature_widths").get<std::vector<int>>();
+      if ((int) feature_widths.size() != stage_layers || stage_layers != num_layers)
+        throw std::runtime_error("stages: layers and feature_widths disagree with num_layers");
+    }
     if (meta.at("calling_convention").get<int>() != 1)
       error->all(FLERR, "pair_style egraff: {} uses calling convention {}, this plugin speaks 1",
                  artifact, meta.at("calling_convention").get<int>());
@@ -80,6 +109,55 @@ void PairEgraff::settings(int narg, char **arg)
     error->all(FLERR, "pair_style egraff: corrupt metadata in {}: {}", artifact, e.what());
   }
   model.eval();
+  if (mode_request == STAGED && stage_layers == 0) {
+    std::string why = meta.value("stages_unavailable", std::string());
+    if (strictly_local)
+      error->all(FLERR, "pair_style egraff: {} is strictly local ({}): it has no message-passing stages; use mode auto or ghosts", artifact, meta.value("family", std::string("?")));
+    error->all(FLERR, "pair_style egraff: mode staged asked for, but {} has no stages ({}): deploy it again with 'egraff-lmp deploy' or use mode ghosts",
+               artifact, why.empty() ? "deployed without them" : why);
+  }
+  if (stage_layers > 0) check_stages();
+  if (skip_exchange >= 0 && (skip_exchange < 1 || skip_exchange >= stage_layers))
+    error->all(FLERR, "pair_style egraff: skip_exchange must name a layer 1..{} of a staged artifact", stage_layers - 1);
+  // the largest feature width travels in LAMMPS' forward and reverse communication (set
+  // here, where pair_style hybrid reads it)
+  comm_forward = comm_reverse = 0;
+  for (int w : feature_widths) comm_forward = comm_reverse = MAX(comm_forward, w);
+}
+
+/* The stages on one atom without neighbours: the widths the model really exchanges must be
+   those of the metadata (a mismatch would make the exchange read the wrong numbers). */
+
+void PairEgraff::check_stages()
+{
+  if (!model.find_method("stage_embed") || !model.find_method("stage_layer"))
+    error->all(FLERR, "pair_style egraff: {} says it has stages but its model has no stage_embed/stage_layer: deploy it again", artifact);
+  torch::NoGradGuard no_grad;
+  torch::jit::GraphOptimizerEnabledGuard no_graph_optimisation(false);
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  torch::Tensor types = torch::zeros({1}, i64);
+  try {
+    auto emb = model.get_method("stage_embed")({types}).toTuple();
+    torch::Tensor x = emb->elements()[0].toTensor();
+    torch::Tensor h = emb->elements()[1].toTensor();
+    for (int k = 0; k < stage_layers; k++) {
+      if (x.size(1) != feature_widths[k])
+        error->all(FLERR, "pair_style egraff: stage metadata of {} does not match its model: layer {} reads {} features, the metadata says {}; deploy it again",
+                   artifact, k, (int) x.size(1), feature_widths[k]);
+      auto out = model.get_method("stage_layer")({(int64_t) k, torch::zeros({1, 3}, f64), types,
+                                                  torch::zeros({2, 0}, i64), torch::zeros({0, 3}, f64), x, h})
+                     .toTuple();
+      x = out->elements()[0].toTensor();
+      h = out->elements()[1].toTensor();
+    }
+    if (x.size(1) != 0)
+      error->all(FLERR, "pair_style egraff: stage metadata of {} does not match its model: it has more than {} layers; deploy it again",
+                 artifact, stage_layers);
+  } catch (const c10::Error &e) {
+    error->all(FLERR, "pair_style egraff: the stages of {} do not run: {}", artifact,
+               std::string(e.what_without_backtrace()).substr(0, 200));
+  }
 }
 
 /* pair_coeff * * Ge Te : the element of each LAMMPS type */
@@ -112,17 +190,25 @@ void PairEgraff::coeff(int narg, char **arg)
 
 void PairEgraff::init_style()
 {
-  if (force->newton_pair == 0) error->all(FLERR, "pair_style egraff requires newton pair on");
+  if (force->newton_pair == 0) error->all(FLERR, "pair_style egraff requires newton pair on (add 'newton on' to the input)");
   if (strcmp(force->pair_style, "egraff") != 0 && comm->me == 0)
     error->warning(FLERR, "pair_style egraff inside hybrid: energies of the other styles are not seen by the model");
   if (atom->tag_enable == 0) error->all(FLERR, "pair_style egraff requires atom IDs");
-  // One rank: ghosts are periodic images of local atoms, so edges go to their owners with a
+  const bool one_rank = comm->nprocs == 1;
+  mode = mode_request;
+  if (mode == AUTO) mode = one_rank ? IMAGES : (stage_layers > 0 ? STAGED : GHOSTS);
+  if (mode == IMAGES && !one_rank)
+    error->all(FLERR, "pair_style egraff: mode images needs one rank (this run has {}); use mode auto", comm->nprocs);
+  if (mode == STAGED && comm->style != Comm::BRICK)
+    error->all(FLERR, "pair_style egraff: mode staged needs comm_style brick (the per-layer exchange is tested there only); use comm_style brick or mode ghosts");
+  // images: ghosts are periodic images of local atoms, so edges go to their owners with a
   // shift and the model sees only the local atoms (no ghost shell, no work on ghosts).
-  // Several ranks: message-passing models need a ghost shell of layers x r_max whose atoms
-  // have neighbour lists too; strictly local models only local centres.
-  images_mode = (comm->nprocs == 1);
+  // ghosts: message-passing models need a shell of layers x r_max whose atoms have
+  // neighbour lists too; strictly local models only local centres.
+  // staged: a shell of r_max, neighbour lists of local atoms only.
+  images_mode = mode == IMAGES;
   no_virial_fdotr_compute = images_mode ? 1 : 0;    // images mode: the model's own virial
-  const bool ghost_lists = !strictly_local && !images_mode;
+  const bool ghost_lists = mode == GHOSTS && !strictly_local;
   neighbor->add_request(this, ghost_lists ? NeighConst::REQ_FULL | NeighConst::REQ_GHOST
                                           : NeighConst::REQ_FULL);
   double need = ghost_cutoff + neighbor->skin;
@@ -131,6 +217,11 @@ void PairEgraff::init_style()
     if (comm->me == 0)
       utils::logmesg(lmp, "pair_style egraff: ghost cutoff set to {:.4g} A ({} message-passing layers x r_max {:.4g} A + skin)\n",
                      need, num_layers, r_max);
+  }
+  if (comm->me == 0) {
+    const char *name[] = {"auto", "images", "ghosts", "staged"};
+    utils::logmesg(lmp, "pair_style egraff: mode {} on {} rank(s){}\n", name[mode], comm->nprocs,
+                   mode == STAGED ? fmt::format(" ({} layers, ghost shell r_max {:.4g} A + skin, features exchanged between layers)", stage_layers, r_max) : "");
   }
 }
 
@@ -149,19 +240,48 @@ void PairEgraff::compute(int eflag, int vflag)
 
   const int nlocal = atom->nlocal;
   const int ntotal = nlocal + atom->nghost;
+  // Ask for the virial on every step in images mode, not only when LAMMPS needs it: the
+  // TorchScript executor specialises on the flag, and switching it every few steps costs
+  // more than the strain derivative itself. Other modes sum r x f over local and ghost atoms.
+  const bool want_virial = images_mode;
+
+  double elocal;
+  if (mode == STAGED) {
+    build_edges(list->inum, false);
+    elocal = compute_staged(want_virial);
+  } else {
+    // edges within r_max from local centres (and ghost centres for message passing with a
+    // deep shell); in images mode a ghost neighbour becomes its owner plus a shift
+    build_edges(list->inum + ((strictly_local || images_mode) ? 0 : list->gnum), images_mode);
+    const int64_t nedge = (int64_t) edges.size() / 2;
+    if (strictly_local && chunk_atoms > 0 && nlocal > chunk_atoms) {
+      elocal = compute_chunks(nedge, want_virial);
+    } else {
+      const int nmodel = images_mode ? nlocal : ntotal;    // atoms the model sees
+      model_atoms.resize(nmodel);
+      std::iota(model_atoms.begin(), model_atoms.end(), 0);
+      elocal = evaluate(model_atoms, nlocal, edges, shifts, want_virial);
+    }
+  }
+  if (!std::isfinite(elocal)) error->one(FLERR, "pair_style egraff: the model returned a non-finite energy");
+  if (eflag_global) eng_vdwl += elocal;
+  if (!want_virial && vflag_fdotr) virial_fdotr_compute();
+}
+
+/* Edges (i, j) within r_max of the first ncenter atoms of the neighbour list into edges and
+   shifts; fold: a ghost neighbour becomes its local owner plus a shift (one rank). */
+
+void PairEgraff::build_edges(int ncenter, bool fold)
+{
+  const int nlocal = atom->nlocal;
   double **x = atom->x;
   tagint *tag = atom->tag;
-
-  if (images_mode) {
+  if (fold) {
     tagint maxtag = 0;
     for (int i = 0; i < nlocal; i++) maxtag = MAX(maxtag, tag[i]);
     owner.assign(maxtag + 1, -1);
     for (int i = 0; i < nlocal; i++) owner[tag[i]] = i;
   }
-
-  // edges within r_max from local centres (and ghost centres for message passing on
-  // several ranks); in images mode a ghost neighbour becomes its owner plus a shift
-  const int ncenter = list->inum + ((strictly_local || images_mode) ? 0 : list->gnum);
   const double cut2 = r_max * r_max;
   edges.clear();
   shifts.clear();
@@ -174,7 +294,7 @@ void PairEgraff::compute(int eflag, int vflag)
       const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
       if (dx * dx + dy * dy + dz * dz >= cut2) continue;
       double s[3] = {0.0, 0.0, 0.0};
-      if (images_mode && j >= nlocal) {
+      if (fold && j >= nlocal) {
         const int o = (tag[j] <= (tagint) owner.size() - 1) ? owner[tag[j]] : -1;
         if (o < 0) error->one(FLERR, "pair_style egraff: ghost atom {} has no local owner", tag[j]);
         for (int d = 0; d < 3; d++) s[d] = x[j][d] - x[o][d];
@@ -185,24 +305,191 @@ void PairEgraff::compute(int eflag, int vflag)
       shifts.insert(shifts.end(), s, s + 3);
     }
   }
-  const int64_t nedge = (int64_t) edges.size() / 2;
-  const int nmodel = images_mode ? nlocal : ntotal;    // atoms the model sees
-  // Ask for the virial on every step in images mode, not only when LAMMPS needs it: the
-  // TorchScript executor specialises on the flag, and switching it every few steps costs
-  // more than the strain derivative itself.
-  const bool want_virial = images_mode;
+}
 
-  double elocal;
-  if (strictly_local && chunk_atoms > 0 && nlocal > chunk_atoms) {
-    elocal = compute_chunks(nedge, want_virial);
-  } else {
-    model_atoms.resize(nmodel);
-    std::iota(model_atoms.begin(), model_atoms.end(), 0);
-    elocal = evaluate(model_atoms, nlocal, edges, shifts, want_virial);
+/* The staged path (mode staged; deploy/README.md, "Stages"). Layer 0's features follow from
+   the types of all atoms; before each later layer the local atoms' features x_k are copied
+   to their ghosts by a forward communication. Every layer keeps its autograd graph; the
+   backward pass runs the layers in reverse with torch::autograd::grad (the vector-Jacobian
+   product of the layer's outputs x_{k+1}, h_{k+1} and energy), adds -dE/dpos to the forces
+   of local and ghost atoms, and sums the ghosts' gradients of x_k onto their owners with a
+   reverse communication before layer k-1. Ghost forces go home through LAMMPS' own reverse
+   communication; the virial is sum(r_i x f_i) over local and ghost atoms. Returns the local
+   energy (eV). */
+
+double PairEgraff::compute_staged(bool)
+{
+  const int nlocal = atom->nlocal;
+  const int ntotal = nlocal + atom->nghost;
+  double **x = atom->x;
+  double **f = atom->f;
+  int *type = atom->type;
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  const int64_t ne = (int64_t) edges.size() / 2;
+
+  torch::Tensor pos = torch::empty({ntotal, 3}, f64);
+  torch::Tensor types = torch::empty({ntotal}, i64);
+  {
+    auto p = pos.accessor<double, 2>();
+    auto t = types.accessor<int64_t, 1>();
+    for (int i = 0; i < ntotal; i++) {
+      for (int d = 0; d < 3; d++) p[i][d] = x[i][d];
+      t[i] = type_map[type[i]];
+    }
   }
-  if (!std::isfinite(elocal)) error->one(FLERR, "pair_style egraff: the model returned a non-finite energy");
-  if (eflag_global) eng_vdwl += elocal;
-  if (!want_virial && vflag_fdotr) virial_fdotr_compute();
+  pos.requires_grad_(true);
+  torch::Tensor edge_index = torch::from_blob(edges.data(), {ne, 2}, i64).t().contiguous();
+  torch::Tensor shift = torch::zeros({ne, 3}, f64);
+  auto layer = model.get_method("stage_layer");
+
+  std::vector<double> energy(nlocal, 0.0);
+  torch::Tensor xk, hk;
+  {
+    torch::NoGradGuard no_grad;
+    auto emb = model.get_method("stage_embed")({types}).toTuple();
+    xk = emb->elements()[0].toTensor();
+    hk = emb->elements()[1].toTensor().slice(0, 0, nlocal);
+    torch::Tensor e0 = emb->elements()[2].toTensor().contiguous();
+    const double *e = e0.data_ptr<double>();
+    for (int i = 0; i < nlocal; i++) energy[i] += e[i];
+  }
+
+  std::vector<torch::Tensor> x_in(stage_layers), h_in(stage_layers), x_out(stage_layers),
+      h_out(stage_layers), e_out(stage_layers);
+  for (int k = 0; k < stage_layers; k++) {
+    x_in[k] = xk.detach().requires_grad_(k > 0);
+    h_in[k] = hk.detach().requires_grad_(k > 0);
+    auto out = layer({(int64_t) k, pos, types, edge_index, shift, x_in[k], h_in[k]}).toTuple();
+    x_out[k] = out->elements()[0].toTensor();
+    h_out[k] = out->elements()[1].toTensor();
+    e_out[k] = out->elements()[2].toTensor();
+    {
+      torch::Tensor ek = e_out[k].detach().contiguous();
+      const double *e = ek.data_ptr<double>();
+      for (int i = 0; i < nlocal; i++) energy[i] += e[i];
+    }
+    if (k + 1 < stage_layers) {
+      // forward communication: the local atoms' x_{k+1} to their ghosts
+      const int w = feature_widths[k + 1];
+      if (x_out[k].size(0) != nlocal || x_out[k].size(1) != w)
+        error->one(FLERR, "pair_style egraff: layer {} of {} returned {} features per atom, the metadata says {}",
+                   k, artifact, (int) x_out[k].size(1), w);
+      exchange.assign((size_t) ntotal * w, 0.0);
+      torch::Tensor buf = torch::from_blob(exchange.data(), {ntotal, w}, f64);
+      buf.slice(0, 0, nlocal).copy_(x_out[k].detach());
+      comm_buf = exchange.data();
+      comm_width = w;
+      if (skip_exchange != k + 1) comm->forward_comm(this, w);
+      xk = buf.to(model_dtype, false, true);
+      hk = h_out[k].detach();
+    }
+  }
+
+  // backward, layer by layer
+  torch::Tensor g_x, g_h;    // gradients of x_{k+1} (local, owners' sums) and h_{k+1}
+  for (int k = stage_layers - 1; k >= 0; k--) {
+    std::vector<torch::Tensor> outputs, cotangents;
+    torch::Tensor esum = e_out[k].sum();
+    if (esum.requires_grad()) {
+      outputs.push_back(esum);
+      cotangents.push_back(torch::ones({}, f64));
+    }
+    if (g_x.defined() && x_out[k].requires_grad() && x_out[k].numel()) {
+      outputs.push_back(x_out[k]);
+      cotangents.push_back(g_x);
+    }
+    if (g_h.defined() && h_out[k].requires_grad()) {
+      outputs.push_back(h_out[k]);
+      cotangents.push_back(g_h);
+    }
+    std::vector<torch::Tensor> inputs{pos};
+    if (k > 0) {
+      inputs.push_back(h_in[k]);
+      inputs.push_back(x_in[k]);
+    }
+    std::vector<torch::Tensor> grads(inputs.size());
+    if (!outputs.empty())
+      grads = torch::autograd::grad(outputs, inputs, cotangents, false, false, true);
+    if (grads[0].defined()) {
+      torch::Tensor gp = grads[0].contiguous();
+      const double *g = gp.data_ptr<double>();
+      for (int i = 0; i < ntotal; i++)
+        for (int d = 0; d < 3; d++) f[i][d] -= g[3 * i + d];
+    }
+    if (k == 0) break;
+    g_h = grads[1].defined() ? grads[1] : torch::zeros_like(h_in[k]);
+    // reverse communication: the ghosts' gradients of x_k summed onto their owners
+    const int w = feature_widths[k];
+    exchange.assign((size_t) ntotal * w, 0.0);
+    torch::Tensor buf = torch::from_blob(exchange.data(), {ntotal, w}, f64);
+    if (grads[2].defined()) buf.copy_(grads[2]);
+    comm_buf = exchange.data();
+    comm_width = w;
+    if (skip_exchange != k) comm->reverse_comm(this, w);
+    g_x = buf.slice(0, 0, nlocal).to(model_dtype, false, true);
+  }
+  comm_buf = nullptr;
+
+  double elocal = 0.0;
+  for (int i = 0; i < nlocal; i++) {
+    elocal += energy[i];
+    if (eflag_atom) eatom[i] += energy[i];
+  }
+  return elocal;
+}
+
+/* Forward and reverse communication of comm_buf (comm_width numbers per atom): features
+   are the same in every periodic image, so no shift is applied. */
+
+int PairEgraff::pack_forward_comm(int n, int *list, double *buf, int, int *)
+{
+  int m = 0;
+  for (int a = 0; a < n; a++) {
+    const double *src = comm_buf + (size_t) list[a] * comm_width;
+    for (int c = 0; c < comm_width; c++) buf[m++] = src[c];
+  }
+  return m;
+}
+
+void PairEgraff::unpack_forward_comm(int n, int first, double *buf)
+{
+  int m = 0;
+  for (int a = first; a < first + n; a++) {
+    double *dst = comm_buf + (size_t) a * comm_width;
+    for (int c = 0; c < comm_width; c++) dst[c] = buf[m++];
+  }
+}
+
+int PairEgraff::pack_reverse_comm(int n, int first, double *buf)
+{
+  int m = 0;
+  for (int a = first; a < first + n; a++) {
+    const double *src = comm_buf + (size_t) a * comm_width;
+    for (int c = 0; c < comm_width; c++) buf[m++] = src[c];
+  }
+  return m;
+}
+
+void PairEgraff::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  int m = 0;
+  for (int a = 0; a < n; a++) {
+    double *dst = comm_buf + (size_t) list[a] * comm_width;
+    for (int c = 0; c < comm_width; c++) dst[c] += buf[m++];
+  }
+}
+
+/* extract("egraff_mode"): 1 images, 2 ghosts, 3 staged (what init_style chose). */
+
+void *PairEgraff::extract(const char *name, int &dim)
+{
+  dim = 0;
+  if (strcmp(name, "egraff_mode") == 0) {
+    mode_value = (double) mode;
+    return (void *) &mode_value;
+  }
+  return nullptr;
 }
 
 /* The model on atoms[0..na) (LAMMPS indices; the first n_center are the centres, whose

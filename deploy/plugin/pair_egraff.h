@@ -1,10 +1,22 @@
 /* pair_style egraff: runs an egraff-lmp deployed artifact (TorchScript) inside LAMMPS.
 
-   Syntax:   pair_style egraff ARTIFACT [chunk N]
+   Syntax:   pair_style egraff ARTIFACT [chunk N] [mode auto|images|ghosts|staged]
              pair_coeff * * Ge Te        (element of each LAMMPS type, by symbol)
 
    chunk N: a strictly local model (Allegro) evaluates more than N local atoms in spatial
    chunks of about N centres each (default 512; 0: one call); see compute_chunks().
+   mode: how the model sees the atoms of this rank (default auto):
+     images  one rank only: ghosts folded onto their owners, the model's own virial;
+     ghosts  a ghost shell of layers x r_max (r_max for strictly local models) whose atoms
+             the model evaluates too (one call);
+     staged  message-passing artifacts with stages (deploy/README.md): a ghost shell of
+             r_max only, one model call per layer, the ghosts' features filled by a forward
+             communication between layers and their gradients summed onto the owners by a
+             reverse communication in the backward pass (compute_staged());
+     auto    images on one rank; on several ranks staged where the artifact has stages,
+             else ghosts.
+   skip_exchange K (tests only): leave the ghosts' layer-K features at zero instead of
+   exchanging them, i.e. a wrong exchange that the tests must detect.
 
    Units metal (eV, Å). Requires newton pair on. The artifact's calling convention is
    documented in deploy/README.md: positions of local+ghost atoms, model type index, a full
@@ -42,6 +54,11 @@ class PairEgraff : public Pair {
   void coeff(int, char **) override;
   void init_style() override;
   double init_one(int, int) override;
+  int pack_forward_comm(int, int *, double *, int, int *) override;
+  void unpack_forward_comm(int, int, double *) override;
+  int pack_reverse_comm(int, int, double *) override;
+  void unpack_reverse_comm(int, int *, double *) override;
+  void *extract(const char *, int &) override;
 
  protected:
   torch::jit::Module model;
@@ -53,6 +70,17 @@ class PairEgraff : public Pair {
   int num_layers = 1;
   bool strictly_local = false;
   bool images_mode = false;               // one rank: ghosts folded onto their owners
+  enum Mode { AUTO, IMAGES, GHOSTS, STAGED };
+  int mode_request = AUTO;                // what pair_style asked for
+  int mode = AUTO;                        // what init_style chose
+  int stage_layers = 0;                   // message-passing layers of a staged artifact
+  std::vector<int> feature_widths;        // x_k exchanged before layer k (model numbers)
+  int skip_exchange = -1;                 // tests only: layer whose exchange is skipped
+  torch::ScalarType model_dtype = torch::kFloat64;
+  double *comm_buf = nullptr;             // features (or their gradients) of all atoms
+  int comm_width = 0;                     // numbers per atom in comm_buf
+  std::vector<double> exchange;           // storage of comm_buf
+  double mode_value = 0.0;                // extract("egraff_mode")
   std::vector<int64_t> edges;             // reused edge buffer (i0, j0, i1, j1, ...)
   std::vector<double> shifts;             // edge shifts (images mode), Å
   std::vector<int> owner;                 // tag -> local index (images mode)
@@ -62,6 +90,9 @@ class PairEgraff : public Pair {
   static constexpr int DEFAULT_CHUNK_ATOMS = 512;
 
   void allocate();
+  void check_stages();
+  void build_edges(int ncenter, bool fold);
+  double compute_staged(bool);
   std::vector<int> model_atoms;           // atoms of a single model call (0..n-1)
   double compute_chunks(int64_t nedge, bool want_virial);
   double evaluate(const std::vector<int> &atoms, int n_center, std::vector<int64_t> &edge_buf,
