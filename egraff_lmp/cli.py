@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "with an ASE calculator), ase (no LAMMPS: ASE integrators run the "
                    "input's essentials) or auto: plugin, else callback (default)")
     p.add_argument("--np", type=int, default=1, help="MPI ranks (plugin engine)")
+    p.add_argument("--pair-mode", choices=["auto", "images", "ghosts", "staged"],
+                   help="force the plugin's mode (default auto: images on one rank, staged "
+                        "on several where the artifact has stages, else ghosts)")
     p.add_argument("--calculator", metavar="MODULE:FACTORY",
                    help="ASE calculator for the callback engine (any model)")
     p.add_argument("--ref", metavar="TRAJ",
@@ -273,10 +276,11 @@ def cmd_run(args) -> int:
                   temp_factor=args.temp_factor, max_temp=args.max_temp)
     rec = run(args.input, args.output, variables, args.engine, args.np, args.ref,
               args.calculator, watch, progress=not args.no_progress,
-              restart_every=args.restart_every)
+              restart_every=args.restart_every, pair_mode=args.pair_mode)
     speed = f", {rec['ms_per_step']:.1f} ms/step" if rec.get("ms_per_step") else ""
+    mode = f", pair mode {rec['pair_mode']}" if rec.get("pair_mode") else ""
     print(f"{rec['rundir']}: {rec['steps_done']} steps with the {rec['engine']} engine "
-          f"({rec['engine_reason']}){speed}")
+          f"({rec['engine_reason']}){mode}{speed}")
     if rec.get("metrics"):
         print_comparison(rec["metrics"])
     return 0
@@ -338,6 +342,16 @@ def cmd_deploy(args) -> int:
           f"energy {v['parity']['energy_per_atom']:.2e} eV/atom"
           + ("" if ea is None else f", per-atom energies {ea:.2e} eV") + "; symmetry: "
           + ", ".join(f"{k} {r['forces']:.1e} eV/Å" for k, r in v["symmetry"].items()))
+    st = meta.get("stages")
+    if st:
+        sv = v.get("staging")
+        check = ("" if sv is None else f"; two sub-domains vs one call: forces "
+                 f"{sv['forces']:.1e} eV/Å, energy {sv['energy']:.1e} eV")
+        print(f"stages: {st['layers']} layers exchanging "
+              f"{','.join(str(w) for w in st['feature_widths'])} features per atom{check}")
+    elif meta.get("stages_unavailable"):
+        print(f"no stages ({meta['stages_unavailable']}): on several ranks it runs with a "
+              "ghost shell of layers x r_max")
     return 0
 
 

@@ -30,9 +30,13 @@ from .input import logical_commands
 ENGINES = ("auto", "plugin", "callback", "ase")
 
 
-def choose_engine(engine: str, calculator: str | None, np_: int):
-    """(engine object, reason) for ``--engine``."""
+def choose_engine(engine: str, calculator: str | None, np_: int, pair_mode: str | None = None):
+    """(engine object, reason) for ``--engine``; ``pair_mode`` forces the plugin's mode."""
     from ..plugin import plugin_path
+
+    if pair_mode is not None and engine in ("ase", "callback"):
+        raise EgraffError(f"--pair-mode is a mode of the LAMMPS plugin, not of the {engine} "
+                          "engine")
 
     if engine == "ase":
         if np_ > 1:
@@ -45,11 +49,12 @@ def choose_engine(engine: str, calculator: str | None, np_: int):
                               "--engine plugin")
         return CallbackEngine(calculator), why
     if engine == "plugin":
-        return PluginEngine(plugin_path()), "asked for"
+        return PluginEngine(plugin_path(), pair_mode), "asked for"
     try:
-        return PluginEngine(plugin_path()), "the LAMMPS plugin is built for this lammps/torch"
+        return (PluginEngine(plugin_path(), pair_mode),
+                "the LAMMPS plugin is built for this lammps/torch")
     except EgraffError as exc:
-        if np_ > 1:
+        if np_ > 1 or pair_mode is not None:
             raise
         return CallbackEngine(calculator), f"plugin unavailable ({exc}); callback instead"
 
@@ -102,7 +107,7 @@ def energy_drift(log, timestep_ps, n_atoms=0) -> dict | None:
 
 def run(input_path, rundir=None, variables=None, engine="auto", np_=1, ref=None,
         calculator=None, watch: Watch | None = None, progress=True,
-        restart_every: int = 0) -> dict:
+        restart_every: int = 0, pair_mode: str | None = None) -> dict:
     input_path = Path(input_path)
     if not input_path.is_file():
         raise located(input_path, "no such LAMMPS input file")
@@ -118,9 +123,10 @@ def run(input_path, rundir=None, variables=None, engine="auto", np_=1, ref=None,
         raise located(rundir, "already holds a run (run.json): give another -o")
     rundir.mkdir(parents=True, exist_ok=True)
     logical_commands(input_path)  # input errors before anything starts
-    eng, why = choose_engine(engine, calculator, np_)
+    eng, why = choose_engine(engine, calculator, np_, pair_mode)
     record = {"input": str(input_path.resolve()), "rundir": str(rundir), "engine": eng.name,
               "engine_reason": why, "np": np_, "variables": variables,
+              "pair_mode_requested": pair_mode,
               "calculator": calculator, "restart_every": restart_every,
               "watch": asdict(watch), "ref": str(ref) if ref else None,
               "versions": _versions(),
@@ -152,7 +158,8 @@ def resume(rundir, progress=True) -> dict:
     _truncate_dump(rundir / "dump.lammpstrj", step)
     watch = Watch(**record.get("watch", {}))
     engine = record.get("engine") if record.get("engine") in ("callback", "ase") else "plugin"
-    eng, why = choose_engine(engine, record.get("calculator"), record.get("np", 1))
+    eng, why = choose_engine(engine, record.get("calculator"), record.get("np", 1),
+                             record.get("pair_mode_requested"))
     record.update(rundir=str(rundir), engine=eng.name, engine_reason=why,
                   resumed_from_step=step,
                   resumed_at=datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -231,6 +238,7 @@ def _run_mpi(input_path, rundir, variables, eng, watch, np_, progress, restart_e
         status_file = Path(tmp) / "status.json"
         spec.write_text(json.dumps({"input": str(input_path.resolve()), "rundir": str(rundir),
                                     "variables": variables, "plugin": eng.plugin_path,
+                                    "pair_mode": eng.pair_mode,
                                     "watch": asdict(watch), "progress": progress,
                                     "restart_every": restart_every, "resume": resume_from,
                                     "status_file": str(status_file)}))

@@ -166,6 +166,8 @@ def execute(input_path, rundir, variables: dict, engine, watch: Watch,
         if bar is not None:
             bar.close()
         status["symbols"], status["artifact"] = engine.symbols, engine.artifact
+        if hasattr(engine, "mode") and status["runs"]:
+            status["pair_mode"] = engine.mode(lmp)
         status["timestep_ps"] = lmp.extract_global("dt")
         status["n_atoms"] = int(lmp.get_natoms())
         if status["steps_done"]:
@@ -269,7 +271,7 @@ def main(argv=None):
     from .engines import PluginEngine
 
     spec = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
-    engine = PluginEngine(spec["plugin"])
+    engine = PluginEngine(spec["plugin"], spec.get("pair_mode"))
     try:
         status = execute(spec["input"], spec["rundir"], spec["variables"], engine,
                          Watch(**spec["watch"]), progress=spec.get("progress", True),

@@ -42,15 +42,43 @@ class Engine:
         pass
 
 
+PAIR_MODES = ("auto", "images", "ghosts", "staged")
+
+
 class PluginEngine(Engine):
+    """``pair_mode`` (auto, images, ghosts, staged) forces the plugin's mode on every
+    ``pair_style egraff`` of the input (``mode`` keyword; see deploy/plugin/pair_egraff.h)."""
+
     name = "plugin"
 
-    def __init__(self, plugin_path):
+    def __init__(self, plugin_path, pair_mode: str | None = None):
         super().__init__()
         self.plugin_path = str(plugin_path)
+        if pair_mode is not None and pair_mode not in PAIR_MODES:
+            raise EgraffError(f"unknown pair mode '{pair_mode}' (known: {', '.join(PAIR_MODES)})")
+        self.pair_mode = pair_mode
 
     def start(self, lmp):
         lmp.command(f"plugin load {self.plugin_path}")
+
+    def transform(self, lmp, cmd: str) -> list[str]:
+        out = super().transform(lmp, cmd)
+        words = cmd.split()
+        if self.pair_mode and words[:2] == ["pair_style", "egraff"] and len(words) >= 3:
+            rest = words[3:]
+            if "mode" in rest:
+                k = rest.index("mode")
+                del rest[k:k + 2]
+            return [" ".join(words[:3] + rest + ["mode", self.pair_mode])]
+        return out
+
+    def mode(self, lmp) -> str | None:
+        """The mode the plugin chose at the last run (None: no pair_style egraff)."""
+        try:
+            value = lmp.extract_pair("egraff_mode")
+        except Exception:  # older LAMMPS without extract_pair, or no pair style
+            return None
+        return PAIR_MODES[int(value)] if value is not None else None
 
 
 def calculator_from_factory(spec: str):
