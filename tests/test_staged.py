@@ -141,6 +141,30 @@ def test_plugin_staged_equals_one_call(kind, ranks, plugin, artifacts, gete, tmp
                                                 abs=1e-3), (name, key)
 
 
+@pytest.mark.parametrize("kind", ["mace", "nequip"])
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_staged_in_chunks_equals_one_call(kind, ranks, plugin, artifacts, gete, tmp_path):
+    """chunk N with a staged artifact: every layer evaluated in spatial chunks of about N
+    centres gives the one-call numbers; on one rank with more than N atoms, mode auto
+    chooses it."""
+    calc = DeployedCalculator(artifacts[kind])
+    for name in ("orthogonal", "triclinic"):
+        atoms = _cells(gete)[name]
+        thermo, ei, f, log = _run_cell(tmp_path, plugin, artifacts[kind], atoms, ranks,
+                                       mode="auto", extra="chunk 40")
+        assert "mode staged" in log.read_text() and "chunks of ~40 centres" in log.read_text()
+        a = atoms.copy()
+        a.calc = calc
+        assert thermo["PotEng"] == pytest.approx(a.get_potential_energy(), abs=1e-6), name
+        np.testing.assert_allclose(ei, a.get_potential_energies(), atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(f, a.get_forces(), atol=1e-6, err_msg=name)
+        assert thermo["Pxy"] == pytest.approx(-a.get_stress()[5] * EV_PER_A3_IN_BAR, rel=1e-6,
+                                              abs=1e-3)
+    _, _, _, log = _run_cell(tmp_path, plugin, artifacts[kind], atoms, 1, mode="auto",
+                             extra="chunk 512", name="few")
+    assert "mode images" in log.read_text()  # 200 atoms: one rank folds images
+
+
 def _nghost(log):
     """LAMMPS' end-of-run statistics of ghost atoms per rank: (ave, max, min)."""
     line = [x for x in log.read_text().splitlines() if x.startswith("Nghost:")][-1]
@@ -288,3 +312,48 @@ def test_bad_staged_setups_are_one_lammps_error(case, expected, plugin, artifact
     line = _lmp_error(tmp_path, text, ranks, plugin=plugin, artifact=artifact, mode="staged",
                       extra="chunk 512")
     assert expected in line, line
+
+
+RUN_INPUT = """
+variable model index {artifact}
+units metal
+atom_style atomic
+read_data cell.data
+pair_style egraff ${{model}}
+pair_coeff * * Ge Te
+velocity all create 900 4 dist gaussian loop geom
+timestep 0.002
+fix 1 all nve
+thermo_style custom step pe etotal press
+thermo_modify format float %.12g
+thermo 5
+run 10
+"""
+
+
+def test_run_records_the_mode_and_pair_mode_forces_it(artifacts, gete, tmp_path, capsys):
+    """egraff-lmp run: one rank folds images, two ranks run staged by default (run.json
+    says so), --pair-mode ghosts forces the deep shell; all give the same thermo."""
+    from egraff_lmp.cli import main
+    from egraff_lmp.io.lammps_log import read_thermo
+
+    atoms = _cells(gete)["orthogonal"]
+    write_lammps_data(tmp_path / "cell.data", _frame(atoms), atoms.get_chemical_symbols())
+    inp = tmp_path / "nve.in"
+    inp.write_text(RUN_INPUT.format(artifact=artifacts["nequip"]))
+    thermo = {}
+    for np_, mode, expected in ((1, None, "images"), (2, None, "staged"),
+                                (2, "ghosts", "ghosts"), (1, "staged", "staged")):
+        rundir = tmp_path / f"np{np_}-{mode}"
+        argv = ["run", str(inp), "-o", str(rundir), "--np", str(np_), "--no-progress"]
+        code = main(argv + (["--pair-mode", mode] if mode else []))
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        rec = json.loads((rundir / "run.json").read_text())
+        assert rec["pair_mode"] == expected and f"pair mode {expected}" in out
+        thermo[(np_, mode)] = read_thermo(rundir / "log.lammps")[-1]
+    base = thermo[(1, None)]
+    for key, t in thermo.items():
+        for col in ("PotEng", "TotEng", "Press"):
+            np.testing.assert_allclose(t[col], base[col], rtol=1e-9, atol=1e-6,
+                                       err_msg=f"{key} {col}")

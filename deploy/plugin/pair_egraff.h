@@ -3,8 +3,9 @@
    Syntax:   pair_style egraff ARTIFACT [chunk N] [mode auto|images|ghosts|staged]
              pair_coeff * * Ge Te        (element of each LAMMPS type, by symbol)
 
-   chunk N: a strictly local model (Allegro) evaluates more than N local atoms in spatial
-   chunks of about N centres each (default 512; 0: one call); see compute_chunks().
+   chunk N: more than N local atoms are evaluated in spatial chunks of about N centres each
+   (default 512; 0: one call): a strictly local model (Allegro) chunk by chunk
+   (compute_chunks()), a staged one layer by layer and chunk by chunk (compute_staged()).
    mode: how the model sees the atoms of this rank (default auto):
      images  one rank only: ghosts folded onto their owners, the model's own virial;
      ghosts  a ghost shell of layers x r_max (r_max for strictly local models) whose atoms
@@ -13,8 +14,9 @@
              r_max only, one model call per layer, the ghosts' features filled by a forward
              communication between layers and their gradients summed onto the owners by a
              reverse communication in the backward pass (compute_staged());
-     auto    images on one rank; on several ranks staged where the artifact has stages,
-             else ghosts.
+     auto    on several ranks staged where the artifact has stages, else ghosts; on one
+             rank staged where the artifact has stages and more than chunk N atoms (its
+             layers then go in chunks of about N centres), else images.
    skip_exchange K (tests only): leave the ghosts' layer-K features at zero instead of
    exchanging them, i.e. a wrong exchange that the tests must detect.
 
@@ -87,6 +89,10 @@ class PairEgraff : public Pair {
 
   int chunk_atoms = DEFAULT_CHUNK_ATOMS;  // strictly local models: centres per model call
   std::vector<int> slot;                  // atom -> index in the current chunk (-1: none)
+  std::vector<std::vector<int>> chunks;   // atoms of each chunk, its centres first
+  std::vector<int> n_center;              // centres of each chunk
+  std::vector<std::vector<int64_t>> chunk_edges;    // each chunk's edges, chunk numbering
+  std::vector<std::vector<double>> chunk_shifts;
   static constexpr int DEFAULT_CHUNK_ATOMS = 512;
 
   void allocate();
@@ -94,6 +100,7 @@ class PairEgraff : public Pair {
   void build_edges(int ncenter, bool fold);
   double compute_staged(bool);
   std::vector<int> model_atoms;           // atoms of a single model call (0..n-1)
+  void build_chunks(int64_t nedge);
   double compute_chunks(int64_t nedge, bool want_virial);
   double evaluate(const std::vector<int> &atoms, int n_center, std::vector<int64_t> &edge_buf,
                   std::vector<double> &shift_buf, bool want_virial);
