@@ -64,8 +64,8 @@ def main():
     from ase import Atoms
 
     from egraff_lmp.calculator import DeployedCalculator
-    from egraff_lmp.lammps_env import start_lammps
-    from egraff_lmp.plugin import plugin_path
+    from egraff_lmp.lammps.env import start_lammps
+    from egraff_lmp.lammps.plugin import plugin_path
 
     torch.set_num_threads(args.threads)
     calc = DeployedCalculator(args.model)

@@ -55,8 +55,8 @@ run {steps}
 
 
 def run_lammps(work: Path, artifact, mode, ranks, threads, rep, steps, chunk=512) -> dict:
-    from egraff_lmp.lammps_env import library_env, lmp_executable, mpiexec
-    from egraff_lmp.plugin import plugin_path
+    from egraff_lmp.lammps.env import library_env, lmp_executable, mpiexec
+    from egraff_lmp.lammps.plugin import plugin_path
 
     tag = f"{Path(artifact).stem}-{mode}-{ranks}x{threads}-{'x'.join(map(str, rep))}-{chunk}"
     inp = work / f"in.{tag}"
@@ -175,17 +175,23 @@ def main():
     ap.add_argument("--large-steps", type=int, default=5, help="steps at 5,400 atoms")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--nequip", action="store_true", help="add a NequIP of the study's size")
+    ap.add_argument("--no-mace", action="store_true", help="skip the shipped MACE")
+    ap.add_argument("--skip-large", nargs="*", default=[], metavar="LABEL",
+                    help="configurations not run at 5,400 atoms (e.g. '2x1 ghosts', which "
+                         "for a 4-layer NequIP means a 22 Å ghost shell on each rank)")
     ap.add_argument("--json", help="write all numbers here")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="egraff-stagedbench-"))
-    models = {"gete-mace (shipped, float32)": ROOT / "inputs/models/gete-mace.egraff.pt"}
+    models = {} if args.no_mace else {
+        "gete-mace (shipped, float32)": ROOT / "inputs/models/gete-mace.egraff.pt"}
     if args.nequip:
         models["nequip (study size, float32)"] = nequip_bench_model(work)
     everything = {}
     for name, art in models.items():
         small = measure(work, art, (1, 1, 1), args.steps, args.repeats, CONFIGS)
         print(table(name, small), flush=True)
-        large = measure(work, art, (3, 3, 3), args.large_steps, args.repeats, CONFIGS)
+        large = measure(work, art, (3, 3, 3), args.large_steps, args.repeats,
+                        [c for c in CONFIGS if c[0] not in args.skip_large])
         print(table(name, large), flush=True)
         weak_cfg = [("1x1 auto", "auto", 1, 1, 512), ("2x1 auto", "auto", 2, 1, 512)]
         weak = {}

@@ -4,7 +4,8 @@ Energy (eV), per-atom energies, forces (eV/Å) and stress (eV/Å³, ASE's sign a
 order) for periodic, non-periodic and triclinic systems. Neighbours come from vesin (a
 full list within the model's r_max with periodic shifts), so no ghost atoms are built: the
 artifact sees N local atoms and the shifts. It is the Python engine of egraff-lmp (the
-LAMMPS callback route and the ASE fallback use it) and a plain ASE citizen::
+LAMMPS callback route and the ASE fallback use it) and a plain ASE citizen (``device="cuda"``
+runs the model on a GPU; inputs and results stay numpy on the host)::
 
     atoms.calc = DeployedCalculator("inputs/models/gete-mace.egraff.pt")
     atoms.get_forces()
@@ -22,11 +23,12 @@ from .errors import EgraffError
 class DeployedCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
-    def __init__(self, artifact, n_threads: int | None = None, **kwargs):
+    def __init__(self, artifact, n_threads: int | None = None, device: str = "cpu",
+                 **kwargs):
         from .deploy.artifact import Artifact, load
 
         super().__init__(**kwargs)
-        self.artifact = artifact if isinstance(artifact, Artifact) else load(artifact)
+        self.artifact = artifact if isinstance(artifact, Artifact) else load(artifact, device)
         self._index = {s: k for k, s in enumerate(self.artifact.type_names)}
         self._n_threads = n_threads
         self._nl = None

@@ -11,7 +11,7 @@ import os
 import sys
 
 from . import __version__
-from .errors import EgraffError
+from .errors import EgraffError, located
 
 
 def _types(text: str) -> list[str]:
@@ -143,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="show the compiler output")
     p.set_defaults(func=cmd_build_plugin)
 
+    p = sub.add_parser("examples", help="copy the example inputs, models and reference data",
+                       description="Copy the example LAMMPS inputs (gete.in, ...), the shipped "
+                       "GeTe models and the small reference data they use out of the installed "
+                       "package into DEST, ready for 'egraff-lmp run DEST/gete.in'.")
+    p.add_argument("dest", metavar="DEST", help="a new or empty directory")
+    p.set_defaults(func=cmd_examples)
+
     p = sub.add_parser("run", help="run a LAMMPS input with a deployed model and compare",
                        description="Run a LAMMPS input (units metal; pair_style egraff "
                        "ARTIFACT + pair_coeff * * ELEMENTS) with the LAMMPS plugin or the "
@@ -163,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "with an ASE calculator), ase (no LAMMPS: ASE integrators run the "
                    "input's essentials) or auto: plugin, else callback (default)")
     p.add_argument("--np", type=int, default=1, help="MPI ranks (plugin engine)")
+    p.add_argument("--device", metavar="cpu|cuda|cuda:N",
+                   help="where the model runs (default cpu; cuda: one GPU per rank)")
     p.add_argument("--pair-mode", choices=["auto", "images", "ghosts", "staged"],
                    help="force the plugin's mode (default auto: images on one rank, staged "
                         "on several where the artifact has stages, else ghosts)")
@@ -276,7 +285,8 @@ def cmd_run(args) -> int:
                   temp_factor=args.temp_factor, max_temp=args.max_temp)
     rec = run(args.input, args.output, variables, args.engine, args.np, args.ref,
               args.calculator, watch, progress=not args.no_progress,
-              restart_every=args.restart_every, pair_mode=args.pair_mode)
+              restart_every=args.restart_every, pair_mode=args.pair_mode,
+              device=args.device)
     speed = f", {rec['ms_per_step']:.1f} ms/step" if rec.get("ms_per_step") else ""
     mode = f", pair mode {rec['pair_mode']}" if rec.get("pair_mode") else ""
     print(f"{rec['rundir']}: {rec['steps_done']} steps with the {rec['engine']} engine "
@@ -286,8 +296,25 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_examples(args) -> int:
+    import shutil
+    from pathlib import Path
+
+    from .resources import examples_dir
+
+    dest = Path(args.dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise located(dest, "exists and is not an empty directory: give a new one")
+    src = examples_dir()
+    shutil.copytree(src, dest, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "__init__.py"))
+    print(f"copied the examples from {src} to {dest}; run one with: egraff-lmp run "
+          f"{dest / 'gete.in'}")
+    return 0
+
+
 def cmd_build_plugin(args) -> int:
-    from .plugin import plugin_path
+    from .lammps.plugin import plugin_path
 
     path = plugin_path(build=False)
     if args.force and path.exists():

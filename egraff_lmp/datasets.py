@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import EgraffError
+from .resources import examples_dir
 
 ZENODO_RECORD = "10678029"
 ZENODO_API = "https://zenodo.org/api/records/"
@@ -106,7 +107,7 @@ def data_roots() -> list[Path]:
     if os.environ.get("EGRAFF_LMP_DATA"):
         roots.append(Path(os.environ["EGRAFF_LMP_DATA"]))
     roots.append(Path.home() / ".cache" / "egraff-lmp" / "datasets")
-    roots.append(Path(__file__).resolve().parents[1] / "inputs")
+    roots.append(examples_dir())
     return roots
 
 

@@ -14,14 +14,14 @@ from egraff_lmp.calculator import DeployedCalculator
 from egraff_lmp.io import read_trajectory
 from egraff_lmp.io.lammps_log import read_thermo
 from egraff_lmp.io.lammps_write import write_lammps_data
-from egraff_lmp.lammps_env import library_env, lmp_executable, mpiexec
+from egraff_lmp.lammps.env import library_env, lmp_executable, mpiexec
 
 EV_PER_A3_IN_BAR = 1.602176634e6
 
 
 @pytest.fixture(scope="session")
 def plugin():
-    from egraff_lmp.plugin import plugin_path
+    from egraff_lmp.lammps.plugin import plugin_path
 
     return plugin_path()
 

@@ -198,7 +198,7 @@ def test_reading_streams_memory_does_not_grow_with_frames(gete_dump):
 
 
 def test_data_file_from_a_frame_is_read_back_by_lammps(gete, tmp_path):
-    from egraff_lmp.lammps_env import start_lammps
+    from egraff_lmp.lammps.env import start_lammps
 
     ref = read_trajectory(GETE_TEST)
     write_lammps_data(tmp_path / "g.data", ref[0], ref.symbols)

@@ -27,7 +27,7 @@ STAGED = ["mace", "botnet", "nequip"]
 
 @pytest.fixture(scope="session")
 def plugin():
-    from egraff_lmp.plugin import plugin_path
+    from egraff_lmp.lammps.plugin import plugin_path
 
     return plugin_path()
 
@@ -260,7 +260,7 @@ def _with_metadata(src, dst, change):
 def _lmp_error(tmp_path, text, ranks=1, **variables):
     import subprocess
 
-    from egraff_lmp.lammps_env import library_env, lmp_executable, mpiexec
+    from egraff_lmp.lammps.env import library_env, lmp_executable, mpiexec
 
     (tmp_path / "bad.lmp").write_text(text)
     cmd = [lmp_executable(), "-in", "bad.lmp", "-screen", "none", "-log", "log.bad"]

@@ -2,6 +2,8 @@
 
 #include "pair_egraff.h"
 
+#include "egraff_elements.h"
+
 #include "atom.h"
 #include "comm.h"
 #include "error.h"
@@ -10,10 +12,14 @@
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
+#include "update.h"
 #include "utils.h"
 
+#include <torch/cuda.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
+
+#include <mpi.h>
 
 #include <cmath>
 #include <cstring>
@@ -53,12 +59,13 @@ void PairEgraff::allocate()
 
 void PairEgraff::settings(int narg, char **arg)
 {
-  const char *usage = "expected pair_style egraff ARTIFACT [chunk N] [mode auto|images|ghosts|staged]";
+  const char *usage = "expected pair_style egraff ARTIFACT [chunk N] [mode auto|images|ghosts|staged] [device cpu|cuda|cuda:N]";
   if (narg < 1 || narg % 2 == 0) error->all(FLERR, "Illegal pair_style egraff command: {}", usage);
   artifact = arg[0];
   chunk_atoms = DEFAULT_CHUNK_ATOMS;
   mode_request = AUTO;
   skip_exchange = -1;
+  std::string device_name = "cpu";
   for (int a = 1; a < narg; a += 2) {
     if (strcmp(arg[a], "chunk") == 0) {
       chunk_atoms = utils::inumeric(FLERR, arg[a + 1], false, lmp);
@@ -70,15 +77,18 @@ void PairEgraff::settings(int narg, char **arg)
       else if (m == "ghosts") mode_request = GHOSTS;
       else if (m == "staged") mode_request = STAGED;
       else error->all(FLERR, "pair_style egraff: unknown mode {} (auto, images, ghosts or staged)", m);
+    } else if (strcmp(arg[a], "device") == 0) {
+      device_name = arg[a + 1];
     } else if (strcmp(arg[a], "skip_exchange") == 0) {
       skip_exchange = utils::inumeric(FLERR, arg[a + 1], false, lmp);
     } else {
       error->all(FLERR, "Illegal pair_style egraff command: unknown keyword {}; {}", arg[a], usage);
     }
   }
+  device = choose_device(device_name);
   std::unordered_map<std::string, std::string> extra{{"egraff_lmp.json", ""}};
   try {
-    model = torch::jit::load(artifact, torch::kCPU, extra);
+    model = torch::jit::load(artifact, device, extra);
   } catch (const std::exception &e) {
     error->all(FLERR, "pair_style egraff: cannot load artifact {}: not a complete TorchScript archive", artifact);
   }
@@ -123,6 +133,35 @@ void PairEgraff::settings(int narg, char **arg)
   // here, where pair_style hybrid reads it)
   comm_forward = comm_reverse = 0;
   for (int w : feature_widths) comm_forward = comm_reverse = MAX(comm_forward, w);
+  // the virial is always the plugin's own (the model's, or sum r x f of the forces it adds):
+  // set here, where pair_style hybrid reads it, so that hybrid never sums r x f over the
+  // forces of every style after egraff has folded images onto their owners
+  no_virial_fdotr_compute = 1;
+}
+
+/* device cpu | cuda | cuda:N. cuda: one GPU per rank, the rank's index among the ranks of
+   its node modulo the GPUs it sees. */
+
+torch::Device PairEgraff::choose_device(const std::string &name)
+{
+  if (name == "cpu") return torch::Device(torch::kCPU);
+  if (name != "cuda" && name.rfind("cuda:", 0) != 0)
+    error->all(FLERR, "pair_style egraff: unknown device {} (cpu, cuda or cuda:N)", name);
+  if (!torch::cuda::is_available())
+    error->all(FLERR, "pair_style egraff: CUDA asked for, this torch has none (a CPU build, or no GPU visible): use device cpu");
+  const int ngpu = (int) torch::cuda::device_count();
+  int index;
+  if (name.size() > 5) {
+    index = utils::inumeric(FLERR, name.substr(5), false, lmp);
+  } else {
+    MPI_Comm node;
+    MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, comm->me, MPI_INFO_NULL, &node);
+    MPI_Comm_rank(node, &index);
+    MPI_Comm_free(&node);
+  }
+  if (index < 0 || (name.size() > 5 && index >= ngpu))
+    error->all(FLERR, "pair_style egraff: {} asked for, this node has {} GPU(s)", name, ngpu);
+  return torch::Device(torch::kCUDA, (c10::DeviceIndex) (index % ngpu));
 }
 
 /* The stages on one atom without neighbours: the widths the model really exchanges must be
@@ -136,7 +175,7 @@ void PairEgraff::check_stages()
   torch::jit::GraphOptimizerEnabledGuard no_graph_optimisation(false);
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);
   auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
-  torch::Tensor types = torch::zeros({1}, i64);
+  torch::Tensor types = torch::zeros({1}, i64.device(device));
   try {
     auto emb = model.get_method("stage_embed")({types}).toTuple();
     torch::Tensor x = emb->elements()[0].toTensor();
@@ -145,8 +184,9 @@ void PairEgraff::check_stages()
       if (x.size(1) != feature_widths[k])
         error->all(FLERR, "pair_style egraff: stage metadata of {} does not match its model: layer {} reads {} features, the metadata says {}; deploy it again",
                    artifact, k, (int) x.size(1), feature_widths[k]);
-      auto out = model.get_method("stage_layer")({(int64_t) k, torch::zeros({1, 3}, f64), types,
-                                                  torch::zeros({2, 0}, i64), torch::zeros({0, 3}, f64), x, h})
+      auto out = model.get_method("stage_layer")({(int64_t) k, torch::zeros({1, 3}, f64.device(device)), types,
+                                                  torch::zeros({2, 0}, i64.device(device)),
+                                                  torch::zeros({0, 3}, f64.device(device)), x, h})
                      .toTuple();
       x = out->elements()[0].toTensor();
       h = out->elements()[1].toTensor();
@@ -194,6 +234,9 @@ void PairEgraff::init_style()
   if (strcmp(force->pair_style, "egraff") != 0 && comm->me == 0)
     error->warning(FLERR, "pair_style egraff inside hybrid: energies of the other styles are not seen by the model");
   if (atom->tag_enable == 0) error->all(FLERR, "pair_style egraff requires atom IDs");
+  if (strcmp(update->unit_style, "metal") != 0)
+    error->all(FLERR, "pair_style egraff: units {} is not supported: the model speaks eV and Angstrom; use units metal", update->unit_style);
+  if (comm->me == 0) physical_warnings();
   const bool one_rank = comm->nprocs == 1;
   // auto: several ranks run staged where the artifact has stages; one rank runs staged only
   // where its layers go in chunks (more than chunk_atoms atoms: 1.8x faster than images at
@@ -213,8 +256,7 @@ void PairEgraff::init_style()
   // ghosts: message-passing models need a shell of layers x r_max whose atoms have
   // neighbour lists too; strictly local models only local centres.
   // staged: a shell of r_max, neighbour lists of local atoms only.
-  images_mode = mode == IMAGES;
-  no_virial_fdotr_compute = images_mode ? 1 : 0;    // images mode: the model's own virial
+  images_mode = mode == IMAGES;    // the model's own virial; else sum r x f (tally_virial)
   const bool ghost_lists = mode == GHOSTS && !strictly_local;
   neighbor->add_request(this, ghost_lists ? NeighConst::REQ_FULL | NeighConst::REQ_GHOST
                                           : NeighConst::REQ_FULL);
@@ -232,6 +274,38 @@ void PairEgraff::init_style()
                                                 stage_layers, r_max, chunked ? fmt::format(", chunks of ~{} centres", chunk_atoms) : "")
                                   : "");
   }
+}
+
+/* Warnings (LAMMPS' log) for a set-up that runs but is likely wrong: a type whose mass is
+   not that of the element pair_coeff gives it (more than 1 % off: a swapped type order), and
+   a timestep above 1 fs x sqrt(m/amu) of the lightest element (1 fs with H, ~4 fs for GeTe). */
+
+void PairEgraff::physical_warnings()
+{
+  double lightest = 0.0;
+  std::string light;
+  for (int t = 1; t <= atom->ntypes && t < (int) type_map.size(); t++) {
+    if (type_map[t] < 0) continue;
+    const std::string &sym = type_names[type_map[t]];
+    double ref = 0.0;
+    for (const auto &el : EgraffElements::table)
+      if (sym == el.symbol) ref = el.mass;
+    if (ref <= 0.0) continue;
+    if (lightest == 0.0 || ref < lightest) {
+      lightest = ref;
+      light = sym;
+    }
+    if (atom->mass && atom->mass_setflag && atom->mass_setflag[t]) {
+      const double m = atom->mass[t];
+      if (std::fabs(m - ref) > 0.01 * ref)
+        error->warning(FLERR, "pair_style egraff: type {} has mass {:.4g} amu but pair_coeff makes it {} ({:.4g} amu): is the type order of the data file and pair_coeff the same?",
+                       t, m, sym, ref);
+    }
+  }
+  const double dt_fs = update->dt * 1000.0;    // metal: ps
+  if (lightest > 0.0 && dt_fs > std::sqrt(lightest))
+    error->warning(FLERR, "pair_style egraff: timestep {:.4g} fs is above {:.3g} fs = 1 fs x sqrt(m/amu) of the lightest element, {}",
+                   dt_fs, std::sqrt(lightest), light);
 }
 
 double PairEgraff::init_one(int, int)
@@ -274,7 +348,25 @@ void PairEgraff::compute(int eflag, int vflag)
   }
   if (!std::isfinite(elocal)) error->one(FLERR, "pair_style egraff: the model returned a non-finite energy");
   if (eflag_global) eng_vdwl += elocal;
-  if (!want_virial && vflag_fdotr) virial_fdotr_compute();
+}
+
+/* The virial of forces f (eV/A, row-major [n][3]) that this style adds on atoms at x:
+   sum r_i x f_i (LAMMPS order xx yy zz xy xz yz). */
+
+void PairEgraff::tally_virial(const std::vector<int> &atoms_of, const double *fr, double sign)
+{
+  if (!vflag_global) return;
+  double **x = atom->x;
+  for (size_t a = 0; a < atoms_of.size(); a++) {
+    const double *r = x[atoms_of[a]];
+    const double *g = fr + 3 * a;
+    virial[0] += sign * r[0] * g[0];
+    virial[1] += sign * r[1] * g[1];
+    virial[2] += sign * r[2] * g[2];
+    virial[3] += sign * r[0] * g[1];
+    virial[4] += sign * r[0] * g[2];
+    virial[5] += sign * r[1] * g[2];
+  }
 }
 
 /* Edges (i, j) within r_max of the first ncenter atoms of the neighbour list into edges and
@@ -363,11 +455,12 @@ double PairEgraff::compute_staged(bool)
       for (int d = 0; d < 3; d++) p[a][d] = x[i][d];
       t[a] = type_map[type[i]];
     }
-    pos[c].requires_grad_(true);
+    pos[c] = pos[c].to(device).requires_grad_(true);
+    types[c] = types[c].to(device);
     const int64_t ne = (int64_t) chunk_edges[c].size() / 2;
-    edge_index[c] = torch::from_blob(chunk_edges[c].data(), {ne, 2}, i64).t().contiguous();
-    shift[c] = torch::zeros({ne, 3}, f64);
-    members[c] = torch::from_blob(chunks[c].data(), {na}, torch::kInt32).to(torch::kInt64);
+    edge_index[c] = torch::from_blob(chunk_edges[c].data(), {ne, 2}, i64).t().contiguous().to(device);
+    shift[c] = torch::zeros({ne, 3}, f64.device(device));
+    members[c] = torch::from_blob(chunks[c].data(), {na}, torch::kInt32).to(device, torch::kInt64);
     centres[c] = members[c].slice(0, 0, n_center[c]);
   }
   auto layer = model.get_method("stage_layer");
@@ -379,10 +472,10 @@ double PairEgraff::compute_staged(bool)
     torch::Tensor all_types = torch::empty({ntotal}, i64);
     auto t = all_types.accessor<int64_t, 1>();
     for (int i = 0; i < ntotal; i++) t[i] = type_map[type[i]];
-    auto emb = model.get_method("stage_embed")({all_types}).toTuple();
+    auto emb = model.get_method("stage_embed")({all_types.to(device)}).toTuple();
     xk = emb->elements()[0].toTensor();
     hk = emb->elements()[1].toTensor().slice(0, 0, nlocal);
-    torch::Tensor e0 = emb->elements()[2].toTensor().contiguous();
+    torch::Tensor e0 = emb->elements()[2].toTensor().to(torch::kCPU).contiguous();
     const double *e = e0.data_ptr<double>();
     for (int i = 0; i < nlocal; i++) energy[i] += e[i];
   }
@@ -402,7 +495,7 @@ double PairEgraff::compute_staged(bool)
       x_out[s] = out->elements()[0].toTensor();
       h_out[s] = out->elements()[1].toTensor();
       e_out[s] = out->elements()[2].toTensor();
-      torch::Tensor ek = e_out[s].detach().contiguous();
+      torch::Tensor ek = e_out[s].detach().to(torch::kCPU).contiguous();
       const double *e = ek.data_ptr<double>();
       for (int a = 0; a < n_center[c]; a++) energy[chunks[c][a]] += e[a];
       if (k + 1 < stage_layers) {
@@ -427,11 +520,11 @@ double PairEgraff::compute_staged(bool)
       const int w = feature_widths[k + 1];
       exchange.assign((size_t) ntotal * w, 0.0);
       torch::Tensor buf = torch::from_blob(exchange.data(), {ntotal, w}, f64);
-      buf.slice(0, 0, nlocal).copy_(x_next);
+      buf.slice(0, 0, nlocal).copy_(x_next);    // from the device, if any
       comm_buf = exchange.data();
       comm_width = w;
       if (skip_exchange != k + 1) comm->forward_comm(this, w);
-      xk = buf.to(model_dtype, false, true);
+      xk = buf.to(device, model_dtype, false, true);
       hk = h_next;
     }
   }
@@ -444,7 +537,7 @@ double PairEgraff::compute_staged(bool)
     if (k > 0) {
       exchange.assign((size_t) ntotal * w, 0.0);
       g_x_all = torch::from_blob(exchange.data(), {ntotal, w}, f64);
-      g_h_all = torch::zeros({nlocal, h_in[(size_t) k * nchunk].size(1)}, f64);
+      g_h_all = torch::zeros({nlocal, h_in[(size_t) k * nchunk].size(1)}, f64.device(device));
     }
     for (int c = 0; c < nchunk; c++) {
       const size_t s = (size_t) k * nchunk + c;
@@ -452,7 +545,7 @@ double PairEgraff::compute_staged(bool)
       torch::Tensor esum = e_out[s].sum();
       if (esum.requires_grad()) {
         outputs.push_back(esum);
-        cotangents.push_back(torch::ones({}, f64));
+        cotangents.push_back(torch::ones({}, f64.device(device)));
       }
       if (g_x.defined() && x_out[s].requires_grad() && x_out[s].numel()) {
         outputs.push_back(x_out[s]);
@@ -472,15 +565,17 @@ double PairEgraff::compute_staged(bool)
         grads = torch::autograd::grad(outputs, inputs, cotangents, false, false, true);
       x_in[s] = h_in[s] = x_out[s] = h_out[s] = e_out[s] = torch::Tensor();    // free the graph
       if (grads[0].defined()) {
-        torch::Tensor gp = grads[0].contiguous();
+        torch::Tensor gp = grads[0].to(torch::kCPU).contiguous();
         const double *g = gp.data_ptr<double>();
         const std::vector<int> &m = chunks[c];
         for (size_t a = 0; a < m.size(); a++)
           for (int d = 0; d < 3; d++) f[m[a]][d] -= g[3 * a + d];
+        tally_virial(m, g, -1.0);
       }
       if (k > 0) {
         if (grads[1].defined()) g_h_all.index_copy_(0, centres[c], grads[1].to(torch::kFloat64));
-        if (grads[2].defined()) g_x_all.index_add_(0, members[c], grads[2].to(torch::kFloat64));
+        if (grads[2].defined())
+          g_x_all.index_add_(0, members[c].to(torch::kCPU), grads[2].to(torch::kCPU, torch::kFloat64));
       }
     }
     if (k == 0) break;
@@ -488,7 +583,7 @@ double PairEgraff::compute_staged(bool)
     comm_buf = exchange.data();
     comm_width = w;
     if (skip_exchange != k) comm->reverse_comm(this, w);
-    g_x = g_x_all.slice(0, 0, nlocal).to(model_dtype, false, true);
+    g_x = g_x_all.slice(0, 0, nlocal).to(device, model_dtype, false, true);
     g_h = g_h_all.to(model_dtype);
   }
   comm_buf = nullptr;
@@ -582,11 +677,11 @@ double PairEgraff::evaluate(const std::vector<int> &atoms, int n_center,
   torch::Tensor edge_index = torch::from_blob(edge_buf.data(), {ne, 2}, i64).t().contiguous();
   torch::Tensor shift = torch::from_blob(shift_buf.data(), {ne, 3}, f64).clone();
 
-  std::vector<torch::jit::IValue> inputs{pos, types, edge_index, shift, (int64_t) n_center,
-                                         want_virial};
+  std::vector<torch::jit::IValue> inputs{pos.to(device), types.to(device), edge_index.to(device),
+                                         shift.to(device), (int64_t) n_center, want_virial};
   auto out = model.forward(inputs).toTuple();
-  torch::Tensor atom_energy = out->elements()[0].toTensor().contiguous();
-  torch::Tensor forces = out->elements()[1].toTensor().contiguous();
+  torch::Tensor atom_energy = out->elements()[0].toTensor().to(torch::kCPU).contiguous();
+  torch::Tensor forces = out->elements()[1].toTensor().to(torch::kCPU).contiguous();
   const double *e = atom_energy.data_ptr<double>();
   const double *fr = forces.data_ptr<double>();
   double ecentres = 0.0;
@@ -600,8 +695,9 @@ double PairEgraff::evaluate(const std::vector<int> &atoms, int n_center,
     f[i][1] += fr[3 * a + 1];
     f[i][2] += fr[3 * a + 2];
   }
+  if (!want_virial) tally_virial(atoms, fr, 1.0);
   if (want_virial && vflag_global) {
-    torch::Tensor w = out->elements()[2].toTensor().contiguous();
+    torch::Tensor w = out->elements()[2].toTensor().to(torch::kCPU).contiguous();
     const double *v = w.data_ptr<double>();    // 3x3, row-major
     virial[0] += v[0];
     virial[1] += v[4];

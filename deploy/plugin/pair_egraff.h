@@ -1,6 +1,7 @@
 /* pair_style egraff: runs an egraff-lmp deployed artifact (TorchScript) inside LAMMPS.
 
    Syntax:   pair_style egraff ARTIFACT [chunk N] [mode auto|images|ghosts|staged]
+                                        [device cpu|cuda|cuda:N]
              pair_coeff * * Ge Te        (element of each LAMMPS type, by symbol)
 
    chunk N: more than N local atoms are evaluated in spatial chunks of about N centres each
@@ -17,6 +18,9 @@
      auto    on several ranks staged where the artifact has stages, else ghosts; on one
              rank staged where the artifact has stages and more than chunk N atoms (its
              layers then go in chunks of about N centres), else images.
+   device: where the model runs (default cpu); cuda: one GPU per rank (the rank's index on
+   its node modulo the node's GPUs), cuda:N that GPU. Needs a plugin built against a CUDA
+   torch.
    skip_exchange K (tests only): leave the ghosts' layer-K features at zero instead of
    exchanging them, i.e. a wrong exchange that the tests must detect.
 
@@ -24,7 +28,10 @@
    documented in deploy/README.md: positions of local+ghost atoms, model type index, a full
    list of edges within r_max, zero edge shifts (ghosts are explicit), number of local atoms;
    it returns per-atom energies and forces on all atoms (ghost forces are summed back by
-   LAMMPS' reverse communication). The virial comes from sum(r_i x f_i) over all atoms.
+   LAMMPS' reverse communication). The virial is the plugin's own: sum(r_i x f_i) over the
+   forces it adds (local and ghost atoms), or the model's in images mode. Units metal only;
+   warnings in the log for type masses that are not those of pair_coeff's elements and for a
+   timestep above 1 fs x sqrt(m/amu) of the lightest element.
    On one rank the ghosts are only periodic images of local atoms: the plugin then folds
    each ghost neighbour onto its owner with a shift, so the model sees the local atoms only
    (as in ASE) and returns the virial itself. */
@@ -79,6 +86,7 @@ class PairEgraff : public Pair {
   std::vector<int> feature_widths;        // x_k exchanged before layer k (model numbers)
   int skip_exchange = -1;                 // tests only: layer whose exchange is skipped
   torch::ScalarType model_dtype = torch::kFloat64;
+  torch::Device device = torch::kCPU;     // where the model runs
   double *comm_buf = nullptr;             // features (or their gradients) of all atoms
   int comm_width = 0;                     // numbers per atom in comm_buf
   std::vector<double> exchange;           // storage of comm_buf
@@ -97,6 +105,9 @@ class PairEgraff : public Pair {
 
   void allocate();
   void check_stages();
+  torch::Device choose_device(const std::string &);
+  void physical_warnings();
+  void tally_virial(const std::vector<int> &, const double *, double);
   void build_edges(int ncenter, bool fold);
   double compute_staged(bool);
   std::vector<int> model_atoms;           // atoms of a single model call (0..n-1)

@@ -151,6 +151,7 @@ class Artifact:
     path: Path
     module: torch.jit.ScriptModule
     metadata: dict
+    device: torch.device = torch.device("cpu")
 
     @property
     def type_names(self) -> list[str]:
@@ -165,15 +166,34 @@ class Artifact:
         # TorchScript's graph optimisations (profiling executor, fusion) make MACE 1.2-1.3x
         # slower at 5,400 atoms and gain nothing at 200 (measured side by side in one
         # process); the LAMMPS plugin runs the model unoptimised too.
+        d = self.device
         with torch.jit.optimized_execution(False):
-            return self.module(pos, types, edge_index, edge_shift, n_local, compute_virial)
+            out = self.module(pos.to(d), types.to(d), edge_index.to(d), edge_shift.to(d),
+                              n_local, compute_virial)
+        return tuple(t.cpu() for t in out) if d.type != "cpu" else out
 
 
-def load(path) -> Artifact:
+def torch_device(device: str = "cpu") -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N`` as a torch device, with one clear error where this
+    torch has no CUDA."""
+    from ..errors import EgraffError
+
+    if device == "cpu":
+        return torch.device("cpu")
+    if device != "cuda" and not device.startswith("cuda:"):
+        raise EgraffError(f"unknown device '{device}' (cpu, cuda or cuda:N)")
+    if not torch.cuda.is_available():
+        raise EgraffError(f"CUDA asked for, this torch has none (torch {torch.__version__} "
+                          "is a CPU build or sees no GPU): use device cpu")
+    return torch.device(device)
+
+
+def load(path, device: str = "cpu") -> Artifact:
     meta = read_metadata(path)
+    where = torch_device(device)
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        module = torch.jit.load(str(path), map_location=where)
     except Exception as exc:
         raise located(path, f"not a complete artifact: TorchScript could not load it "
                             f"({type(exc).__name__})") from None
-    return Artifact(Path(path), module.eval(), meta)
+    return Artifact(Path(path), module.eval(), meta, where)

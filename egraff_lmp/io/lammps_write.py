@@ -56,7 +56,7 @@ def write_lammps_dump(dump, frames, symbols, log=None, step_stride=1, coords="x"
     """
     from ase.calculators.lammps import Prism
 
-    from ..lammps_env import start_lammps
+    from ..lammps.env import start_lammps
 
     frames = iter(frames)
     first = next(frames)

@@ -30,9 +30,15 @@ from .input import logical_commands
 ENGINES = ("auto", "plugin", "callback", "ase")
 
 
-def choose_engine(engine: str, calculator: str | None, np_: int, pair_mode: str | None = None):
-    """(engine object, reason) for ``--engine``; ``pair_mode`` forces the plugin's mode."""
-    from ..plugin import plugin_path
+def choose_engine(engine: str, calculator: str | None, np_: int, pair_mode: str | None = None,
+                  device: str | None = None):
+    """(engine object, reason) for ``--engine``; ``pair_mode`` forces the plugin's mode,
+    ``device`` (cpu, cuda, cuda:N) where the model runs."""
+    from ..deploy.artifact import torch_device
+    from ..lammps.plugin import plugin_path
+
+    if device not in (None, "cpu"):
+        torch_device(device)  # one clear line where this torch has no CUDA
 
     if pair_mode is not None and engine in ("ase", "callback"):
         raise EgraffError(f"--pair-mode is a mode of the LAMMPS plugin, not of the {engine} "
@@ -41,29 +47,30 @@ def choose_engine(engine: str, calculator: str | None, np_: int, pair_mode: str 
     if engine == "ase":
         if np_ > 1:
             raise EgraffError("the ASE engine runs on one process: drop --np")
-        return AseEngine(calculator), "asked for"
+        return AseEngine(calculator, device or "cpu"), "asked for"
     if engine == "callback" or (engine == "auto" and calculator):
         why = "asked for" if engine == "callback" else "--calculator names an ASE calculator"
         if np_ > 1:
             raise EgraffError("the callback engine runs on one rank: drop --np or use "
                               "--engine plugin")
-        return CallbackEngine(calculator), why
+        return CallbackEngine(calculator, device or "cpu"), why
     if engine == "plugin":
-        return PluginEngine(plugin_path(), pair_mode), "asked for"
+        return PluginEngine(plugin_path(), pair_mode, device), "asked for"
     try:
-        return (PluginEngine(plugin_path(), pair_mode),
+        return (PluginEngine(plugin_path(), pair_mode, device),
                 "the LAMMPS plugin is built for this lammps/torch")
     except EgraffError as exc:
         if np_ > 1 or pair_mode is not None:
             raise
-        return CallbackEngine(calculator), f"plugin unavailable ({exc}); callback instead"
+        return (CallbackEngine(calculator, device or "cpu"),
+                f"plugin unavailable ({exc}); callback instead")
 
 
 def _versions() -> dict:
     import torch
 
     from .. import __version__
-    from ..lammps_env import lammps_version
+    from ..lammps.env import lammps_version
 
     return {"egraff_lmp": __version__, "lammps": lammps_version(), "torch": torch.__version__}
 
@@ -107,7 +114,8 @@ def energy_drift(log, timestep_ps, n_atoms=0) -> dict | None:
 
 def run(input_path, rundir=None, variables=None, engine="auto", np_=1, ref=None,
         calculator=None, watch: Watch | None = None, progress=True,
-        restart_every: int = 0, pair_mode: str | None = None) -> dict:
+        restart_every: int = 0, pair_mode: str | None = None,
+        device: str | None = None) -> dict:
     input_path = Path(input_path)
     if not input_path.is_file():
         raise located(input_path, "no such LAMMPS input file")
@@ -123,10 +131,10 @@ def run(input_path, rundir=None, variables=None, engine="auto", np_=1, ref=None,
         raise located(rundir, "already holds a run (run.json): give another -o")
     rundir.mkdir(parents=True, exist_ok=True)
     logical_commands(input_path)  # input errors before anything starts
-    eng, why = choose_engine(engine, calculator, np_, pair_mode)
+    eng, why = choose_engine(engine, calculator, np_, pair_mode, device)
     record = {"input": str(input_path.resolve()), "rundir": str(rundir), "engine": eng.name,
               "engine_reason": why, "np": np_, "variables": variables,
-              "pair_mode_requested": pair_mode,
+              "pair_mode_requested": pair_mode, "device": device or "cpu",
               "calculator": calculator, "restart_every": restart_every,
               "watch": asdict(watch), "ref": str(ref) if ref else None,
               "versions": _versions(),
@@ -159,7 +167,7 @@ def resume(rundir, progress=True) -> dict:
     watch = Watch(**record.get("watch", {}))
     engine = record.get("engine") if record.get("engine") in ("callback", "ase") else "plugin"
     eng, why = choose_engine(engine, record.get("calculator"), record.get("np", 1),
-                             record.get("pair_mode_requested"))
+                             record.get("pair_mode_requested"), record.get("device"))
     record.update(rundir=str(rundir), engine=eng.name, engine_reason=why,
                   resumed_from_step=step,
                   resumed_at=datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -231,14 +239,14 @@ def _truncate_dump(path: Path, before_step: int) -> None:
 
 def _run_mpi(input_path, rundir, variables, eng, watch, np_, progress, restart_every=0,
              resume_from=None) -> dict:
-    from ..lammps_env import library_env, mpiexec
+    from ..lammps.env import library_env, mpiexec
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "spec.json"
         status_file = Path(tmp) / "status.json"
         spec.write_text(json.dumps({"input": str(input_path.resolve()), "rundir": str(rundir),
                                     "variables": variables, "plugin": eng.plugin_path,
-                                    "pair_mode": eng.pair_mode,
+                                    "pair_mode": eng.pair_mode, "device": eng.device,
                                     "watch": asdict(watch), "progress": progress,
                                     "restart_every": restart_every, "resume": resume_from,
                                     "status_file": str(status_file)}))

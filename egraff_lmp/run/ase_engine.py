@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -38,8 +39,9 @@ DUMP_COLUMNS = {"id", "type", "element", "x", "y", "z", "fx", "fy", "fz", "vx", 
 class AseEngine:
     name = "ase"
 
-    def __init__(self, calculator_spec=None):
+    def __init__(self, calculator_spec=None, device: str = "cpu"):
         self.calculator_spec = calculator_spec
+        self.device = device
         self.symbols = None
         self.artifact = None
 
@@ -258,7 +260,7 @@ class _AseRun:
         else:
             from ..calculator import DeployedCalculator
 
-            self.calc = DeployedCalculator(self.engine.artifact)
+            self.calc = DeployedCalculator(self.engine.artifact, device=self.engine.device)
         self.atoms.calc = self.calc
 
     def velocity(self, w, n):
@@ -368,6 +370,13 @@ class _AseRun:
         if self.atoms is None or self.calc is None:
             raise located(self.input, f"line {n}: run before read_data and pair_coeff")
         dyn = self.dynamics()
+        if "warnings" not in self.status:
+            from .guards import timestep_warnings
+
+            self.status["warnings"] = timestep_warnings(self.atoms.get_chemical_symbols(),
+                                                        self.dt_fs)
+            for line in self.status["warnings"]:
+                print(f"egraff-lmp: warning: {line}", file=sys.stderr)
         self.status["steps_requested"] += steps
         self.log.write("   " + "   ".join(THERMO[c] for c in self.thermo_cols) + "\n")
         self.output(force=True)

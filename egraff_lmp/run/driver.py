@@ -103,7 +103,7 @@ def execute(input_path, rundir, variables: dict, engine, watch: Watch,
     ``restart_every`` > 0 writes ``RUNDIR/restart.<step>`` every that many steps;
     ``resume`` = (restart file, its step) continues a run from there: runs that had ended
     before that step are skipped, the one it falls in runs its remaining steps."""
-    from ..lammps_env import start_lammps
+    from ..lammps.env import start_lammps
 
     input_path, rundir = Path(input_path).resolve(), Path(rundir).resolve()
     commands = logical_commands(input_path)
@@ -137,6 +137,8 @@ def execute(input_path, rundir, variables: dict, engine, watch: Watch,
                     _command(lmp, engine, cmd, n, input_path, status)
                     continue
                 engine.before_run(lmp)
+                if not status["runs"] and "warnings" not in status:
+                    status["warnings"] = _warn(engine.physical_warnings(lmp), rank)
                 start, planned = planned, planned + steps
                 if resume_step is not None:
                     if planned <= resume_step:
@@ -175,6 +177,13 @@ def execute(input_path, rundir, variables: dict, engine, watch: Watch,
         lmp.close()  # flushes and closes dumps and the log: a failed run keeps its data
     status["rank"] = rank
     return status
+
+
+def _warn(lines: list[str], rank: int) -> list[str]:
+    if rank == 0:
+        for line in lines:
+            print(f"egraff-lmp: warning: {line}", file=sys.stderr)
+    return lines
 
 
 def _command(lmp, engine, cmd, n, input_path, status):
@@ -271,7 +280,7 @@ def main(argv=None):
     from .engines import PluginEngine
 
     spec = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
-    engine = PluginEngine(spec["plugin"], spec.get("pair_mode"))
+    engine = PluginEngine(spec["plugin"], spec.get("pair_mode"), spec.get("device"))
     try:
         status = execute(spec["input"], spec["rundir"], spec["variables"], engine,
                          Watch(**spec["watch"]), progress=spec.get("progress", True),

@@ -14,6 +14,7 @@ Each engine transforms input commands (``transform``) and prepares what a ``run`
 from __future__ import annotations
 
 import importlib
+import os
 
 import numpy as np
 
@@ -30,33 +31,69 @@ class Engine:
     def start(self, lmp):
         """Commands before the input's first one."""
 
+    hybrid = False  # pair_style egraff inside hybrid or hybrid/overlay
+
     def transform(self, lmp, cmd: str) -> list[str]:
         words = cmd.split()
-        if words[:2] == ["pair_style", "egraff"] and len(words) >= 3:
-            self.artifact = lmp.expand(words[2])
+        style = egraff_style(words)
+        if style is not None:
+            # absolute (commands run in the input's directory), as LAMMPS opens it
+            self.artifact = os.path.abspath(lmp.expand(style[0]))
+            self.hybrid = words[1] != "egraff"
         if words[:3] == ["pair_coeff", "*", "*"]:
-            self.symbols = [lmp.expand(w) for w in words[3:]]
+            if not self.hybrid:
+                self.symbols = [lmp.expand(w) for w in words[3:]]
+            elif words[3:4] == ["egraff"]:
+                self.symbols = [lmp.expand(w) for w in words[4:]]
         return [cmd]
 
     def before_run(self, lmp):
         pass
+
+    def physical_warnings(self, lmp) -> list[str]:
+        """Masses against pair_coeff's elements and the timestep's bound (guards)."""
+        from .guards import mass_warnings, timestep_warnings
+
+        if not self.symbols:
+            return []
+        ntypes = lmp.extract_setting("ntypes")
+        mass = lmp.numpy.extract_atom("mass")
+        masses = [float(mass[t]) for t in range(1, ntypes + 1)] if mass is not None else []
+        return (mass_warnings(self.symbols, masses)
+                + timestep_warnings(self.symbols, 1000.0 * lmp.extract_global("dt")))
+
+
+def egraff_style(words: list[str]) -> list[str] | None:
+    """The arguments of ``pair_style egraff ARTIFACT ...``, also as a sub-style of
+    ``pair_style hybrid``/``hybrid/overlay``/``hybrid/scaled`` (up to the next sub-style
+    name is not known here: the artifact is the first word after ``egraff``)."""
+    if words[:1] != ["pair_style"] or len(words) < 3:
+        return None
+    if words[1] == "egraff":
+        return words[2:]
+    if words[1].startswith("hybrid") and "egraff" in words[2:]:
+        k = words.index("egraff", 2)
+        return words[k + 1:] if k + 1 < len(words) else None
+    return None
 
 
 PAIR_MODES = ("auto", "images", "ghosts", "staged")
 
 
 class PluginEngine(Engine):
-    """``pair_mode`` (auto, images, ghosts, staged) forces the plugin's mode on every
-    ``pair_style egraff`` of the input (``mode`` keyword; see deploy/plugin/pair_egraff.h)."""
+    """``pair_mode`` (auto, images, ghosts, staged) and ``device`` (cpu, cuda, cuda:N) set
+    the plugin's ``mode`` and ``device`` keywords on the input's ``pair_style egraff``
+    (see deploy/plugin/pair_egraff.h)."""
 
     name = "plugin"
 
-    def __init__(self, plugin_path, pair_mode: str | None = None):
+    def __init__(self, plugin_path, pair_mode: str | None = None, device: str | None = None):
         super().__init__()
         self.plugin_path = str(plugin_path)
         if pair_mode is not None and pair_mode not in PAIR_MODES:
             raise EgraffError(f"unknown pair mode '{pair_mode}' (known: {', '.join(PAIR_MODES)})")
         self.pair_mode = pair_mode
+        self.device = device
 
     def start(self, lmp):
         lmp.command(f"plugin load {self.plugin_path}")
@@ -64,13 +101,19 @@ class PluginEngine(Engine):
     def transform(self, lmp, cmd: str) -> list[str]:
         out = super().transform(lmp, cmd)
         words = cmd.split()
-        if self.pair_mode and words[:2] == ["pair_style", "egraff"] and len(words) >= 3:
-            rest = words[3:]
-            if "mode" in rest:
-                k = rest.index("mode")
+        keywords = {k: v for k, v in (("mode", self.pair_mode), ("device", self.device)) if v}
+        if not keywords or egraff_style(words) is None:
+            return out
+        if self.hybrid:
+            raise EgraffError(f"--pair-mode/--device with pair_style {words[1]}: write 'mode' "
+                              "and 'device' on the input's pair_style line instead")
+        rest = words[3:]
+        for key, value in keywords.items():
+            if key in rest:
+                k = rest.index(key)
                 del rest[k:k + 2]
-            return [" ".join(words[:3] + rest + ["mode", self.pair_mode])]
-        return out
+            rest += [key, value]
+        return [" ".join(words[:3] + rest)]
 
     def mode(self, lmp) -> str | None:
         """The mode the plugin chose at the last run (None: no pair_style egraff)."""
@@ -96,15 +139,20 @@ def calculator_from_factory(spec: str):
 class CallbackEngine(Engine):
     name = "callback"
 
-    def __init__(self, calculator_spec: str | None = None):
+    def __init__(self, calculator_spec: str | None = None, device: str = "cpu"):
         super().__init__()
         self.calculator_spec = calculator_spec
+        self.device = device
         self.calc = None
         self._installed = False
 
     def transform(self, lmp, cmd):
         super().transform(lmp, cmd)
         words = cmd.split()
+        if self.hybrid and egraff_style(words) is not None:
+            raise EgraffError("the callback engine cannot run pair_style egraff inside "
+                              f"{words[1]}: it replaces egraff by fix external, which hybrid "
+                              "cannot hold; use --engine plugin")
         if words[:2] == ["pair_style", "egraff"]:
             return ["pair_style zero 1.0"]
         if words[:3] == ["pair_coeff", "*", "*"] and self.artifact is not None:
@@ -117,6 +165,10 @@ class CallbackEngine(Engine):
         if lmp.extract_setting("world_size") > 1:
             raise EgraffError("the callback engine runs on one MPI rank; use --engine plugin "
                               "for --np > 1")
+        units = lmp.extract_global("units")
+        if units != "metal":
+            raise EgraffError(f"units {units}: egraff-lmp's models speak eV and Å; use "
+                              "'units metal'")
         if self.symbols is None:
             raise EgraffError("the input has no 'pair_coeff * * ELEMENTS' line: the callback "
                               "engine needs the element of each LAMMPS type")
@@ -125,7 +177,7 @@ class CallbackEngine(Engine):
         elif self.artifact:
             from ..calculator import DeployedCalculator
 
-            self.calc = DeployedCalculator(self.artifact)
+            self.calc = DeployedCalculator(self.artifact, device=self.device)
         else:
             raise EgraffError("no 'pair_style egraff ARTIFACT' in the input and no "
                               "--calculator: nothing gives the forces")

