@@ -12,6 +12,7 @@ are read whole).
 
 from __future__ import annotations
 
+import struct
 import zipfile
 
 import numpy as np
@@ -21,10 +22,27 @@ from ..trajectory import Frame, Trajectory
 
 
 class _NpyStream:
-    """Row-wise random access to one ``.npy`` member of a zip file."""
+    """Row-wise random access to one ``.npy`` member of a zip file.
+
+    A stored (uncompressed, as ``np.savez`` writes) member is read at absolute offsets of
+    the zip file itself: ``ZipExtFile.seek`` returned stale bytes after a forward seek on
+    Python 3.12.3 (frames 50 and 100 of the GeTe reference came back wrong on a GPU
+    machine). A compressed member goes through ``ZipExtFile`` (a backward seek re-reads it
+    from the start: slow, but right).
+    """
 
     def __init__(self, zf: zipfile.ZipFile, name: str, path):
-        self._f = zf.open(name)
+        info = zf.getinfo(name)
+        if info.compress_type == zipfile.ZIP_STORED:
+            self._f = open(zf.filename, "rb")
+            self._f.seek(info.header_offset)
+            local = self._f.read(30)  # the member's local header: its own name/extra sizes
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                raise located(path, f"'{name}': corrupt zip member header")
+            n_name, n_extra = struct.unpack("<HH", local[26:30])
+            self._f.seek(info.header_offset + 30 + n_name + n_extra)
+        else:
+            self._f = zf.open(name)
         version = np.lib.format.read_magic(self._f)
         if version == (1, 0):
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(self._f)
