@@ -176,6 +176,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--nequip", action="store_true", help="add a NequIP of the study's size")
     ap.add_argument("--no-mace", action="store_true", help="skip the shipped MACE")
+    ap.add_argument("--skip-small", nargs="*", default=[], metavar="LABEL",
+                    help="configurations not run at 200 atoms")
     ap.add_argument("--skip-large", nargs="*", default=[], metavar="LABEL",
                     help="configurations not run at 5,400 atoms (e.g. '2x1 ghosts', which "
                          "for a 4-layer NequIP means a 22 Å ghost shell on each rank)")
@@ -188,7 +190,8 @@ def main():
         models["nequip (study size, float32)"] = nequip_bench_model(work)
     everything = {}
     for name, art in models.items():
-        small = measure(work, art, (1, 1, 1), args.steps, args.repeats, CONFIGS)
+        small = measure(work, art, (1, 1, 1), args.steps, args.repeats,
+                        [c for c in CONFIGS if c[0] not in args.skip_small])
         print(table(name, small), flush=True)
         large = measure(work, art, (3, 3, 3), args.large_steps, args.repeats,
                         [c for c in CONFIGS if c[0] not in args.skip_large])

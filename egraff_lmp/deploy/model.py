@@ -64,7 +64,9 @@ class StagedDeployedModel(DeployedModel):
     :mod:`egraff_lmp.deploy.stages` and deploy/README.md) let an engine run one layer at a
     time, exchanging the features a layer reads from its neighbours between layers, and
     back-propagate layer by layer with vector-Jacobian products of each stage's outputs
-    (autograd on the retained graph, from Python or C++).
+    (autograd on the retained graph, from Python or C++). ``stages`` is a family's module
+    with ``embed(types, dtype)`` and ``layers`` (a ModuleList of per-layer stages with the
+    signature of :meth:`stage_layer`).
     """
 
     def __init__(self, energy_model: torch.nn.Module, stages: torch.nn.Module,
@@ -93,5 +95,8 @@ class StagedDeployedModel(DeployedModel):
         (width 0 after the last layer), h_next [n_local, d_{k+1}] and the layer's per-atom
         energy terms (f64 [n_local], eV)."""
         dtype = self.model_dtype
-        return self.stages.layer(k, pos.to(dtype), types, edge_index, edge_shift.to(dtype),
-                                 x, h)
+        out = (x, h, torch.zeros(0, dtype=torch.float64))
+        for i, stage in enumerate(self.stages.layers):
+            if i == k:
+                out = stage(pos.to(dtype), types, edge_index, edge_shift.to(dtype), x, h)
+        return out

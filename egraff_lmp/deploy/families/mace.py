@@ -337,12 +337,3 @@ class MACEStages(torch.nn.Module):
         e0 = self.atomic_energies_fn(attrs)[:, 0].to(torch.float64) + self.shift
         return self.first_up(h), h, e0
 
-    def layer(self, k: int, pos: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
-              edge_shift: torch.Tensor, x: torch.Tensor, h: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = (x, h, torch.zeros(0, dtype=torch.float64))
-        for i, stage in enumerate(self.layers):
-            if i == k:
-                out = stage(pos, types, edge_index, edge_shift, x, h)
-        return out
-

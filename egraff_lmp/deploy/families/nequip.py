@@ -233,12 +233,3 @@ class NequIPStages(torch.nn.Module):
         d = {"node_features": self.first_linear(h), "atom_types": types}
         x = self.first_norm(d)["node_features"]
         return x, h, torch.zeros(n, dtype=torch.float64, device=types.device)
-
-    def layer(self, k: int, pos: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
-              edge_shift: torch.Tensor, x: torch.Tensor, h: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = (x, h, torch.zeros(0, dtype=torch.float64))
-        for i, stage in enumerate(self.layers):
-            if i == k:
-                out = stage(pos, types, edge_index, edge_shift, x, h)
-        return out

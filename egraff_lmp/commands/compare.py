@@ -1,0 +1,79 @@
+"""``egraff-lmp compare``: a trajectory against a reference (WF, JSD, EV/FV, MAE)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .options import open_trajectory, outputs, rdf_options, reader_options
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("compare", help="compare a trajectory with a reference (WF, JSD, EV, FV)",
+                       description="RDF Wright's factor and JSD, time-aligned energy/force "
+                       "violations EV/FV and MAE of TRAJ against REF (EGraFFBench metrics).")
+    p.add_argument("traj", metavar="TRAJ")
+    p.add_argument("--ref", required=True, metavar="REF", help="reference trajectory")
+    reader_options(p)
+    reader_options(p, "ref-", "the reference (default: as for TRAJ)")
+    rdf_options(p)
+    g = p.add_argument_group("reference frames (default: as for TRAJ)")
+    for name in ("start", "stop", "step"):
+        g.add_argument(f"--ref-{name}", type=int)
+    outputs(p)
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    from ..compare import compare
+    from ..files import write_json
+
+    traj = open_trajectory(args, args.traj)
+    ref_args = argparse.Namespace(**{
+        name: getattr(args, f"ref_{name}") if getattr(args, f"ref_{name}") is not None
+        else getattr(args, name)
+        for name in ("format", "types", "data", "log", "log_column", "energy_column",
+                     "energy_key", "forces_key")})
+    if args.ref_format is None and args.format is not None:
+        ref_args.format = None  # a different kind of file is the common case
+    if args.ref_log is None:
+        ref_args.log = None  # a log belongs to one run
+    ref = open_trajectory(ref_args, args.ref)
+    out = compare(traj, ref, rmax=args.rmax, dr=args.dr, start=args.start, stop=args.stop,
+                  step=args.step, ref_start=args.ref_start, ref_stop=args.ref_stop,
+                  ref_step=args.ref_step, n_threads=args.threads, verbose=args.progress)
+    if args.json:
+        write_json(args.json, out)
+    if args.plot:
+        from ..plot import plot_comparison
+
+        plot_comparison(out, args.plot)
+    print_comparison(out)
+    sys.stdout.flush()
+    for note in out["notes"]:
+        print(f"egraff-lmp: note: {note}", file=sys.stderr)
+    return 0
+
+
+def _fmt(x, spec=".4g"):
+    return "-" if x is None else format(x, spec)
+
+
+def print_comparison(out: dict) -> None:
+    """The readable table of a ``compare`` result."""
+    print(f"{out['trajectory']} vs reference {out['reference']}")
+    print(f"RDF: {out['n_frames_rdf']} vs {out['n_frames_rdf_ref']} frames, r_max "
+          f"{out['rmax']:g} Å, dr {out['dr']:g} Å")
+    print(f"{'pair':<8} {'WF (%)':>10} {'sqrt WF (%)':>12} {'JSD':>10}")
+    print(f"{'total':<8} {_fmt(out['wf']):>10} {_fmt(out['wf_sqrt']):>12} {_fmt(out['jsd']):>10}")
+    for key in out["wf_pairs"]:
+        print(f"{key:<8} {_fmt(out['wf_pairs'][key]):>10} {_fmt(out['wf_sqrt_pairs'][key]):>12} "
+              f"{_fmt(out['jsd_pairs'][key]):>10}")
+    print(f"frames compared (time-aligned): {out['n_frames_compared']}")
+    print(f"{'EV (gm ± std)':<16} {_fmt(out['ev'])} ± {_fmt(out['ev_std'])}")
+    print(f"{'FV (gm ± std)':<16} {_fmt(out['fv'])} ± {_fmt(out['fv_std'])}")
+    if out["e_mae"] is not None or out["f_mae"] is not None:
+        e = out["e_mae_per_atom"]
+        print(f"{'energy MAE':<16} {_fmt(out['e_mae'])} eV ({_fmt(e and e * 1000)} meV/atom)")
+        print(f"{'force MAE':<16} {_fmt(out['f_mae'] and out['f_mae'] * 1000)} meV/Å"
+              f"{'' if out['static'] else '  (along two trajectories, not static)'}")

@@ -1,0 +1,71 @@
+"""``egraff-lmp deploy``: a trained model into a validated artifact; ``--info``, ``--check``."""
+
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "deploy", help="turn a trained model into a validated egraff-lmp artifact",
+        description="Turn a model trained by nequip-train (NequIP/Allegro: *.ckpt, "
+        "*.nequip.zip) or mace_run_train (MACE/BOTNet: *.model, or a *.mace-state.pt) into "
+        "one TorchScript artifact with its metadata, after checking parity with the "
+        "family's own calculator and symmetry. Loading a pickled model (*.model, *.ckpt) "
+        "runs code from that file: egraff-lmp loads only the file you name, and never "
+        "unpickles anything when it loads a deployed artifact.")
+    p.add_argument("model", metavar="MODEL|ARTIFACT")
+    p.add_argument("-o", "--output", help="artifact path (default: MODEL's stem + .egraff.pt)")
+    p.add_argument("--family", choices=["mace", "nequip"],
+                   help="model family (default: from the file name)")
+    p.add_argument("--data", metavar="TRAJ",
+                   help="configurations for the checks (first frames; default: random "
+                   "compressed/expanded cells of the model's species)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--info", action="store_true", help="print ARTIFACT's metadata")
+    g.add_argument("--check", action="store_true",
+                   help="validate ARTIFACT again (symmetry; parity too with --source)")
+    p.add_argument("--source", metavar="MODEL", help="with --check: the trained model")
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .. import deploy
+
+    if args.info:
+        from ..deploy.artifact import read_metadata
+
+        print(json.dumps(read_metadata(args.model), indent=1, ensure_ascii=False))
+        return 0
+    if args.check:
+        report = deploy.check(args.model, args.source, args.family, args.data)
+        print(json.dumps(report, indent=1))
+        print(f"{args.model}: all checks passed")
+        return 0
+    src = Path(args.model)
+    out = args.output or str(src.parent / (src.name.split(".")[0] + ".egraff.pt"))
+    path = deploy.deploy(args.model, out, args.family, args.data)
+    from ..deploy.artifact import read_metadata
+
+    meta = read_metadata(path)
+    v = meta["validation"]
+    print(f"wrote {path}: {meta['family']} {','.join(meta['type_names'])}, r_max "
+          f"{meta['r_max']:g} Å, {meta['num_layers']} layers, ghost cutoff "
+          f"{meta['ghost_cutoff']:g} Å, {meta['dtype']}")
+    ea = v["parity"].get("atom_energies")
+    print(f"parity vs the family calculator: forces {v['parity']['forces']:.2e} eV/Å, "
+          f"energy {v['parity']['energy_per_atom']:.2e} eV/atom"
+          + ("" if ea is None else f", per-atom energies {ea:.2e} eV") + "; symmetry: "
+          + ", ".join(f"{k} {r['forces']:.1e} eV/Å" for k, r in v["symmetry"].items()))
+    st = meta.get("stages")
+    if st:
+        sv = v.get("staging")
+        check = ("" if sv is None else f"; two sub-domains vs one call: forces "
+                 f"{sv['forces']:.1e} eV/Å, energy {sv['energy']:.1e} eV")
+        print(f"stages: {st['layers']} layers exchanging "
+              f"{','.join(str(w) for w in st['feature_widths'])} features per atom{check}")
+    elif meta.get("stages_unavailable"):
+        print(f"no stages ({meta['stages_unavailable']}): on several ranks it runs with a "
+              "ghost shell of layers x r_max")
+    return 0
