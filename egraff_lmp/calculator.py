@@ -81,3 +81,27 @@ class DeployedCalculator(Calculator):
                                                sigma[1, 2], sigma[0, 2], sigma[0, 1]])
         elif "stress" in properties:
             raise EgraffError("stress needs a periodic cell in all three directions")
+
+
+def calculator_from_factory(spec: str):
+    """``module:factory`` → the ASE calculator ``factory()`` returns."""
+    import importlib
+
+    if ":" not in spec:
+        raise EgraffError(f"--calculator {spec}: expected module:factory")
+    mod, func = spec.split(":", 1)
+    try:
+        factory = getattr(importlib.import_module(mod), func)
+    except (ImportError, AttributeError) as exc:
+        raise EgraffError(f"--calculator {spec}: {exc}") from None
+    return factory()
+
+
+def resolve_calculator(artifact=None, calculator: str | None = None, device: str = "cpu"):
+    """The ASE calculator of a run or an evaluation: ``calculator`` (``module:factory``, any
+    ASE calculator) when given, else a :class:`DeployedCalculator` on ``artifact``."""
+    if calculator:
+        return calculator_from_factory(calculator)
+    if artifact is None:
+        raise EgraffError("no artifact and no --calculator: nothing gives the forces")
+    return DeployedCalculator(artifact, device=device or "cpu")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from ase import Atoms
 
 from .calculator import DeployedCalculator
 from .files import atomic_path
@@ -20,8 +19,7 @@ def predict(model, traj, start=None, stop=None, step=None):
     """``model``: an artifact path, or any ASE calculator."""
     calc = DeployedCalculator(model) if isinstance(model, (str, os.PathLike)) else model
     for frame in traj.frames(start, stop, step):
-        atoms = Atoms(symbols=traj.symbols, positions=frame.positions,
-                      cell=frame.cell, pbc=frame.cell is not None)
+        atoms = frame.to_atoms(traj.symbols)
         atoms.calc = calc
         yield frame, atoms.get_potential_energy(), atoms.get_forces()
 

@@ -42,6 +42,14 @@ class Frame:
     step: int | None = None
     time: float | None = None
 
+    def to_atoms(self, symbols):
+        """This frame as ``ase.Atoms`` with the given element symbols: positions (Å), the
+        cell and its periodicity (none for a molecule)."""
+        from ase import Atoms
+
+        return Atoms(symbols=list(symbols), positions=self.positions, cell=self.cell,
+                     pbc=self.pbc if self.cell is not None else False)
+
     @property
     def volume(self) -> float | None:
         """Cell volume in Å³, or None for a non-periodic frame."""

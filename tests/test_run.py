@@ -13,6 +13,7 @@ from lj_artifact import argon_input, lj_artifact
 from egraff_lmp.cli import main
 from egraff_lmp.io import read_trajectory
 from egraff_lmp.io.lammps_log import read_thermo
+from egraff_lmp.run import RunRecord
 
 GETE_IN = ROOT / "inputs" / "gete.in"
 
@@ -100,7 +101,7 @@ def test_two_ranks_give_the_one_rank_thermo(artifacts, tmp_path, capsys, inputs_
                             "steps=10", "--var", f"model={artifacts['allegro']}",
                             "--no-progress")
         assert code == 0, err
-        assert json.loads((rundir / "run.json").read_text())["np"] == np_
+        assert RunRecord.load(rundir).spec.np == np_
         logs[np_] = read_thermo(rundir / "log.lammps")[-1]
     for key in ("PotEng", "TotEng", "Press"):
         np.testing.assert_allclose(logs[2][key], logs[1][key], rtol=1e-9, atol=1e-6)

@@ -59,7 +59,8 @@ def test_wheel_carries_the_plugin_and_examples_and_runs_them_from_site_packages(
                "steps=3", "--engine", "plugin", "--no-progress"], work, env)
     assert "with the plugin engine" in out
     rec = json.loads((work / "run" / "run.json").read_text())
-    assert rec["status"] == "ok" and rec["steps_done"] == 3 and rec["input"] == gete
+    assert rec["status"] == "ok" and rec["steps_done"] == 3 and rec["spec"]["input"] == gete
+    assert rec["format"] == "egraff-lmp-run" and rec["version"] == 1
     assert rec["artifact"].startswith(site) and rec["pair_mode"] == "images"
     assert (work / "run" / "metrics.json").exists()  # compared with the shipped reference
 

@@ -47,14 +47,14 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    from ..run import Watch, resume, run
+    from ..run import RunSpec, Watch, resume, run
 
     if args.resume:
         rec = resume(args.resume, progress=not args.no_progress)
-        print(f"{rec['rundir']}: resumed at step {rec['resumed_from_step']}, "
-              f"{rec['steps_done']} steps done with the {rec['engine']} engine")
-        if rec.get("metrics"):
-            print_comparison(rec["metrics"])
+        print(f"{rec.rundir}: resumed at step {rec.resumed_from_step}, "
+              f"{rec.steps_done} steps done with the {rec.engine} engine")
+        if rec.metrics:
+            print_comparison(rec.metrics)
         return 0
     if args.input is None:
         raise EgraffError("run needs an INPUT (or --resume RUNDIR)")
@@ -64,16 +64,18 @@ def main(args) -> int:
         if not sep or not name:
             raise EgraffError(f"--var {item}: expected NAME=VALUE")
         variables[name] = value
-    watch = Watch(every=args.check_every, max_force=args.max_force,
-                  temp_factor=args.temp_factor, max_temp=args.max_temp)
-    rec = run(args.input, args.output, variables, args.engine, args.np, args.ref,
-              args.calculator, watch, progress=not args.no_progress,
-              restart_every=args.restart_every, pair_mode=args.pair_mode,
-              device=args.device)
-    speed = f", {rec['ms_per_step']:.1f} ms/step" if rec.get("ms_per_step") else ""
-    mode = f", pair mode {rec['pair_mode']}" if rec.get("pair_mode") else ""
-    print(f"{rec['rundir']}: {rec['steps_done']} steps with the {rec['engine']} engine "
-          f"({rec['engine_reason']}){mode}{speed}")
-    if rec.get("metrics"):
-        print_comparison(rec["metrics"])
+    spec = RunSpec(input=args.input, rundir=args.output, variables=variables,
+                   engine=args.engine, np=args.np, calculator=args.calculator,
+                   device=args.device, pair_mode=args.pair_mode,
+                   watch=Watch(every=args.check_every, max_force=args.max_force,
+                               temp_factor=args.temp_factor, max_temp=args.max_temp),
+                   restart_every=args.restart_every, ref=args.ref,
+                   progress=not args.no_progress)
+    rec = run(spec)
+    speed = f", {rec.ms_per_step:.1f} ms/step" if rec.ms_per_step else ""
+    mode = f", pair mode {rec.pair_mode}" if rec.pair_mode else ""
+    print(f"{rec.rundir}: {rec.steps_done} steps with the {rec.engine} engine "
+          f"({rec.engine_reason}){mode}{speed}")
+    if rec.metrics:
+        print_comparison(rec.metrics)
     return 0

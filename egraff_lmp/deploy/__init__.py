@@ -45,16 +45,12 @@ def load_source(path, family=None):
 def configurations(type_names, r_max, data=None, frames=2):
     """Configurations for the checks: frames of ``data`` or random cells of the species."""
     if data is not None:
-        from ase import Atoms
-
         from ..io import read_trajectory
 
         traj = read_trajectory(data)
         out = []
         for f in traj.frames(0, frames):
-            out.append(Atoms(symbols=traj.symbols, positions=f.positions,
-                             cell=f.cell if f.cell is not None else None,
-                             pbc=f.cell is not None))
+            out.append(f.to_atoms(traj.symbols))
         return out, f"{data} (first {len(out)} frames)"
     return [checks.random_configuration(type_names, r_max, seed=k, scale=s)
             for k, s in enumerate((0.9, 1.1))], "random cells (scaled 0.9 and 1.1)"

@@ -8,14 +8,12 @@ with ASE's calculator results). Energies eV, forces eV/Å, positions Å.
 from __future__ import annotations
 
 import ase.io
-from ase import Atoms
 
 
 def frames_as_atoms(traj, indices):
     for i in indices:
         f = traj[i]
-        a = Atoms(symbols=traj.symbols, positions=f.positions, cell=f.cell,
-                  pbc=f.cell is not None)
+        a = f.to_atoms(traj.symbols)
         if f.energy is not None:
             a.info["REF_energy"] = f.energy
         if f.forces is not None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..errors import EgraffError, located
 from ..files import write_json
+from ..run.record import RunRecord
 from . import collect, config, executors, plan
 
 __all__ = ["evaluate"]
@@ -58,11 +59,16 @@ def _claim(outdir: Path, cfg: config.Config) -> None:
                       "protocol": cfg.protocol})
 
 
-def _finished(rundir: Path) -> bool:
+def _record(rundir: Path) -> RunRecord | None:
     try:
-        return json.loads((rundir / "run.json").read_text()).get("status") in ("ok", "failed")
-    except (OSError, json.JSONDecodeError):
-        return False
+        return RunRecord.load(rundir)
+    except EgraffError:
+        return None
+
+
+def _finished(rundir: Path) -> bool:
+    rec = _record(rundir)
+    return rec is not None and rec.finished
 
 
 def evaluate(config_path, outdir, runs=None, steps=None, jobs=1, dask_scheduler=None,
@@ -86,8 +92,8 @@ def evaluate(config_path, outdir, runs=None, steps=None, jobs=1, dask_scheduler=
         again = shlex.join(["egraff-lmp", "evaluate", str(cfg.path), "-o", str(outdir),
                             "--runs", str(cfg.protocol["runs"]),
                             "--steps", str(cfg.protocol["steps"])])
-        script = executors.write_slurm(outdir, [r.shell() for r in todo], cfg.protocol["np"],
-                                       again)
+        script = executors.write_slurm(outdir, [r.spec_path for r in todo],
+                                       cfg.protocol["np"], again)
         log(f"wrote {script} ({len(todo)} array tasks): sbatch it, then run: {again}")
         return {"slurm_script": str(script), "tasks": len(todo)}
     for r in todo:
@@ -96,19 +102,16 @@ def evaluate(config_path, outdir, runs=None, steps=None, jobs=1, dask_scheduler=
 
     def done(i, res):
         r = todo[i]
-        try:
-            rec = json.loads((r.rundir / "run.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            rec = {}
-        if res[0] == 0:
-            what = f"ok, {rec.get('ms_per_step') or 0:.1f} ms/step"
-        elif rec.get("status") == "failed":
-            what = f"stopped at step {rec['failed_at_step']} ({rec['failure']})"
+        rec = _record(r.rundir)
+        if res[0] == 0 and rec is not None:
+            what = f"ok, {rec.ms_per_step or 0:.1f} ms/step"
+        elif rec is not None and rec.status == "failed":
+            what = f"stopped at step {rec.failed_at_step} ({rec.failure})"
         else:
             what = res[1] or f"exit {res[0]}"
         log(f"  {r.model} / {r.dataset} {r.rundir.name}: {what}")
 
-    executors.run_all([r.argv for r in todo], jobs, dask_scheduler, done)
+    executors.run_all([r.spec_path for r in todo], jobs, dask_scheduler, done)
     return _collect(cfg, outdir, infos, tasks, log)
 
 
@@ -169,11 +172,10 @@ def _collect(cfg, outdir, infos, tasks, log) -> dict:
 
 
 def _run_error(rundir: Path) -> str:
-    try:
-        rec = json.loads((rundir / "run.json").read_text())
-        return rec.get("error") or f"status {rec.get('status')}"
-    except (OSError, json.JSONDecodeError):
+    rec = _record(rundir)
+    if rec is None:
         return "did not start (no run.json)"
+    return rec.error or f"status {rec.status}"
 
 
 def main_log(msg: str) -> None:

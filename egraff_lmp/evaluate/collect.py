@@ -17,6 +17,7 @@ from .. import metrics
 from ..compare import compare
 from ..errors import EgraffError
 from ..files import write_json
+from ..run.record import RunRecord
 from .config import Config, DatasetTask, Model
 from .plan import RunTask, reference_trajectory, test_trajectory
 
@@ -24,13 +25,9 @@ STATIC_CACHE_VERSION = 1
 
 
 def _calculator(model: Model):
-    if model.calculator:
-        from ..run.engines import calculator_from_factory
+    from ..calculator import resolve_calculator
 
-        return calculator_from_factory(model.calculator)
-    from ..calculator import DeployedCalculator
-
-    return DeployedCalculator(model.artifact)
+    return resolve_calculator(model.artifact, model.calculator)
 
 
 def static_errors(model: Model, task: DatasetTask, cfg: Config, outdir: Path) -> dict:
@@ -79,15 +76,14 @@ def run_metrics(run: RunTask, task: DatasetTask, info: dict, cfg: Config, ref,
     cache = run.rundir / "evaluation.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    rec = json.loads((run.rundir / "run.json").read_text())
+    rec = RunRecord.load(run.rundir)
     out = {"model": run.model, "dataset": run.dataset, "k": run.k,
            "start_frame": run.start_frame, "velocities": run.velocities,
-           "status": rec["status"], "steps_done": rec.get("steps_done"),
-           "failed_at_step": rec.get("failed_at_step"), "failure": rec.get("failure"),
-           "ms_per_step": rec.get("ms_per_step"), "engine": rec.get("engine"),
+           "status": rec.status, "steps_done": rec.steps_done,
+           "failed_at_step": rec.failed_at_step, "failure": rec.failure,
+           "ms_per_step": rec.ms_per_step, "engine": rec.engine,
            "timestep_fs": info["timestep_fs"]}
-    dump = run.rundir / "dump.lammpstrj"
-    traj = read_trajectory(dump, types=rec.get("symbols"), log=run.rundir / "log.lammps")
+    traj = read_trajectory(rec.dump, types=rec.symbols, log=run.rundir / "log.lammps")
     aligned = info["aligned"]
     frames_usable = traj.n_frames
     if frames_usable < 2:
@@ -126,13 +122,13 @@ def run_metrics(run: RunTask, task: DatasetTask, info: dict, cfg: Config, ref,
 
 def nve_drift(run: RunTask) -> dict:
     """Total-energy drift of the NVE run (``egraff-lmp run`` computes it from the log)."""
-    rec = json.loads((run.rundir / "run.json").read_text())
-    d = rec.get("energy_drift") or {}
+    rec = RunRecord.load(run.rundir)
+    d = rec.energy_drift or {}
     drift = d.get("mev_per_atom_per_ps")
     return {"nve_drift_mev_per_atom_per_ps": drift,
             "nve_abs_drift": abs(drift) if drift is not None else None,
             "nve_max_abs_dev_ev": d.get("max_abs_dev_ev"),
-            "nve_steps_done": rec.get("steps_done"), "nve_status": rec.get("status")}
+            "nve_steps_done": rec.steps_done, "nve_status": rec.status}
 
 
 def reference_analysis(task: DatasetTask, info: dict, cfg: Config, outdir: Path) -> dict:

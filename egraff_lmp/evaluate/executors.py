@@ -1,4 +1,6 @@
-"""Independent runs through existing executors; each task is one ``egraff-lmp run`` process.
+"""Independent runs through existing executors; each task is one :class:`RunSpec`, run in a
+process of its own (``python -m egraff_lmp.run SPEC.json``: LAMMPS, MPI and torch state stay
+apart).
 
 - ``--jobs N``: :class:`concurrent.futures.ThreadPoolExecutor` on this machine (the threads
   only wait for the run processes);
@@ -22,18 +24,20 @@ from ..errors import EgraffError
 from ..files import atomic_path
 
 
-def run_one(argv: list[str]) -> tuple[int, str]:
-    """Run ``egraff-lmp ARGV`` with this interpreter; (exit code, last stderr line)."""
-    r = subprocess.run([sys.executable, "-m", "egraff_lmp", *argv], capture_output=True,
-                       text=True)
+def run_one(spec_path: str) -> tuple[int, str]:
+    """Run the spec saved at ``spec_path`` with this interpreter; (exit code, last stderr
+    line)."""
+    r = subprocess.run([sys.executable, "-m", "egraff_lmp.run", str(spec_path)],
+                       capture_output=True, text=True)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     return r.returncode, (lines[-1] if lines else "")
 
 
-def run_all(argvs: list[list[str]], jobs: int = 1, dask_scheduler: str | None = None,
+def run_all(specs: list[str], jobs: int = 1, dask_scheduler: str | None = None,
             done: Callable[[int, tuple[int, str]], None] | None = None) -> list:
-    """Results of :func:`run_one` for every command, in order; ``done(i, result)`` is
+    """Results of :func:`run_one` for every saved spec, in order; ``done(i, result)`` is
     called as each finishes (to report progress)."""
+    argvs = [str(s) for s in specs]
     results: list = [None] * len(argvs)
 
     def finish(i, res):
@@ -80,13 +84,14 @@ SLURM_TEMPLATE = """\
 #SBATCH --cpus-per-task=1
 #SBATCH --output={outdir}/slurm/%A_%a.out
 set -euo pipefail
-line=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" {tasks})
-eval "$line"
+spec=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" {tasks})
+{python} -m egraff_lmp.run "$spec"
 """
 
 
-def write_slurm(outdir: Path, shell_lines: list[str], np_: int, collect: str) -> Path:
-    """Write ``slurm/tasks.txt`` (one command a line) and ``slurm/array.sbatch``."""
+def write_slurm(outdir: Path, spec_paths: list, np_: int, collect: str) -> Path:
+    """Write ``slurm/tasks.txt`` (one saved run spec a line) and ``slurm/array.sbatch``."""
+    shell_lines = [str(p) for p in spec_paths]
     d = Path(outdir) / "slurm"
     d.mkdir(parents=True, exist_ok=True)
     tasks, script = d / "tasks.txt", d / "array.sbatch"
@@ -96,6 +101,6 @@ def write_slurm(outdir: Path, shell_lines: list[str], np_: int, collect: str) ->
         tmp.write_text(SLURM_TEMPLATE.format(
             outdir=shlex.quote(str(outdir)), script=shlex.quote(str(script)),
             collect=collect, last=max(0, len(shell_lines) - 1), np=np_,
-            tasks=shlex.quote(str(tasks))))
+            tasks=shlex.quote(str(tasks)), python=shlex.quote(sys.executable)))
     script.chmod(0o755)
     return script

@@ -1,5 +1,5 @@
 """What an evaluation runs: per dataset one LAMMPS input and K start states, per model ×
-dataset × k one ``egraff-lmp run`` command in its own run directory.
+dataset × k one run (a :class:`~egraff_lmp.run.RunSpec`) in its own run directory.
 
 Start states: run k starts from reference frame s_k (evenly spaced so that, where the
 reference is long enough, the whole run has reference frames to compare with). When the
@@ -12,7 +12,6 @@ dataset's temperature with seed ``protocol.seed + k``, and nothing is time-align
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,25 +19,29 @@ import numpy as np
 
 from ..errors import EgraffError
 from ..files import atomic_path, write_json
+from ..run.record import DUMP, RunSpec
+from ..run.watch import Watch
 from ..trajectory import minimum_image
 from .config import Config, DatasetTask, Model
 
 
 @dataclass
 class RunTask:
-    """One simulation: ``argv`` is the ``egraff-lmp`` command line that runs it."""
+    """One simulation: ``spec`` is what runs it, saved at ``spec_path`` for executors that
+    run it elsewhere (``python -m egraff_lmp.run SPEC``)."""
 
     model: str
     dataset: str
     k: int
     start_frame: int
     velocities: str
-    rundir: Path
-    argv: list[str]
+    spec: RunSpec
+    spec_path: Path
     kind: str = "nvt"  # or "nve": the energy-drift run
 
-    def shell(self) -> str:
-        return shlex.join(["egraff-lmp", *self.argv])
+    @property
+    def rundir(self) -> Path:
+        return Path(self.spec.rundir)
 
 
 def _joined(files):
@@ -139,7 +142,7 @@ timestep        {timestep_ps:.10g}
 thermo_style    custom step temp pe ke etotal press
 thermo_modify   format float %.10g
 thermo          {dump_every}
-dump            traj all custom {dump_every} ${{rundir}}/dump.lammpstrj &
+dump            traj all custom {dump_every} ${{rundir}}/{dump} &
                 id type element x y z fx fy fz
 dump_modify     traj sort id element {species} format float %.8g
 
@@ -169,7 +172,7 @@ def prepare_dataset(task: DatasetTask, cfg: Config, outdir: Path) -> dict:
     velocities = ("the reference's own, central differences" if t["aligned"] else
                   f"Maxwell-Boltzmann at {ds.temperature:g} K, seed {proto['seed']} + k")
     fmt = dict(
-        label=task.label, boundary="s s s" if molecule else "p p p",
+        label=task.label, dump=DUMP, boundary="s s s" if molecule else "p p p",
         temperature=ds.temperature, timestep_fs=t["timestep_fs"],
         velocities=velocities, species=" ".join(species), timestep_ps=t["timestep_fs"] / 1000,
         dump_every=t["dump_every"],
@@ -217,15 +220,16 @@ def run_tasks(model: Model, task: DatasetTask, info: dict, cfg: Config,
     out = []
     for k, s, data, kind, name, steps, inp in plan:
         rundir = outdir / "runs" / model.name / task.label / name
-        argv = ["run", str(inp), "-o", str(rundir),
-                "--var", f"model={model.artifact or 'calculator'}", "--var", f"start={data}",
-                "--var", f"steps={steps}", "--var", f"seed={proto['seed'] + k}",
-                "--np", str(proto["np"]), "--max-force", str(proto["max_force"]),
-                "--temp-factor", str(proto["temp_factor"]), "--no-progress"]
-        if model.calculator:
-            argv += ["--engine", "callback", "--calculator", model.calculator]
-        else:
-            argv += ["--engine", proto["engine"]]
-        out.append(RunTask(model.name, task.label, k, s, info["velocities"], rundir, argv,
-                           kind))
+        spec = RunSpec(
+            input=str(inp), rundir=str(rundir),
+            variables={"model": str(model.artifact or "calculator"), "start": str(data),
+                       "steps": str(steps), "seed": str(proto["seed"] + k)},
+            engine="callback" if model.calculator else proto["engine"], np=proto["np"],
+            calculator=model.calculator,
+            watch=Watch(max_force=proto["max_force"], temp_factor=proto["temp_factor"]),
+            progress=False)
+        path = outdir / "specs" / model.name / task.label / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        spec.save(path)
+        out.append(RunTask(model.name, task.label, k, s, info["velocities"], spec, path, kind))
     return out

@@ -21,11 +21,11 @@ from ..trajectory import Frame
 
 
 def _atoms(frame: Frame, symbols):
-    from ase import Atoms
-
     if frame.cell is None:
         raise EgraffError("LAMMPS files need a periodic frame here (no cell given)")
-    return Atoms(symbols=symbols, positions=frame.positions, cell=frame.cell, pbc=True)
+    atoms = frame.to_atoms(symbols)
+    atoms.pbc = True  # a LAMMPS box is periodic here (shrink-wrapped molecules aside)
+    return atoms
 
 
 def write_lammps_data(path, frame: Frame, symbols, species=None,

@@ -11,39 +11,34 @@ versions) and, when a reference trajectory is known (``--ref`` or the input's
 from __future__ import annotations
 
 import datetime
-import json
-import subprocess
 import sys
-import tempfile
-from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import EgraffError, located
 from ..files import write_json
-from .driver import Watch, execute
-
-__all__ = ["Watch", "run", "resume", "ENGINES", "choose_engine"]
-from .ase_engine import AseEngine, execute_ase
+from .ase_engine import AseEngine
 from .engines import CallbackEngine, PluginEngine
 from .input import logical_commands
+from .record import DUMP, RunRecord, RunSpec
+from .watch import Watch
+
+__all__ = ["ENGINES", "RunRecord", "RunSpec", "Watch", "choose_engine", "resume", "run"]
 
 ENGINES = ("auto", "plugin", "callback", "ase")
 
 
-def choose_engine(engine: str, calculator: str | None, np_: int, pair_mode: str | None = None,
-                  device: str | None = None):
-    """(engine object, reason) for ``--engine``; ``pair_mode`` forces the plugin's mode,
-    ``device`` (cpu, cuda, cuda:N) where the model runs."""
+def choose_engine(spec: RunSpec):
+    """(engine object, reason) for the spec's engine, ranks, calculator, mode and device."""
     from ..deploy.artifact import torch_device
     from ..lammps.plugin import plugin_path
 
+    engine, calculator, np_ = spec.engine, spec.calculator, spec.np
+    pair_mode, device = spec.pair_mode, spec.device
     if device not in (None, "cpu"):
         torch_device(device)  # one clear line where this torch has no CUDA
-
     if pair_mode is not None and engine in ("ase", "callback"):
         raise EgraffError(f"--pair-mode is a mode of the LAMMPS plugin, not of the {engine} "
                           "engine")
-
     if engine == "ase":
         if np_ > 1:
             raise EgraffError("the ASE engine runs on one process: drop --np")
@@ -112,108 +107,89 @@ def energy_drift(log, timestep_ps, n_atoms=0) -> dict | None:
     return out
 
 
-def run(input_path, rundir=None, variables=None, engine="auto", np_=1, ref=None,
-        calculator=None, watch: Watch | None = None, progress=True,
-        restart_every: int = 0, pair_mode: str | None = None,
-        device: str | None = None) -> dict:
-    input_path = Path(input_path)
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def run(spec: RunSpec) -> RunRecord:
+    """Execute ``spec`` in its run directory (made if needed; one that holds a run is
+    refused); returns the record, also written to ``RUNDIR/run.json``. A run stopped by the
+    watch or by LAMMPS raises :class:`EgraffError` after its record is written."""
+    input_path = Path(spec.input)
     if not input_path.is_file():
         raise located(input_path, "no such LAMMPS input file")
-    if engine not in ENGINES:
-        raise EgraffError(f"unknown engine '{engine}' (known: {', '.join(ENGINES)})")
-    if np_ < 1:
-        raise EgraffError(f"--np must be at least 1, got {np_}")
-    watch = watch or Watch()
-    variables = dict(variables or {})
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    rundir = Path(rundir or Path("runs") / f"{input_path.stem}-{stamp}").resolve()
+    if spec.engine not in ENGINES:
+        raise EgraffError(f"unknown engine '{spec.engine}' (known: {', '.join(ENGINES)})")
+    if spec.np < 1:
+        raise EgraffError(f"--np must be at least 1, got {spec.np}")
+    spec.input = str(input_path.resolve())
+    rundir = Path(spec.rundir or Path("runs") / f"{input_path.stem}-"
+                  f"{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}").resolve()
+    spec.rundir = str(rundir)
     if (rundir / "run.json").exists():
         raise located(rundir, "already holds a run (run.json): give another -o")
     rundir.mkdir(parents=True, exist_ok=True)
     logical_commands(input_path)  # input errors before anything starts
-    eng, why = choose_engine(engine, calculator, np_, pair_mode, device)
-    record = {"input": str(input_path.resolve()), "rundir": str(rundir), "engine": eng.name,
-              "engine_reason": why, "np": np_, "variables": variables,
-              "pair_mode_requested": pair_mode, "device": device or "cpu",
-              "calculator": calculator, "restart_every": restart_every,
-              "watch": asdict(watch), "ref": str(ref) if ref else None,
-              "versions": _versions(),
-              "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                  timespec="seconds"), "status": "running"}
-    write_json(rundir / "run.json", record)  # a killed run stays resumable
-    return _execute(record, eng, watch, progress, None)
+    eng, why = choose_engine(spec)
+    record = RunRecord(spec=spec, engine=eng.name, engine_reason=why, versions=_versions(),
+                       started_at=_now())
+    record.save()  # a killed run stays resumable
+    return _execute(record, eng, None)
 
 
-def resume(rundir, progress=True) -> dict:
-    """Continue the run in ``rundir`` from its last restart file (``--resume``)."""
+def resume(rundir, progress=True) -> RunRecord:
+    """Continue the run in ``rundir`` from its last restart file (``--resume``); reads the
+    run.json of this and of earlier egraff-lmp versions."""
     rundir = Path(rundir).resolve()
-    rec_file = rundir / "run.json"
-    if not rec_file.is_file():
+    if not (rundir / "run.json").is_file():
         raise located(rundir, "is not a run directory (no run.json): nothing to resume")
-    try:
-        record = json.loads(rec_file.read_text())
-        if not Path(record["input"]).is_file():
-            raise located(record["input"], "the run's input file is gone: cannot resume")
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise located(rec_file, "is not a run.json written by egraff-lmp run") from None
-    if record.get("status") == "ok":
+    record = RunRecord.load(rundir)
+    if not Path(record.spec.input).is_file():
+        raise located(record.spec.input, "the run's input file is gone: cannot resume")
+    if record.status == "ok":
         raise located(rundir, "holds a finished run: nothing to resume")
     restarts = sorted((int(p.name.split(".")[-1]), p) for p in rundir.glob("restart.*")
                       if p.name.split(".")[-1].isdigit())
     if not restarts:
         raise located(rundir, "holds no restart file (run with --restart-every N to have them)")
     step, restart_file = restarts[-1]
-    _truncate_dump(rundir / "dump.lammpstrj", step)
-    watch = Watch(**record.get("watch", {}))
-    engine = record.get("engine") if record.get("engine") in ("callback", "ase") else "plugin"
-    eng, why = choose_engine(engine, record.get("calculator"), record.get("np", 1),
-                             record.get("pair_mode_requested"), record.get("device"))
-    record.update(rundir=str(rundir), engine=eng.name, engine_reason=why,
-                  resumed_from_step=step,
-                  resumed_at=datetime.datetime.now(datetime.timezone.utc).isoformat(
-                      timespec="seconds"))
-    for key in ("failed_at_step", "failure", "error"):
-        record.pop(key, None)
-    record["status"] = "running"
-    write_json(rec_file, record)
-    return _execute(record, eng, watch, progress, (str(restart_file), step))
+    _truncate_dump(rundir / DUMP, step)
+    record.spec.rundir, record.spec.progress = str(rundir), progress
+    if record.spec.engine == "auto":  # resume with the engine the run had
+        record.spec.engine = record.engine if record.engine in ("callback", "ase") \
+            else "plugin"
+    eng, why = choose_engine(record.spec)
+    record.engine, record.engine_reason = eng.name, why
+    record.resumed_from_step, record.resumed_at = step, _now()
+    record.failed_at_step = record.failure = record.error = None
+    record.status = "running"
+    record.save()
+    return _execute(record, eng, (str(restart_file), step))
 
 
-def _execute(record, eng, watch, progress, resume_from) -> dict:
-    input_path, rundir = Path(record["input"]), Path(record["rundir"])
-    args = (input_path, rundir, record["variables"], eng, watch)
+def _execute(record: RunRecord, eng, resume_from) -> RunRecord:
     try:
-        if eng.name == "ase":
-            status = execute_ase(*args, progress=progress,
-                                 restart_every=record.get("restart_every", 0),
-                                 resume=resume_from)
-        elif record["np"] > 1:
-            status = _run_mpi(*args, record["np"], progress, record.get("restart_every", 0),
-                              resume_from)
-        else:
-            status = execute(*args, progress=progress,
-                             restart_every=record.get("restart_every", 0), resume=resume_from)
+        status = eng.execute(record.spec, resume_from)
     except EgraffError as exc:
-        record.update(status="error", error=str(exc))
-        write_json(rundir / "run.json", record)
+        record.status, record.error = "error", str(exc)
+        record.save()
         raise
     if resume_from is not None:
         status["steps_done"] += int(resume_from[1])
-    record.update(status)
-    record.pop("rank", None)
-    record["energy_drift"] = energy_drift(rundir / "log.lammps", record.get("timestep_ps"),
-                                          record.get("n_atoms", 0))
-    record["finished_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
-        timespec="seconds")
-    record["status"] = "failed" if record["failed_at_step"] is not None else "ok"
-    write_json(rundir / "run.json", record)
-    if record["status"] == "failed":
-        raise EgraffError(f"{input_path}: run stopped at step {record['failed_at_step']}: "
-                          f"{record['failure']}; everything written so far is kept in "
-                          f"{rundir}")
-    ref = Path(record["ref"]) if record.get("ref") else reference_of(input_path)
+    status.pop("rank", None)
+    record.absorb(status)
+    record.energy_drift = energy_drift(record.rundir / "log.lammps", record.timestep_ps,
+                                       record.n_atoms or 0)
+    record.finished_at = _now()
+    record.status = "failed" if record.failed_at_step is not None else "ok"
+    record.save()
+    if record.status == "failed":
+        raise EgraffError(f"{record.spec.input}: run stopped at step {record.failed_at_step}: "
+                          f"{record.failure}; everything written so far is kept in "
+                          f"{record.rundir}")
+    ref = Path(record.spec.ref) if record.spec.ref else reference_of(record.spec.input)
     if ref is not None:
-        record["metrics"] = _compare(rundir, record, ref)
+        record.metrics = _compare(record, ref)
     return record
 
 
@@ -237,42 +213,18 @@ def _truncate_dump(path: Path, before_step: int) -> None:
                 out.write(line)
 
 
-def _run_mpi(input_path, rundir, variables, eng, watch, np_, progress, restart_every=0,
-             resume_from=None) -> dict:
-    from ..lammps.env import library_env, mpiexec
-
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = Path(tmp) / "spec.json"
-        status_file = Path(tmp) / "status.json"
-        spec.write_text(json.dumps({"input": str(input_path.resolve()), "rundir": str(rundir),
-                                    "variables": variables, "plugin": eng.plugin_path,
-                                    "pair_mode": eng.pair_mode, "device": eng.device,
-                                    "watch": asdict(watch), "progress": progress,
-                                    "restart_every": restart_every, "resume": resume_from,
-                                    "status_file": str(status_file)}))
-        cmd = [mpiexec(), "-n", str(np_), sys.executable, "-m", "egraff_lmp.run.driver",
-               str(spec)]
-        r = subprocess.run(cmd, env=library_env(), stdout=subprocess.PIPE,
-                           stderr=None if progress else subprocess.PIPE, text=True)
-        if not status_file.exists():
-            raise EgraffError(f"{np_} MPI ranks ended without a result (exit {r.returncode})")
-        status = json.loads(status_file.read_text())
-    if "error" in status:
-        raise EgraffError(status["error"])
-    return status
-
-
-def _compare(rundir: Path, record: dict, ref: Path) -> dict | None:
+def _compare(record: RunRecord, ref: Path) -> dict | None:
     from ..compare import compare
     from ..io import read_trajectory
     from ..plot import plot_comparison
 
-    dump = rundir / "dump.lammpstrj"
-    if not dump.exists():
-        print(f"egraff-lmp: note: no {dump}: nothing to compare with {ref}", file=sys.stderr)
+    if not record.dump.exists():
+        print(f"egraff-lmp: note: no {record.dump}: nothing to compare with {ref}",
+              file=sys.stderr)
         return None
-    traj = read_trajectory(dump, types=record.get("symbols"), log=rundir / "log.lammps")
+    traj = read_trajectory(record.dump, types=record.symbols,
+                           log=record.rundir / "log.lammps")
     out = compare(traj, read_trajectory(ref))
-    write_json(rundir / "metrics.json", out)
-    plot_comparison(out, rundir / "compare.png", label="simulation")
+    write_json(record.rundir / "metrics.json", out)
+    plot_comparison(out, record.rundir / "compare.png", label="simulation")
     return out

@@ -28,6 +28,7 @@ from ase import units
 
 from ..errors import EgraffError, located
 from .input import logical_commands, run_steps
+from .watch import target_temperature
 
 EV_PER_A3_IN_BAR = 1.602176634e6
 THERMO = {"step": "Step", "temp": "Temp", "pe": "PotEng", "ke": "KinEng",
@@ -44,6 +45,12 @@ class AseEngine:
         self.device = device
         self.symbols = None
         self.artifact = None
+
+    def execute(self, spec, resume_from=None) -> dict:
+        """Run ``spec`` with ASE's integrators (no LAMMPS)."""
+        return execute_ase(spec.input, spec.rundir, spec.variables, self, spec.watch,
+                           progress=spec.progress, restart_every=spec.restart_every,
+                           resume=resume_from)
 
 
 class _Dump:
@@ -253,14 +260,10 @@ class _AseRun:
                                       "engine (use the plugin or callback engine)")
 
     def attach_calculator(self):
-        if self.engine.calculator_spec:
-            from .engines import calculator_from_factory
+        from ..calculator import resolve_calculator
 
-            self.calc = calculator_from_factory(self.engine.calculator_spec)
-        else:
-            from ..calculator import DeployedCalculator
-
-            self.calc = DeployedCalculator(self.engine.artifact, device=self.engine.device)
+        self.calc = resolve_calculator(self.engine.artifact, self.engine.calculator_spec,
+                                       self.engine.device)
         self.atoms.calc = self.calc
 
     def velocity(self, w, n):
@@ -275,7 +278,7 @@ class _AseRun:
                                       "create T SEED' only")
         temp, seed = float(w[3]), int(w[4])
         keys = dict(zip(w[5::2], w[6::2]))
-        self.status["target_temperature"] = temp
+        self.status["target_temperature"] = target_temperature(w)
         MaxwellBoltzmannDistribution(self.atoms, temperature_K=temp,
                                      rng=np.random.default_rng(seed))
         if keys.get("mom", "yes") == "yes":
@@ -299,10 +302,10 @@ class _AseRun:
         elif style == "nvt" and "temp" in w:
             k = w.index("temp")
             self.integrator = ("nvt", float(w[k + 2]), float(w[k + 3]))
-            self.status["target_temperature"] = float(w[k + 2])
+            self.status["target_temperature"] = target_temperature(w)
         elif style == "langevin":
             self.integrator = ("langevin", float(w[5]), float(w[6]), int(w[7]))
-            self.status["target_temperature"] = float(w[5])
+            self.status["target_temperature"] = target_temperature(w)
         else:
             raise located(self.input, f"line {n}: fix {style} is not supported by the ASE "
                                       "engine (nve, nvt temp, langevin)")
@@ -404,16 +407,6 @@ class _AseRun:
         return seconds, failed
 
     def check(self):
-        pe = self.atoms.get_potential_energy()
-        if not math.isfinite(pe):
-            return f"non-finite potential energy ({pe})"
-        temp = self.temperature()
-        limit = self.watch.max_temp
-        if limit is None and self.status["target_temperature"]:
-            limit = self.watch.temp_factor * self.status["target_temperature"]
-        if limit is not None and not temp <= limit:
-            return f"temperature {temp:.4g} K above the limit {limit:.4g} K"
         fmax = float(np.linalg.norm(self.atoms.get_forces(), axis=1).max())
-        if not fmax <= self.watch.max_force:
-            return f"largest force {fmax:.4g} eV/Å above the limit {self.watch.max_force:g} eV/Å"
-        return None
+        return self.watch.verdict(self.atoms.get_potential_energy(), self.temperature(), fmax,
+                                  self.status["target_temperature"])

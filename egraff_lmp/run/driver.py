@@ -15,47 +15,25 @@ Run as ``python -m egraff_lmp.run.driver SPEC.json`` under mpiexec for several r
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import EgraffError, located
 from .input import logical_commands, run_steps
+from .watch import Watch, target_temperature
 
 LMP_STYLE_GLOBAL = LMP_TYPE_SCALAR = 0
-
-
-@dataclass
-class Watch:
-    every: int = 10  # steps between checks
-    max_force: float = 50.0  # eV/Å
-    temp_factor: float = 3.0  # × target temperature
-    max_temp: float | None = None  # K; overrides the factor when given
 
 
 def lammps_message(exc: Exception) -> str:
     """LAMMPS' own error line, without the source location."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return re.sub(r"\s*\(src/[^)]*\)\s*$", "", text).replace("ERROR: ", "")
-
-
-def _target_temperature(words: list[str]) -> float | None:
-    try:
-        if words[0] == "fix" and any(w in ("nvt", "npt", "nvt/sllod") for w in words[3:4]):
-            k = words.index("temp")
-            return float(words[k + 2])
-        if words[0] == "fix" and words[3:4] == ["langevin"]:
-            return float(words[5])
-        if words[0] == "velocity" and "create" in words:
-            return float(words[words.index("create") + 1])
-    except (ValueError, IndexError):
-        return None
-    return None
 
 
 @contextmanager
@@ -188,7 +166,7 @@ def _warn(lines: list[str], rank: int) -> list[str]:
 
 def _command(lmp, engine, cmd, n, input_path, status):
     words = lmp.expand(cmd).split() if "$" in cmd else cmd.split()
-    target = _target_temperature(words)
+    target = target_temperature(words)
     if target is not None:
         status["target_temperature"] = target
     for c in engine.transform(lmp, cmd):
@@ -211,19 +189,9 @@ def _check(lmp, watch, status, natoms0) -> str | None:
     # thermo's own computes: they exist whatever thermo_style the input chose
     pe = lmp.extract_compute("thermo_pe", LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR)
     temp = lmp.extract_compute("thermo_temp", LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR)
-    if not math.isfinite(pe):
-        return f"non-finite potential energy ({pe})"
-    if lmp.get_natoms() != natoms0:
-        return f"lost atoms ({natoms0 - lmp.get_natoms()} of {natoms0})"
-    limit = watch.max_temp
-    if limit is None and status["target_temperature"]:
-        limit = watch.temp_factor * status["target_temperature"]
-    if limit is not None and not temp <= limit:
-        return f"temperature {temp:.4g} K above the limit {limit:.4g} K"
     fmax = lmp.extract_compute("egraff_fmax", LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR)
-    if not fmax <= watch.max_force:
-        return f"largest force {fmax:.4g} eV/Å above the limit {watch.max_force:g} eV/Å"
-    return None
+    return watch.verdict(pe, temp, fmax, status["target_temperature"],
+                         lost=natoms0 - lmp.get_natoms(), natoms=natoms0)
 
 
 def _stop(lmp, status, reason: str) -> bool:
@@ -275,21 +243,49 @@ def _run(lmp, steps, watch, status, bar, start, stop) -> tuple[float, float, boo
             bar.update(k)
 
 
-def main(argv=None):
-    """Entry point of one rank under mpiexec: ``SPEC.json`` names everything."""
-    from .engines import PluginEngine
+def run_mpi(spec, plugin_path, resume_from=None) -> dict:
+    """The plugin engine on ``spec.np`` ranks: this module, one process per rank, under
+    mpich's mpiexec; returns rank 0's status."""
+    import subprocess
+    import tempfile
 
-    spec = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
-    engine = PluginEngine(spec["plugin"], spec.get("pair_mode"), spec.get("device"))
+    from ..lammps.env import library_env, mpiexec
+
+    with tempfile.TemporaryDirectory() as tmp:
+        job = Path(tmp) / "job.json"
+        status_file = Path(tmp) / "status.json"
+        job.write_text(json.dumps({"spec": spec.to_dict(), "plugin": str(plugin_path),
+                                   "resume": resume_from, "status_file": str(status_file)}))
+        cmd = [mpiexec(), "-n", str(spec.np), sys.executable, "-m", "egraff_lmp.run.driver",
+               str(job)]
+        r = subprocess.run(cmd, env=library_env(), stdout=subprocess.PIPE,
+                           stderr=None if spec.progress else subprocess.PIPE, text=True)
+        if not status_file.exists():
+            raise EgraffError(f"{spec.np} MPI ranks ended without a result "
+                              f"(exit {r.returncode})")
+        status = json.loads(status_file.read_text())
+    if "error" in status:
+        raise EgraffError(status["error"])
+    return status
+
+
+def main(argv=None):
+    """Entry point of one rank under mpiexec: ``JOB.json`` holds the run spec, the
+    plugin, the restart to resume from and where rank 0 writes its status."""
+    from .engines import PluginEngine
+    from .record import RunSpec
+
+    job = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
+    spec = RunSpec.from_dict(job["spec"])
+    engine = PluginEngine(job["plugin"], spec.pair_mode, spec.device)
     try:
-        status = execute(spec["input"], spec["rundir"], spec["variables"], engine,
-                         Watch(**spec["watch"]), progress=spec.get("progress", True),
-                         restart_every=spec.get("restart_every", 0),
-                         resume=spec.get("resume"))
+        status = execute(spec.input, spec.rundir, spec.variables, engine, spec.watch,
+                         progress=spec.progress, restart_every=spec.restart_every,
+                         resume=job.get("resume"))
     except EgraffError as exc:
         status = {"error": str(exc)}
     if int(os.environ.get("PMI_RANK", "0")) == 0:
-        Path(spec["status_file"]).write_text(json.dumps(status))
+        Path(job["status_file"]).write_text(json.dumps(status))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Each engine transforms input commands (``transform``) and prepares what a ``run`
 
 from __future__ import annotations
 
-import importlib
 import os
 
 import numpy as np
@@ -49,6 +48,15 @@ class Engine:
 
     def before_run(self, lmp):
         pass
+
+    def execute(self, spec, resume_from=None) -> dict:
+        """Run ``spec`` (a :class:`~egraff_lmp.run.record.RunSpec`) in LAMMPS in this
+        process; the driver's status (the RunRecord's fields)."""
+        from .driver import execute
+
+        return execute(spec.input, spec.rundir, spec.variables, self, spec.watch,
+                       progress=spec.progress, restart_every=spec.restart_every,
+                       resume=resume_from)
 
     def physical_warnings(self, lmp) -> list[str]:
         """Masses against pair_coeff's elements and the timestep's bound (guards)."""
@@ -98,6 +106,14 @@ class PluginEngine(Engine):
     def start(self, lmp):
         lmp.command(f"plugin load {self.plugin_path}")
 
+    def execute(self, spec, resume_from=None) -> dict:
+        """In this process on one rank; on ``spec.np`` ranks through mpiexec."""
+        if spec.np > 1:
+            from .driver import run_mpi
+
+            return run_mpi(spec, self.plugin_path, resume_from)
+        return super().execute(spec, resume_from)
+
     def transform(self, lmp, cmd: str) -> list[str]:
         out = super().transform(lmp, cmd)
         words = cmd.split()
@@ -122,18 +138,6 @@ class PluginEngine(Engine):
         except Exception:  # older LAMMPS without extract_pair, or no pair style
             return None
         return PAIR_MODES[int(value)] if value is not None else None
-
-
-def calculator_from_factory(spec: str):
-    """``module:factory`` → the ASE calculator ``factory()`` returns."""
-    if ":" not in spec:
-        raise EgraffError(f"--calculator {spec}: expected module:factory")
-    mod, func = spec.split(":", 1)
-    try:
-        factory = getattr(importlib.import_module(mod), func)
-    except (ImportError, AttributeError) as exc:
-        raise EgraffError(f"--calculator {spec}: {exc}") from None
-    return factory()
 
 
 class CallbackEngine(Engine):
@@ -172,15 +176,12 @@ class CallbackEngine(Engine):
         if self.symbols is None:
             raise EgraffError("the input has no 'pair_coeff * * ELEMENTS' line: the callback "
                               "engine needs the element of each LAMMPS type")
-        if self.calculator_spec:
-            self.calc = calculator_from_factory(self.calculator_spec)
-        elif self.artifact:
-            from ..calculator import DeployedCalculator
-
-            self.calc = DeployedCalculator(self.artifact, device=self.device)
-        else:
+        if not (self.calculator_spec or self.artifact):
             raise EgraffError("no 'pair_style egraff ARTIFACT' in the input and no "
                               "--calculator: nothing gives the forces")
+        from ..calculator import resolve_calculator
+
+        self.calc = resolve_calculator(self.artifact, self.calculator_spec, self.device)
         lmp.commands_list(["fix egraff_cb all external pf/callback 1 1",
                            "fix_modify egraff_cb energy yes virial yes"])
         lmp.set_fix_external_callback("egraff_cb", self._callback, lmp)
