@@ -1,6 +1,8 @@
 """Compare a trajectory with a reference: RDF (WF, JSD) and time-aligned EV/FV, MAE.
 
-``compare(traj, ref, ...)`` returns the dict that ``egraff-lmp compare --json`` writes.
+``compare(traj, ref, ...)`` returns a :class:`Comparison` (units in the field names);
+``Comparison.to_dict()`` is what ``egraff-lmp compare --json`` writes (format
+``egraff-lmp-comparison``, version 1).
 Frame t of the selected trajectory frames is compared with frame t of the selected
 reference frames (both starting from the same configuration); frames present on only one
 side are counted in ``frames_missing`` and never silently dropped. EV/FV and MAE need the
@@ -9,6 +11,8 @@ why, while the RDF comparison still runs (structure is intensive: atom counts ma
 """
 
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -22,6 +26,62 @@ from .trajectory import Trajectory, minimum_image
 STATIC_TOLERANCE = 1e-3
 
 
+FORMAT, VERSION = "egraff-lmp-comparison", 1
+
+
+@dataclass
+class Comparison:
+    """A trajectory against a reference. RDF: Wright's factor (%) and its square root (%),
+    Jensen–Shannon divergence (nats), total and per element pair; EV/FV: geometric mean,
+    std and the time series over the time-aligned frames (dimensionless); energy MAE (eV,
+    eV/atom) and force MAE (eV/Å) — the model's static error when ``static`` (the same
+    positions on both sides); which frames were compared or are missing on either side;
+    the RDFs themselves (r in Å, g(r) or p(r) in 1/Å per ``rdf_normalisation``)."""
+
+    wf_percent: float
+    wf_sqrt_percent: float
+    jsd_nats: float
+    wf_pairs_percent: dict[str, float]
+    wf_sqrt_pairs_percent: dict[str, float]
+    jsd_pairs_nats: dict[str, float | None]
+    ev: float | None
+    ev_std: float | None
+    fv: float | None
+    fv_std: float | None
+    ev_t: list | None
+    fv_t: list | None
+    e_mae_ev: float | None
+    e_mae_ev_per_atom: float | None
+    f_mae_ev_per_a: float | None
+    static: bool | None
+    n_frames_compared: int
+    frames_compared: dict | None
+    frames_missing: dict
+    trajectory: str
+    reference: str
+    n_atoms: int
+    n_atoms_ref: int
+    n_frames_rdf: int
+    n_frames_rdf_ref: int
+    rmax_a: float
+    dr_a: float
+    rdf_normalisation: str
+    r_a: np.ndarray
+    rdf: dict
+    rdf_ref: dict
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, **asdict(self)}
+
+
+_UNITS = {"wf": "wf_percent", "wf_sqrt": "wf_sqrt_percent", "jsd": "jsd_nats",
+          "wf_pairs": "wf_pairs_percent", "wf_sqrt_pairs": "wf_sqrt_pairs_percent",
+          "jsd_pairs": "jsd_pairs_nats", "e_mae": "e_mae_ev",
+          "e_mae_per_atom": "e_mae_ev_per_atom", "f_mae": "f_mae_ev_per_a", "rmax": "rmax_a",
+          "dr": "dr_a", "r": "r_a"}
+
+
 def _first(traj: Trajectory, sel: range):
     if len(sel) == 0:
         raise EgraffError(f"{traj.path}: no frames selected (the file has {traj.n_frames})")
@@ -30,7 +90,7 @@ def _first(traj: Trajectory, sel: range):
 
 def compare(traj: Trajectory, ref: Trajectory, rmax=None, dr=0.05, start=None, stop=None,
             step=None, ref_start=None, ref_stop=None, ref_step=None, n_threads=0,
-            verbose=False, time_aligned=True) -> dict:
+            verbose=False, time_aligned=True) -> Comparison:
     """All metrics of ``traj`` against ``ref`` (see the module docstring).
 
     ``time_aligned=False`` is for a reference whose frames are not a trajectory (DFT on
@@ -79,7 +139,7 @@ def compare(traj: Trajectory, ref: Trajectory, rmax=None, dr=0.05, start=None, s
         "rmax": rdf.rmax, "dr": rdf.dr, "rdf_normalisation": rdf.normalisation,
         "r": rdf.r, "rdf": rdf.rdf, "rdf_ref": rdf_ref.rdf,
     })
-    return out
+    return Comparison(**{_UNITS.get(k, k): v for k, v in out.items()})
 
 
 def _jsd_or_none(p, q):
@@ -148,7 +208,7 @@ def _dynamics(traj, ref, sel, ref_sel) -> dict:
         out.update(fv=metrics.geometric_mean(fv_t), fv_std=float(np.std(fv_t)),
                    fv_t=np.array(fv_t), f_mae=float(np.mean(f_abs)))
     if not out["static"]:
-        out["notes"].append("positions differ between the compared frames: e_mae/f_mae are "
+        out["notes"].append("positions differ between the compared frames: the MAEs are "
                             "differences along two trajectories, not the model's static error")
     return out
 

@@ -40,27 +40,28 @@ def plot_rdf(r, rdf: dict, path, title="", normalisation="volume"):
     _save(plt, fig, path)
 
 
-def plot_comparison(result: dict, path, label="trajectory", ref_label="reference"):
-    """RDF overlay (total and partials) and, when present, EV(t)/FV(t) from ``compare``."""
-    pairs = [k for k in result["rdf_ref"] if k != "total" and k in result["rdf"]]
-    has_t = result.get("fv_t") is not None or result.get("ev_t") is not None
+def plot_comparison(result, path, label="trajectory", ref_label="reference"):
+    """RDF overlay (total and partials) and, when present, EV(t)/FV(t) of a
+    :class:`~egraff_lmp.compare.Comparison`."""
+    pairs = [k for k in result.rdf_ref if k != "total" and k in result.rdf]
+    has_t = result.fv_t is not None or result.ev_t is not None
     plt, fig, axes = _figure(1 + len(pairs) + has_t)
-    r = result["r"]
+    r = result.r_a
     for ax, key in zip(axes, ["total"] + pairs):
-        ax.plot(r, result["rdf_ref"][key], color="k", lw=2, label=ref_label)
-        ax.plot(r, result["rdf"][key], color="tab:red", lw=1, label=label)
-        wf, jsd = (result["wf"], result["jsd"]) if key == "total" else (
-            result["wf_pairs"][key], result["jsd_pairs"][key])
+        ax.plot(r, result.rdf_ref[key], color="k", lw=2, label=ref_label)
+        ax.plot(r, result.rdf[key], color="tab:red", lw=1, label=label)
+        wf, jsd = (result.wf_percent, result.jsd_nats) if key == "total" else (
+            result.wf_pairs_percent[key], result.jsd_pairs_nats[key])
         jsd_text = "n/a" if jsd is None else f"{jsd:.3g}"
         ax.set_title(f"{key}: WF = {wf:.3g} %, JSD = {jsd_text}")
         ax.set_xlabel("r (Å)")
-        ax.set_ylabel("g(r)" if result["rdf_normalisation"] == "volume" else "p(r) (1/Å)")
+        ax.set_ylabel("g(r)" if result.rdf_normalisation == "volume" else "p(r) (1/Å)")
         ax.legend()
     if has_t:
         ax = axes[-1]
-        for key, name in (("ev_t", "EV(t)"), ("fv_t", "FV(t)")):
-            if result.get(key) is not None:
-                ax.plot(result[key], label=name)
+        for series, name in ((result.ev_t, "EV(t)"), (result.fv_t, "FV(t)")):
+            if series is not None:
+                ax.plot(series, label=name)
         ax.set_yscale("log")
         ax.set_xlabel("compared frame")
         ax.set_ylabel("violation (log scale)")

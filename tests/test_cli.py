@@ -36,10 +36,13 @@ def test_compare_writes_the_json_contract_table_and_plot(tmp_path, capsys):
                              "--json", tmp_path / "c.json", "--plot", tmp_path / "c.png")
     assert code == 0, err
     data = json.loads((tmp_path / "c.json").read_text())
-    for key in ("wf", "wf_sqrt", "jsd", "wf_pairs", "jsd_pairs", "ev", "ev_std", "fv",
-                "fv_std", "ev_t", "fv_t", "n_frames_compared"):
+    assert data["format"] == "egraff-lmp-comparison" and data["version"] == 1
+    for key in ("wf_percent", "wf_sqrt_percent", "jsd_nats", "wf_pairs_percent",
+                "jsd_pairs_nats", "ev", "ev_std", "fv", "fv_std", "ev_t", "fv_t",
+                "n_frames_compared", "e_mae_ev", "e_mae_ev_per_atom", "f_mae_ev_per_a",
+                "rmax_a", "dr_a", "r_a"):
         assert key in data, key
-    assert set(data["wf_pairs"]) == {"Ge-Ge", "Ge-Te", "Te-Te"}
+    assert set(data["wf_pairs_percent"]) == {"Ge-Ge", "Ge-Te", "Te-Te"}
     assert data["n_frames_compared"] == 50 and len(data["fv_t"]) == 50
     assert "FV (gm ± std)" in out and "Te-Te" in out
     assert (tmp_path / "c.png").stat().st_size > 10_000

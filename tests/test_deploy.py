@@ -202,4 +202,4 @@ def test_predict_then_compare_gives_the_static_errors(artifacts, tmp_path, capsy
     static = json.loads((tmp_path / "s.json").read_text())
     ref = read_trajectory(GETE_TEST)
     e_mae = np.mean([abs(pred[k].energy - ref[k].energy) for k in range(4)])
-    assert static["static"] is True and static["e_mae"] == pytest.approx(e_mae)
+    assert static["static"] is True and static["e_mae_ev"] == pytest.approx(e_mae)

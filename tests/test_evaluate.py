@@ -17,8 +17,8 @@ from egraff_lmp.metrics import geometric_mean, jensen_shannon
 
 TABLES = ["Table 1: static errors", "Table 2: structure", "Table 3: energy and force",
           "Table 4: stability and cost", "Beyond the study"]
-REQUIRED = ["e_mae", "f_mae", "wf", "jsd", "ev", "ev_std", "fv", "fv_std", "stable_runs",
-            "ms_per_step"]
+REQUIRED = ["e_mae_mev", "f_mae_mev_per_a", "wf", "jsd", "ev", "ev_std", "fv", "fv_std",
+            "stable_runs", "ms_per_step"]
 
 
 def _config(path, models: dict, datasets=("gete",), **protocol):
@@ -65,7 +65,8 @@ def test_evaluation_writes_every_table_plot_and_metric(evaluation):
         assert title in md
     # best of a row in bold, second in italics: the F MAE row, from the numbers themselves
     metrics = json.loads((out / "metrics.json").read_text())
-    f_mae = {m: metrics["results"][m]["gete"]["f_mae"] for m in ("mace", "allegro")}
+    f_mae = {m: metrics["results"][m]["gete"]["f_mae_mev_per_a"] for m in ("mace",
+                                                                            "allegro")}
     header = next(x for x in md.splitlines() if x.startswith("| |"))
     order = [c.strip() for c in header.strip("|").split("|")][1:]
     row = next(x for x in md.splitlines() if x.startswith("| gete — F MAE"))
@@ -81,7 +82,7 @@ def test_evaluation_writes_every_table_plot_and_metric(evaluation):
         for key in REQUIRED:
             assert x[key] is not None, key
         assert x["runs"] == 2 and x["stable_runs"] == 2
-        assert x["wf"] > 0 and x["f_mae"] > 0
+        assert x["wf"] > 0 and x["f_mae_mev_per_a"] > 0
         # FV: the mean over the runs of each run's geometric mean of its FV(t) (the runs'
         # own comparisons are cached in their directories), and so for the bond angles
         runs = [json.loads(p.read_text()) for p in out.rglob("evaluation.json")]
@@ -101,7 +102,8 @@ def test_evaluation_writes_every_table_plot_and_metric(evaluation):
     assert ds["timestep_fs"] == pytest.approx(1.19) and "reference's own" in ds["velocities"]
     assert ds["start_frames"][0] >= 1
     rows = (out / "metrics.csv").read_text().splitlines()
-    assert rows[0].startswith("model,dataset,e_mae") and len(rows) == 3
+    assert rows[0].startswith("model,dataset,e_mae_mev") and len(rows) == 3
+    assert metrics["format"] == "egraff-lmp-evaluation" and metrics["version"] == 1
     for name in ("rdf_gete", "evfv_gete", "msd_vdos_adf_gete", "static_vs_dynamic"):
         assert (out / "plots" / f"{name}.png").stat().st_size > 1000
     page = _Page()
@@ -210,8 +212,8 @@ def test_dataset_without_energies_refuses_ev_and_runs_the_rest(artifacts, tmp_pa
     assert code == 0, err
     x = json.loads((tmp_path / "out" / "metrics.json").read_text())["results"]["allegro"][
         "gete-noenergy"]
-    assert x["ev"] is None and x["e_mae"] is None
-    assert x["fv"] is not None and x["wf"] is not None and x["f_mae"] is not None
+    assert x["ev"] is None and x["e_mae_mev"] is None
+    assert x["fv"] is not None and x["wf"] is not None and x["f_mae_mev_per_a"] is not None
     assert any("no energies" in n for n in x["notes"])
 
 
@@ -299,7 +301,7 @@ def test_molecules_run_in_a_shrink_wrapped_box_and_compare_as_molecules(tmp_path
     assert "Maxwell-Boltzmann at 600 K" in m["datasets"]["acac-600K"]["velocities"]
     x = m["results"]["lj"]["acac-600K"]
     assert x["stable_runs"] == 2 and x["wf"] is not None and x["fv"] is None
-    assert x["e_mae"] is not None and x["f_mae"] is not None
+    assert x["e_mae_mev"] is not None and x["f_mae_mev_per_a"] is not None
     assert set(x["wf_pairs"]) == {"C-C", "C-H", "C-O", "H-H", "H-O", "O-O"}
 
 
@@ -363,4 +365,4 @@ def test_a_model_given_as_an_ase_calculator_runs_through_the_callback_engine(
     code, _, err = _evaluate(capsys, tmp_path / "cfg.yaml", "-o", tmp_path / "out")
     assert code == 0, err
     x = json.loads((tmp_path / "out" / "metrics.json").read_text())["results"]["mine"]["gete"]
-    assert x["engine"] == ["callback"] and x["stable_runs"] == 1 and x["f_mae"] > 0
+    assert x["engine"] == ["callback"] and x["stable_runs"] == 1 and x["f_mae_mev_per_a"] > 0

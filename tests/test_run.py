@@ -203,7 +203,7 @@ def test_large_cell_structure_is_compared_with_the_small_reference(tmp_path, cap
     metrics = json.loads((rundir / "metrics.json").read_text())
     assert metrics["n_atoms"] == 5400 and metrics["n_atoms_ref"] == 200
     assert metrics["ev"] is None and "atom counts differ" in metrics["notes"][0]
-    assert metrics["wf"] < 10  # a 10-step liquid from the CPMD frame keeps its structure
+    assert metrics["wf_percent"] < 10  # a 10-step liquid from the CPMD frame keeps its structure
 
 
 def test_nve_energy_drift_of_the_shipped_model_is_reported_and_bounded(tmp_path, capsys):

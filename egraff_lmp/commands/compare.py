@@ -43,14 +43,14 @@ def main(args) -> int:
                   step=args.step, ref_start=args.ref_start, ref_stop=args.ref_stop,
                   ref_step=args.ref_step, n_threads=args.threads, verbose=args.progress)
     if args.json:
-        write_json(args.json, out)
+        write_json(args.json, out.to_dict())
     if args.plot:
         from ..plot import plot_comparison
 
         plot_comparison(out, args.plot)
     print_comparison(out)
     sys.stdout.flush()
-    for note in out["notes"]:
+    for note in out.notes:
         print(f"egraff-lmp: note: {note}", file=sys.stderr)
     return 0
 
@@ -59,21 +59,22 @@ def _fmt(x, spec=".4g"):
     return "-" if x is None else format(x, spec)
 
 
-def print_comparison(out: dict) -> None:
-    """The readable table of a ``compare`` result."""
-    print(f"{out['trajectory']} vs reference {out['reference']}")
-    print(f"RDF: {out['n_frames_rdf']} vs {out['n_frames_rdf_ref']} frames, r_max "
-          f"{out['rmax']:g} Å, dr {out['dr']:g} Å")
+def print_comparison(c) -> None:
+    """The readable table of a :class:`~egraff_lmp.compare.Comparison`."""
+    print(f"{c.trajectory} vs reference {c.reference}")
+    print(f"RDF: {c.n_frames_rdf} vs {c.n_frames_rdf_ref} frames, r_max {c.rmax_a:g} Å, "
+          f"dr {c.dr_a:g} Å")
     print(f"{'pair':<8} {'WF (%)':>10} {'sqrt WF (%)':>12} {'JSD':>10}")
-    print(f"{'total':<8} {_fmt(out['wf']):>10} {_fmt(out['wf_sqrt']):>12} {_fmt(out['jsd']):>10}")
-    for key in out["wf_pairs"]:
-        print(f"{key:<8} {_fmt(out['wf_pairs'][key]):>10} {_fmt(out['wf_sqrt_pairs'][key]):>12} "
-              f"{_fmt(out['jsd_pairs'][key]):>10}")
-    print(f"frames compared (time-aligned): {out['n_frames_compared']}")
-    print(f"{'EV (gm ± std)':<16} {_fmt(out['ev'])} ± {_fmt(out['ev_std'])}")
-    print(f"{'FV (gm ± std)':<16} {_fmt(out['fv'])} ± {_fmt(out['fv_std'])}")
-    if out["e_mae"] is not None or out["f_mae"] is not None:
-        e = out["e_mae_per_atom"]
-        print(f"{'energy MAE':<16} {_fmt(out['e_mae'])} eV ({_fmt(e and e * 1000)} meV/atom)")
-        print(f"{'force MAE':<16} {_fmt(out['f_mae'] and out['f_mae'] * 1000)} meV/Å"
-              f"{'' if out['static'] else '  (along two trajectories, not static)'}")
+    print(f"{'total':<8} {_fmt(c.wf_percent):>10} {_fmt(c.wf_sqrt_percent):>12} "
+          f"{_fmt(c.jsd_nats):>10}")
+    for key in c.wf_pairs_percent:
+        print(f"{key:<8} {_fmt(c.wf_pairs_percent[key]):>10} "
+              f"{_fmt(c.wf_sqrt_pairs_percent[key]):>12} {_fmt(c.jsd_pairs_nats[key]):>10}")
+    print(f"frames compared (time-aligned): {c.n_frames_compared}")
+    print(f"{'EV (gm ± std)':<16} {_fmt(c.ev)} ± {_fmt(c.ev_std)}")
+    print(f"{'FV (gm ± std)':<16} {_fmt(c.fv)} ± {_fmt(c.fv_std)}")
+    if c.e_mae_ev is not None or c.f_mae_ev_per_a is not None:
+        e = c.e_mae_ev_per_atom
+        print(f"{'energy MAE':<16} {_fmt(c.e_mae_ev)} eV ({_fmt(e and e * 1000)} meV/atom)")
+        print(f"{'force MAE':<16} {_fmt(c.f_mae_ev_per_a and c.f_mae_ev_per_a * 1000)} meV/Å"
+              f"{'' if c.static else '  (along two trajectories, not static)'}")

@@ -145,6 +145,7 @@ def _collect(cfg, outdir, infos, tasks, log) -> dict:
                                                              infos[t.label], cfg)
                 results[m.name][t.label].update(nve or {})
     metrics = {
+        "format": "egraff-lmp-evaluation", "version": 1,
         "title": cfg.title, "config": str(cfg.path), "protocol": cfg.protocol,
         "models": {m.name: {"artifact": str(m.artifact) if m.artifact else None,
                             "calculator": m.calculator, "family": m.metadata.get("family"),

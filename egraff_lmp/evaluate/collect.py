@@ -1,6 +1,6 @@
 """From run directories and models to the numbers of the study's tables (and beyond).
 
-Units in every result: e_mae in meV, e_mae_per_atom in meV/atom, f_mae in meV/Å, WF in %,
+Units in every result: the unit is in the key where it is not one of these: WF in %,
 JSD in nats, times in fs unless the key says ps, ms_per_step in ms, diffusivity in Å²/ps.
 Each run's numbers are cached in its directory (``evaluation.json``) and each model's static
 errors under ``static/``, so a resumed evaluation recomputes nothing already done.
@@ -37,7 +37,11 @@ def static_errors(model: Model, task: DatasetTask, cfg: Config, outdir: Path) ->
 
     cache = outdir / "static" / model.name / f"{task.label}.json"
     if cache.exists():
-        return json.loads(cache.read_text())
+        old = json.loads(cache.read_text())
+        for before, now in STATIC_KEYS_BEFORE.items():  # written by an earlier egraff-lmp
+            if before in old:
+                old[now] = old.pop(before)
+        return old
     test = test_trajectory(task)
     n = cfg.protocol["static_frames"] or test.n_frames
     sel = test.frame_range(0, test.n_frames, max(1, test.n_frames // n))
@@ -45,16 +49,22 @@ def static_errors(model: Model, task: DatasetTask, cfg: Config, outdir: Path) ->
     write_npz(npz, test, predict(_calculator(model), test, sel.start, sel.stop, sel.step))
     c = compare(read_trajectory(npz), test, ref_start=sel.start, ref_step=sel.step,
                 rmax=cfg.protocol["rdf_rmax"], dr=cfg.protocol["rdf_dr"])
-    has_e = c["e_mae"] is not None
+    has_e = c.e_mae_ev is not None
     out = {"frames": len(sel), "n_atoms": test.n_atoms,
-           "e_mae": 1000 * c["e_mae"] if has_e else None,
-           "e_mae_per_atom": 1000 * c["e_mae_per_atom"] if has_e else None,
-           "f_mae": 1000 * c["f_mae"] if c["f_mae"] is not None else None,
-           "ev_static": c["ev"], "fv_static": c["fv"],
+           "e_mae_mev": 1000 * c.e_mae_ev if has_e else None,
+           "e_mae_mev_per_atom": 1000 * c.e_mae_ev_per_atom if has_e else None,
+           "f_mae_mev_per_a": 1000 * c.f_mae_ev_per_a if c.f_mae_ev_per_a is not None
+           else None,
+           "ev_static": c.ev, "fv_static": c.fv,
            "notes": ([] if has_e else ["the test frames carry no energies: energy MAE and EV "
                                        "refused"])}
     write_json(cache, out)
     return out
+
+
+#: the static errors' keys before they carried their units (read from old directories)
+STATIC_KEYS_BEFORE = {"e_mae": "e_mae_mev", "e_mae_per_atom": "e_mae_mev_per_atom",
+                      "f_mae": "f_mae_mev_per_a"}
 
 
 def decorrelation_time(fv_t, dt_frame_fs: float, threshold: float) -> float | None:
@@ -93,9 +103,11 @@ def run_metrics(run: RunTask, task: DatasetTask, info: dict, cfg: Config, ref,
     c = compare(traj, ref, rmax=cfg.protocol["rdf_rmax"], dr=cfg.protocol["rdf_dr"],
                 ref_start=run.start_frame if aligned else None, time_aligned=aligned)
     dt_frame = info["timestep_fs"] * info["dump_every"]
-    keys = ("wf", "wf_sqrt", "jsd", "wf_pairs", "jsd_pairs", "ev", "ev_std", "fv", "fv_std",
-            "ev_t", "fv_t", "n_frames_compared", "notes", "r", "rdf")
-    out.update({k: c[k] for k in keys})
+    # a run's cached numbers (evaluation.json): WF in %, JSD in nats, r in Å
+    out.update(wf=c.wf_percent, wf_sqrt=c.wf_sqrt_percent, jsd=c.jsd_nats,
+               wf_pairs=c.wf_pairs_percent, jsd_pairs=c.jsd_pairs_nats, ev=c.ev,
+               ev_std=c.ev_std, fv=c.fv, fv_std=c.fv_std, ev_t=c.ev_t, fv_t=c.fv_t,
+               n_frames_compared=c.n_frames_compared, notes=c.notes, r=c.r_a, rdf=c.rdf)
     for key in ("ev", "fv"):  # every run over the same window (plan.start_frames)
         series = out[f"{key}_t"]
         if series is not None:
@@ -103,7 +115,7 @@ def run_metrics(run: RunTask, task: DatasetTask, info: dict, cfg: Config, ref,
             out.update({f"{key}_t": series, key: metrics.geometric_mean(series),
                         f"{key}_std": float(np.std(series))})
     out["n_frames_compared"] = min(out["n_frames_compared"], info["window"] + 1)
-    out["t_decorrelation_fs"] = decorrelation_time(c["fv_t"], dt_frame,
+    out["t_decorrelation_fs"] = decorrelation_time(c.fv_t, dt_frame,
                                                    cfg.protocol["decorrelation_fv"])
     # transport over as many frames as the reference analysis uses (reference_analysis)
     n_msd = min(traj.n_frames, info["n_reference_frames"])

@@ -26,9 +26,9 @@ EXPLAINER = (
 # (title, key, unit, format, lower is better, source)
 TABLES = [
     ("Table 1: static errors on the test frames", [
-        ("E MAE", "e_mae_per_atom", "meV/atom", ".3g", True),
-        ("E MAE", "e_mae", "meV", ".4g", True),
-        ("F MAE", "f_mae", "meV/Å", ".4g", True)]),
+        ("E MAE", "e_mae_mev_per_atom", "meV/atom", ".3g", True),
+        ("E MAE", "e_mae_mev", "meV", ".4g", True),
+        ("F MAE", "f_mae_mev_per_a", "meV/Å", ".4g", True)]),
     ("Table 2: structure (RDF) versus the reference", [
         ("WF", "wf", "%", ".3g", True),
         ("JSD", "jsd", "", ".3g", True)]),
@@ -183,7 +183,7 @@ def plots(metrics, outdir: Path) -> dict[str, list[Path]]:
         for ax in axes[:2]:
             _legend(ax)
         figs[ds].append(_save(fig, outdir / "plots" / f"msd_vdos_adf_{ds}.png"))
-    pts = [(m, ds, x.get("f_mae"), x.get("wf"), x.get("t_decorrelation_fs"))
+    pts = [(m, ds, x.get("f_mae_mev_per_a"), x.get("wf"), x.get("t_decorrelation_fs"))
            for m, by in metrics["results"].items() for ds, x in by.items()]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for m, ds, f, wf, td in pts:
@@ -201,8 +201,9 @@ def plots(metrics, outdir: Path) -> dict[str, list[Path]]:
 
 
 # -- documents -----------------------------------------------------------------------------
-SCALARS = ["e_mae", "e_mae_per_atom", "f_mae", "wf", "wf_std", "jsd", "jsd_std", "ev",
-           "ev_std", "fv", "fv_std", "ev_static", "fv_static", "t_decorrelation_fs",
+SCALARS = ["e_mae_mev", "e_mae_mev_per_atom", "f_mae_mev_per_a", "wf", "wf_std", "jsd",
+           "jsd_std", "ev", "ev_std", "fv", "fv_std", "ev_static", "fv_static",
+           "t_decorrelation_fs",
            "stable_runs", "runs", "time_to_failure_ps", "ms_per_step",
            "inference_s_per_1000_steps", "training_time_s", "steps", "timestep_fs",
            "temperature"]

@@ -213,7 +213,7 @@ def _truncate_dump(path: Path, before_step: int) -> None:
                 out.write(line)
 
 
-def _compare(record: RunRecord, ref: Path) -> dict | None:
+def _compare(record: RunRecord, ref: Path):
     from ..compare import compare
     from ..io import read_trajectory
     from ..plot import plot_comparison
@@ -225,6 +225,6 @@ def _compare(record: RunRecord, ref: Path) -> dict | None:
     traj = read_trajectory(record.dump, types=record.symbols,
                            log=record.rundir / "log.lammps")
     out = compare(traj, read_trajectory(ref))
-    write_json(record.rundir / "metrics.json", out)
+    write_json(record.rundir / "metrics.json", out.to_dict())
     plot_comparison(out, record.rundir / "compare.png", label="simulation")
     return out

@@ -105,7 +105,7 @@ class RunRecord:
     finished_at: str | None = None
     resumed_from_step: int | None = None
     resumed_at: str | None = None
-    metrics: dict | None = field(default=None, compare=False)  # metrics.json, not run.json
+    metrics: object | None = field(default=None, compare=False)  # Comparison (metrics.json)
 
     @property
     def rundir(self) -> Path:
