@@ -75,3 +75,21 @@ def test_a_saved_spec_runs_as_a_module_and_says_why_not_in_one_line(tmp_path, ca
     assert run_spec_main([str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such LAMMPS input file" in err[0]
+
+
+def test_static_errors_cached_by_an_earlier_version_are_read_with_their_units(tmp_path):
+    """An evaluation directory of an earlier egraff-lmp kept its static errors under
+    e_mae/f_mae (meV); resuming it reads them under the keys that name the unit."""
+    from types import SimpleNamespace
+
+    from egraff_lmp.evaluate.collect import static_errors
+
+    cache = tmp_path / "static" / "mace" / "gete.json"
+    cache.parent.mkdir(parents=True)
+    cache.write_text(json.dumps({"frames": 3, "e_mae": 12.0, "e_mae_per_atom": 0.06,
+                                 "f_mae": 150.0, "ev_static": 1e-8, "fv_static": 0.3}))
+    out = static_errors(SimpleNamespace(name="mace"), SimpleNamespace(label="gete"), None,
+                        tmp_path)
+    assert (out["e_mae_mev"], out["e_mae_mev_per_atom"], out["f_mae_mev_per_a"]) == (
+        12.0, 0.06, 150.0)
+    assert "e_mae" not in out and out["fv_static"] == 0.3
