@@ -108,7 +108,7 @@ def compare(traj: Trajectory, ref: Trajectory, rmax=None, dr=0.05, start=None, s
         raise EgraffError(f"{traj.path} and {ref.path}: one is periodic and the other is not; "
                           "their RDFs are normalised differently")
     if rmax is None:
-        rmax = min(default_rmax(f0), default_rmax(r0))
+        rmax = min(default_rmax(f0, traj, sel), default_rmax(r0, ref, ref_sel))
     rdf = RDF(traj, rmax=rmax, dr=dr, n_threads=n_threads, verbose=verbose)
     rdf = rdf.run(sel.start, sel.stop, sel.step).results
     rdf_ref = RDF(ref, rmax=rmax, dr=dr, n_threads=n_threads, verbose=verbose)

@@ -127,6 +127,11 @@ class Trajectory:
         """Distinct element symbols, sorted alphabetically."""
         return sorted(set(self.symbols))
 
+    def smallest_cell_width(self, indices) -> float | None:
+        """The smallest perpendicular cell width (Å) over the frames ``indices`` when the
+        format knows it without reading them (LAMMPS dumps: from the pre-scan), else None."""
+        return None
+
     def frame_range(self, start=None, stop=None, step=None) -> range:
         """The frame indices selected by a Python slice ``start:stop:step``."""
         if step is not None and step <= 0:

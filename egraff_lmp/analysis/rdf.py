@@ -47,11 +47,18 @@ def pair_key(a: str, b: str) -> str:
     return "-".join(sorted((a, b)))
 
 
-def default_rmax(frame: Frame) -> float:
-    """min(10 Å, half the smallest perpendicular width of the cell); 10 Å for molecules."""
+def default_rmax(frame: Frame, trajectory: Trajectory | None = None, indices=None) -> float:
+    """min(10 Å, half the smallest perpendicular width of the cell); 10 Å for molecules.
+    With ``trajectory`` and ``indices``, the smallest cell over those frames where the
+    format knows it without reading them (a LAMMPS dump of an NPT run whose box shrinks)."""
     if frame.cell is None:
         return DEFAULT_RMAX
-    return float(min(DEFAULT_RMAX, perpendicular_widths(frame.cell).min() / 2))
+    width = perpendicular_widths(frame.cell).min()
+    if trajectory is not None and indices is not None:
+        known = trajectory.smallest_cell_width(indices)
+        if known is not None:
+            width = min(width, known)
+    return float(min(DEFAULT_RMAX, width / 2))
 
 
 class RDF(AnalysisBase):
@@ -93,7 +100,8 @@ class RDF(AnalysisBase):
         self._acc = None
 
     def _setup(self, frame: Frame):
-        self.rmax = self._rmax_asked if self._rmax_asked is not None else default_rmax(frame)
+        self.rmax = (self._rmax_asked if self._rmax_asked is not None else
+                     default_rmax(frame, self._trajectory, self.frame_indices))
         self.n_bins = int(np.floor(self.rmax / self.dr + 1e-9))
         if self.n_bins < 1:
             raise EgraffError(f"rmax {self.rmax} Å holds no bin of dr {self.dr} Å")

@@ -19,20 +19,38 @@ frame, a changing atom count or missing columns are reported with the frame they
 
 from __future__ import annotations
 
+import bz2
+import gzip
+
 import numpy as np
 
-from ..errors import located
-from ..trajectory import Frame, Trajectory
+from ..errors import EgraffError, located
+from ..trajectory import Frame, Trajectory, perpendicular_widths
 from .lammps_log import potential_energy_by_step
 
 _COORDS = (("x", "y", "z"), ("xs", "ys", "zs"), ("xu", "yu", "zu"), ("xsu", "ysu", "zsu"))
 
 
+def open_text(path):
+    """A text stream of ``path``, decompressed when its first bytes say gzip or bzip2
+    (the compressions MDAnalysis reads; by content, not by suffix)."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head[:2] == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    if head[:3] == b"BZh":
+        return bz2.open(path, "rt", encoding="utf-8", errors="replace")
+    if head == b"\xfd7zXZ\x00":
+        raise located(path, "xz-compressed: decompress it first (xz -d), or recompress it "
+                            "with gzip or bzip2, which are read directly")
+    return open(path, encoding="utf-8", errors="replace")
+
+
 def looks_like_dump(path) -> bool:
     try:
-        with open(path, "rb") as f:
-            return f.readline().startswith(b"ITEM: TIMESTEP")
-    except OSError:
+        with open_text(path) as f:
+            return f.readline().startswith("ITEM: TIMESTEP")
+    except (OSError, EOFError, EgraffError):
         return False
 
 
@@ -60,8 +78,9 @@ def scan_dump(path):
     Reads the file once, line by line (no parsing of atom lines beyond the first frame).
     """
     steps: list[int] = []
+    widths: list[float] = []
     n_atoms = columns = first_rows = periodic = None
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open_text(path) as f:
         frame = 0
         while True:
             line = f.readline()
@@ -82,11 +101,14 @@ def scan_dump(path):
             _expect(path, box, "ITEM: BOX BOUNDS", frame)
             if periodic is None:
                 periodic = _periodicity(path, box.split()[3:])
+            bounds = []
             for k in range(3):
                 words = f.readline().split()
                 if len(words) not in (2, 3):
                     raise located(path, f"frame {frame}: box bound line {k + 1} is malformed"
                                         if words else f"truncated in frame {frame} (box)")
+                bounds.append(words)
+            widths.append(_smallest_width(path, bounds, frame))
             header = f.readline()
             _expect(path, header, "ITEM: ATOMS", frame)
             cols = header.split()[2:]
@@ -114,7 +136,25 @@ def scan_dump(path):
         raise located(path, "empty file: no frame")
     if n_atoms == 0:
         raise located(path, "the dump has no atoms")
-    return n_atoms, columns, first_rows, steps, periodic
+    return n_atoms, columns, first_rows, steps, periodic, widths
+
+
+def _smallest_width(path, bounds, frame) -> float:
+    """The smallest perpendicular width (Å) of a dump frame's box, from its BOX BOUNDS
+    lines (``lo hi`` or, triclinic, ``lo_bound hi_bound tilt``)."""
+    try:
+        b = [[float(w) for w in words] for words in bounds]
+    except ValueError:
+        raise located(path, f"frame {frame}: box bounds are not numbers") from None
+    if all(len(row) == 3 for row in b):
+        xy, xz, yz = b[0][2], b[1][2], b[2][2]
+        xlo = b[0][0] - min(0.0, xy, xz, xy + xz)
+        xhi = b[0][1] - max(0.0, xy, xz, xy + xz)
+        ylo, yhi = b[1][0] - min(0.0, yz), b[1][1] - max(0.0, yz)
+        cell = np.array([[xhi - xlo, 0, 0], [xy, yhi - ylo, 0], [xz, yz, b[2][1] - b[2][0]]])
+    else:
+        cell = np.diag([row[1] - row[0] for row in b])
+    return float(perpendicular_widths(cell).min())
 
 
 def _periodicity(path, words) -> bool:
@@ -123,8 +163,11 @@ def _periodicity(path, words) -> bool:
         return True
     if not any(flags):
         return False
-    raise located(path, f"mixed periodic boundaries {' '.join(words[-3:])} are not supported "
-                        "(all periodic or none)")
+    raise located(path, f"mixed periodic boundaries {' '.join(words[-3:])} (a slab or a wire) "
+                        "are not supported: an RDF there has no ideal-gas normalisation. "
+                        "Rewrite the dump with all boundaries 'ff' (shrink-wrapped) to get "
+                        "pair-distance densities p(r) of the atoms as they are, or with 'pp pp "
+                        "pp' and a vacuum gap if the normalisation volume is to be the box's")
 
 
 def _check_columns(path, cols):
@@ -174,7 +217,7 @@ class LammpsDumpTrajectory(Trajectory):
 
     def __init__(self, path, types=None, data=None, log=None, log_column="PotEng",
                  energy_column=None, timestep=None, **_):
-        n_atoms, cols, rows, steps, self._periodic = scan_dump(path)
+        n_atoms, cols, rows, steps, self._periodic, self._widths = scan_dump(path)
         self._steps = steps
         self._timestep = timestep
         col = {c: i for i, c in enumerate(cols)}
@@ -218,6 +261,11 @@ class LammpsDumpTrajectory(Trajectory):
 
     def _count_frames(self) -> int:
         return len(self._steps)
+
+    def smallest_cell_width(self, indices) -> float | None:
+        if not self._periodic or len(indices) == 0:
+            return None
+        return float(min(self._widths[i] for i in indices))
 
     def _reader(self):
         """One MDAnalysis reader per trajectory, kept open: it indexes the file once.
