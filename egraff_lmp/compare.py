@@ -33,7 +33,10 @@ FORMAT, VERSION = "egraff-lmp-comparison", 1
 class Comparison:
     """A trajectory against a reference. RDF: Wright's factor (%) and its square root (%),
     Jensen–Shannon divergence (nats), total and per element pair; EV/FV: geometric mean,
-    std and the time series over the time-aligned frames (dimensionless); energy MAE (eV,
+    std and the time series over the time-aligned frames (dimensionless), EV as the study
+    defines it on the files' energies and, beside it, ``ev_referenced`` on energies measured
+    from per-species energies fitted to the compared reference frames (E − Σ n_s E_s,
+    ``species_energies_ev``; EV is not invariant under a shift of the energy zero); energy MAE (eV,
     eV/atom) and force MAE (eV/Å) — the model's static error when ``static`` (the same
     positions on both sides); which frames were compared or are missing on either side;
     the RDFs themselves (r in Å, g(r) or p(r) in 1/Å per ``rdf_normalisation``)."""
@@ -50,6 +53,10 @@ class Comparison:
     fv_std: float | None
     ev_t: list | None
     fv_t: list | None
+    ev_referenced: float | None
+    ev_referenced_std: float | None
+    ev_referenced_t: list | None
+    species_energies_ev: dict[str, float] | None
     e_mae_ev: float | None
     e_mae_ev_per_atom: float | None
     f_mae_ev_per_a: float | None
@@ -151,6 +158,8 @@ def _jsd_or_none(p, q):
 
 def _no_dynamics(sel, ref_sel, n) -> dict:
     return {"ev": None, "ev_std": None, "fv": None, "fv_std": None, "ev_t": None, "fv_t": None,
+            "ev_referenced": None, "ev_referenced_std": None, "ev_referenced_t": None,
+            "species_energies_ev": None,
             "e_mae": None, "e_mae_per_atom": None, "f_mae": None, "static": None,
             "n_frames_compared": 0,
             "frames_compared": {"traj": [sel.start, sel.start + (n - 1) * sel.step, sel.step],
@@ -199,6 +208,14 @@ def _dynamics(traj, ref, sel, ref_sel) -> dict:
     else:
         ev_t = metrics.energy_violation(e, e_ref)
         out.update(ev=metrics.geometric_mean(ev_t), ev_std=float(np.std(ev_t)), ev_t=ev_t)
+        species = sorted(set(ref.symbols))
+        n_s = np.array([ref.symbols.count(s) for s in species], dtype=float)
+        e_s = metrics.species_energies(np.tile(n_s, (len(e_ref), 1)), e_ref)
+        zero = float(n_s @ e_s)
+        ev_r = metrics.energy_violation(np.asarray(e) - zero, np.asarray(e_ref) - zero)
+        out.update(ev_referenced=metrics.geometric_mean(ev_r),
+                   ev_referenced_std=float(np.std(ev_r)), ev_referenced_t=ev_r,
+                   species_energies_ev=dict(zip(species, map(float, e_s))))
         out["e_mae"] = metrics.mae(e, e_ref)
         out["e_mae_per_atom"] = out["e_mae"] / traj.n_atoms
     if no_forces:

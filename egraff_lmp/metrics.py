@@ -68,6 +68,18 @@ def energy_violation(e_sim, e_ref) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
+def species_energies(counts, energies) -> np.ndarray:
+    """Per-species reference energies E_s (eV) fitted by least squares to E ≈ Σ_s n_s E_s
+    over frames (``counts``: frames × species atom counts; ``energies``: eV). Where the
+    frames share one composition the split between species is not determined: the
+    minimum-norm solution is returned, for which Σ_s n_s E_s is the mean energy."""
+    counts = np.asarray(counts, dtype=float)
+    energies = np.asarray(energies, dtype=float)
+    if counts.ndim != 2 or counts.shape[0] != energies.shape[0] or counts.shape[0] == 0:
+        raise ValueError(f"counts {counts.shape} do not match energies {energies.shape}")
+    return np.linalg.lstsq(counts, energies, rcond=None)[0]
+
+
 def force_violation(f_sim, f_ref) -> np.ndarray:
     """FV(t) = ‖F̂ − F‖₂ / (‖F̂‖₂ + ‖F‖₂) per frame over its 3N components; 0 where both are 0.
 

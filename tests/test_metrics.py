@@ -57,3 +57,43 @@ def test_geometric_mean_by_hand():
 
 def test_mae_by_hand():
     assert metrics.mae([1.0, 2.0, 3.0], [2.0, 2.0, 0.0]) == pytest.approx(4 / 3)
+
+
+def test_species_energies_fit_by_least_squares():
+    """Two compositions determine E_s exactly; one composition gives the minimum-norm
+    solution, whose Σ n_s E_s is the mean energy."""
+    from egraff_lmp.metrics import species_energies
+
+    counts = np.array([[2, 1], [1, 3], [4, 0]])
+    e_s = np.array([-3.0, -7.5])
+    np.testing.assert_allclose(species_energies(counts, counts @ e_s), e_s, atol=1e-12)
+    one = np.array([[40, 160]] * 3)
+    energies = np.array([-100.0, -101.0, -102.0])
+    fit = species_energies(one, energies)
+    assert one[0] @ fit == pytest.approx(-101.0)
+    np.testing.assert_allclose(fit, one[0] * -101.0 / (one[0] @ one[0]))  # along n
+
+
+def test_referenced_ev_by_hand(tmp_path):
+    """A 'simulation' whose energies are the reference's plus 0.01 eV: the study's EV on
+    totals of -100 eV is tiny, the referenced EV compares 0.01 eV with the fluctuation."""
+    from conftest import write_npz
+
+    from egraff_lmp.compare import compare
+    from egraff_lmp.io import read_trajectory
+
+    rng = np.random.default_rng(0)
+    pos = rng.random((4, 3, 3)) * 5
+    e_ref = np.array([-100.0, -100.2, -99.8, -100.1])
+    ref = write_npz(tmp_path / "ref.npz", pos, [1, 1, 8], cell=np.eye(3) * 12, energy=e_ref)
+    sim = write_npz(tmp_path / "sim.npz", pos, [1, 1, 8], cell=np.eye(3) * 12,
+                    energy=e_ref + 0.01)
+    c = compare(read_trajectory(sim), read_trajectory(ref), rmax=5.0)
+    ev = (0.01 ** 2) / ((e_ref + 0.01) ** 2 + e_ref ** 2)
+    np.testing.assert_allclose(c.ev_t, ev)
+    zero = e_ref.mean()  # one composition: Σ n_s E_s is the mean reference energy
+    a, b = e_ref + 0.01 - zero, e_ref - zero
+    np.testing.assert_allclose(c.ev_referenced_t, (a - b) ** 2 / (a ** 2 + b ** 2))
+    assert c.ev_referenced > 1e3 * c.ev
+    assert sum(n * c.species_energies_ev[s] for s, n in (("H", 2), ("O", 1))) == \
+        pytest.approx(zero)

@@ -56,6 +56,7 @@ def static_errors(model: Model, task: DatasetTask, cfg: Config, outdir: Path) ->
            "f_mae_mev_per_a": 1000 * c.f_mae_ev_per_a if c.f_mae_ev_per_a is not None
            else None,
            "ev_static": c.ev, "fv_static": c.fv,
+           "ev_referenced_static": c.ev_referenced,
            "notes": ([] if has_e else ["the test frames carry no energies: energy MAE and EV "
                                        "refused"])}
     write_json(cache, out)
@@ -107,8 +108,9 @@ def run_metrics(run: RunTask, task: DatasetTask, info: dict, cfg: Config, ref,
     out.update(wf=c.wf_percent, wf_sqrt=c.wf_sqrt_percent, jsd=c.jsd_nats,
                wf_pairs=c.wf_pairs_percent, jsd_pairs=c.jsd_pairs_nats, ev=c.ev,
                ev_std=c.ev_std, fv=c.fv, fv_std=c.fv_std, ev_t=c.ev_t, fv_t=c.fv_t,
+               ev_referenced=c.ev_referenced, ev_referenced_t=c.ev_referenced_t,
                n_frames_compared=c.n_frames_compared, notes=c.notes, r=c.r_a, rdf=c.rdf)
-    for key in ("ev", "fv"):  # every run over the same window (plan.start_frames)
+    for key in ("ev", "fv", "ev_referenced"):  # every run over one window (start_frames)
         series = out[f"{key}_t"]
         if series is not None:
             series = np.asarray(series)[:info["window"] + 1]
@@ -208,6 +210,8 @@ def aggregate(model: Model, task: DatasetTask, static: dict, runs: list[dict],
         "jsd_pairs": {p: _mean((r.get("jsd_pairs") or {}).get(p) for r in done)
                       for p in pairs},
         "ev": _mean(r.get("ev") for r in done), "ev_std": _std(r.get("ev") for r in done),
+        "ev_referenced": _mean(r.get("ev_referenced") for r in done),
+        "ev_referenced_std": _std(r.get("ev_referenced") for r in done),
         "fv": _mean(r.get("fv") for r in done), "fv_std": _std(r.get("fv") for r in done),
         "t_decorrelation_fs": _mean(r.get("t_decorrelation_fs") for r in done),
         "adf_jsd": _mean(r.get("adf_jsd") for r in done),
