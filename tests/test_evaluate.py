@@ -13,6 +13,7 @@ import yaml
 from conftest import GETE_TEST
 
 from egraff_lmp.cli import main
+from egraff_lmp.evaluate.config import load as load_config
 from egraff_lmp.metrics import geometric_mean, jensen_shannon
 
 TABLES = ["Table 1: static errors", "Table 2: structure", "Table 3: energy and force",
@@ -59,7 +60,7 @@ class _Page(HTMLParser):
 
 
 def test_evaluation_writes_every_table_plot_and_metric(evaluation):
-    _, out = evaluation
+    cfg, out = evaluation
     md = (out / "report.md").read_text()
     for title in TABLES:
         assert title in md
@@ -98,6 +99,18 @@ def test_evaluation_writes_every_table_plot_and_metric(evaluation):
         assert len(x["curves"]["fv_t"]) == 9  # 8 steps, dump at the reference spacing
         assert x["nve_steps_done"] == 10 and x["nve_drift_mev_per_atom_per_ps"] is not None
         assert len(x["curves"]["adf"]) == 90
+    # the reference against itself: two disjoint 9-frame stretches (8 steps, dumped every
+    # step), the same comparison as a run's, beside WF, JSD, EV and FV
+    itself = metrics["reference"]["gete"]["itself"]
+    assert itself["frames"] == itself["simulation_frames"] == 9
+    from egraff_lmp.compare import compare
+    from egraff_lmp.evaluate.plan import reference_trajectory
+
+    ref = reference_trajectory(next(t for t in load_config(cfg).datasets))
+    c = compare(ref, ref, start=0, stop=9, ref_start=9, ref_stop=18,
+                rmax=metrics["protocol"]["rdf_rmax"], dr=metrics["protocol"]["rdf_dr"])
+    assert (itself["wf"], itself["fv"]) == (pytest.approx(c.wf_percent), pytest.approx(c.fv))
+    assert "| reference vs itself |" in md and "two disjoint stretches of 9" in md
     ds = metrics["datasets"]["gete"]
     assert ds["timestep_fs"] == pytest.approx(1.19) and "reference's own" in ds["velocities"]
     assert ds["start_frames"][0] >= 1

@@ -153,7 +153,11 @@ def reference_analysis(task: DatasetTask, info: dict, cfg: Config, outdir: Path)
 
     cache = outdir / "reference" / f"{task.label}.json"
     if cache.exists():
-        return json.loads(cache.read_text())
+        out = json.loads(cache.read_text())
+        if "itself" not in out:  # written by an earlier version
+            out["itself"] = reference_itself(reference_trajectory(task), task, info, cfg)
+            write_json(cache, out)
+        return out
     ref = reference_trajectory(task)
     rmax = cfg.protocol["rdf_rmax"] or default_rmax(ref[0])
     rdf = RDF(ref, rmax=rmax, dr=cfg.protocol["rdf_dr"]).run().results
@@ -170,8 +174,32 @@ def reference_analysis(task: DatasetTask, info: dict, cfg: Config, outdir: Path)
         if n >= 5:
             vd = VDOS(ref, dt).run(0, n).results
             out.update(vdos_freq=vd.frequency, vdos=vd.vdos["total"])
+    out["itself"] = reference_itself(ref, task, info, cfg)
     write_json(cache, out)
     return json.loads(cache.read_text())
+
+
+def reference_itself(ref, task: DatasetTask, info: dict, cfg: Config) -> dict:
+    """The reference against itself: the floor that sampling alone sets under WF, JSD, EV
+    and FV. Two disjoint stretches with the simulations' frame count where the reference
+    holds twice that many, else its two halves (said in ``how``); compared as a run is
+    (RDF of each stretch, and frame by frame in time where the reference is a
+    trajectory)."""
+    n_sim = cfg.protocol["steps"] // info["dump_every"] + 1
+    if 2 * n_sim <= ref.n_frames:
+        n = n_sim
+        how = (f"two disjoint stretches of {n} reference frames, the frame count of a "
+               "simulation")
+    else:
+        n = ref.n_frames // 2
+        how = (f"the two halves of the reference, {n} frames each (a simulation has {n_sim}; "
+               f"the reference {ref.n_frames})")
+    if n < 1:
+        return {"how": "the reference has fewer than 2 frames: no comparison", "frames": 0}
+    c = compare(ref, ref, rmax=cfg.protocol["rdf_rmax"], dr=cfg.protocol["rdf_dr"], start=0,
+                stop=n, ref_start=n, ref_stop=2 * n, time_aligned=task.dataset.contiguous)
+    return {"how": how, "frames": n, "simulation_frames": n_sim, "wf": c.wf_percent,
+            "jsd": c.jsd_nats, "ev": c.ev, "ev_referenced": c.ev_referenced, "fv": c.fv}
 
 
 def _mean(values):

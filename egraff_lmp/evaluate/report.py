@@ -68,11 +68,19 @@ def _fmt(v, spec):
     return format(float(v), spec)
 
 
+#: beside these, a column of the reference against itself (unranked)
+ITSELF = ("wf", "jsd", "ev", "ev_referenced", "fv")
+ITSELF_COLUMN = "reference vs itself"
+
+
 def table_rows(metrics, spec):
-    """[(row label, [(text, rank)] per model)] with rank 1 best, 2 second, else 0."""
+    """[(row label, [(text, rank)] per model)] with rank 1 best, 2 second, else 0; tables
+    with a key of ``ITSELF`` get the reference against itself as a last, unranked column."""
     models = list(metrics["models"])
+    itself = any(key in ITSELF for _, key, *_ in spec)
     rows = []
     for ds in metrics["datasets"]:
+        floor = (metrics.get("reference", {}).get(ds) or {}).get("itself") or {}
         for name, key, unit, fmt, lower in spec:
             vals = [metrics["results"].get(m, {}).get(ds, {}).get(key) for m in models]
             order = sorted({v for v in vals if v is not None}, reverse=not lower)
@@ -84,9 +92,11 @@ def table_rows(metrics, spec):
                     text += f" ± {_fmt(std, fmt)}"
                 rank = (order.index(v) + 1) if v is not None and len(order) > 1 else 0
                 cells.append((text, rank if rank <= 2 else 0))
+            if itself:
+                cells.append((_fmt(floor.get(key), fmt), 0))
             label = f"{ds} — {name}" + (f" ({unit})" if unit else "")
             rows.append((label, cells))
-    return models, rows
+    return (models + [ITSELF_COLUMN] if itself else models), rows
 
 
 def _md_table(models, rows):
@@ -287,9 +297,17 @@ def write_report(metrics, outdir: Path) -> None:
     md = [f"# {metrics['title']}", "", intro, ""]
     hbody = [f"<h1>{html.escape(metrics['title'])}</h1><p>{html.escape(intro)}</p>"]
     for ds, d in metrics["datasets"].items():
+        floor = (metrics.get("reference", {}).get(ds) or {}).get("itself") or {}
+        n_ref = (metrics.get("reference", {}).get(ds) or {}).get("n_frames")
+        frames = (f" Each simulation's RDF averages {floor.get('simulation_frames')} frames, "
+                  f"the reference's up to {n_ref}; '{ITSELF_COLUMN}' compares "
+                  f"{floor.get('how')}: WF {_fmt(floor.get('wf'), '.3g')} %, JSD "
+                  f"{_fmt(floor.get('jsd'), '.3g')}, FV {_fmt(floor.get('fv'), '.3g')}, "
+                  "what sampling alone gives." if floor.get("frames") else "")
         line = (f"**{ds}** ({d['name']}): {d['temperature']:g} K, timestep "
                 f"{d['timestep_fs']:.4g} fs, dump every {d['dump_every']} steps; start frames "
-                f"{d['start_frames']}; velocities: {d['velocities']}. {d['provenance']}")
+                f"{d['start_frames']}; velocities: {d['velocities']}. {d['provenance']}"
+                + frames)
         md += [f"- {line}"]
         hbody.append(f"<p>{html.escape(line.replace('**', ''))}</p>")
     tables = [(title, table_rows(metrics, spec)) for title, spec in TABLES]
