@@ -306,8 +306,8 @@ def write_report(metrics, outdir: Path) -> None:
                   "what sampling alone gives." if floor.get("frames") else "")
         line = (f"**{ds}** ({d['name']}): {d['temperature']:g} K, timestep "
                 f"{d['timestep_fs']:.4g} fs, dump every {d['dump_every']} steps; start frames "
-                f"{d['start_frames']}; velocities: {d['velocities']}. {d['provenance']}"
-                + frames)
+                f"{d['start_frames']}; velocities: {d['velocities']}. "
+                f"{d['provenance'].rstrip('. ')}." + frames)
         md += [f"- {line}"]
         hbody.append(f"<p>{html.escape(line.replace('**', ''))}</p>")
     tables = [(title, table_rows(metrics, spec)) for title, spec in TABLES]
