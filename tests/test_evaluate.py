@@ -111,6 +111,12 @@ def test_evaluation_writes_every_table_plot_and_metric(evaluation):
                 rmax=metrics["protocol"]["rdf_rmax"], dr=metrics["protocol"]["rdf_dr"])
     assert (itself["wf"], itself["fv"]) == (pytest.approx(c.wf_percent), pytest.approx(c.fv))
     assert "| reference vs itself |" in md and "two disjoint stretches of 9" in md
+    from egraff_lmp.analysis.angles import BondAngles
+
+    cut = metrics["reference"]["gete"]["bond_cutoff"]
+    adf = [BondAngles(ref, cut).run(a, a + 9).results.adf["total"] for a in (0, 9)]
+    assert itself["adf_jsd"] == pytest.approx(jensen_shannon(*adf))
+    assert "| gete — bond angles JSD |" in md
     ds = metrics["datasets"]["gete"]
     assert ds["timestep_fs"] == pytest.approx(1.19) and "reference's own" in ds["velocities"]
     assert ds["start_frames"][0] >= 1

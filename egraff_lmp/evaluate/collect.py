@@ -154,8 +154,9 @@ def reference_analysis(task: DatasetTask, info: dict, cfg: Config, outdir: Path)
     cache = outdir / "reference" / f"{task.label}.json"
     if cache.exists():
         out = json.loads(cache.read_text())
-        if "itself" not in out:  # written by an earlier version
-            out["itself"] = reference_itself(reference_trajectory(task), task, info, cfg)
+        if "adf_jsd" not in out.get("itself", {}):  # written by an earlier version
+            out["itself"] = reference_itself(reference_trajectory(task), task, info, cfg,
+                                             out.get("bond_cutoff"))
             write_json(cache, out)
         return out
     ref = reference_trajectory(task)
@@ -174,17 +175,18 @@ def reference_analysis(task: DatasetTask, info: dict, cfg: Config, outdir: Path)
         if n >= 5:
             vd = VDOS(ref, dt).run(0, n).results
             out.update(vdos_freq=vd.frequency, vdos=vd.vdos["total"])
-    out["itself"] = reference_itself(ref, task, info, cfg)
+    out["itself"] = reference_itself(ref, task, info, cfg, cutoff)
     write_json(cache, out)
     return json.loads(cache.read_text())
 
 
-def reference_itself(ref, task: DatasetTask, info: dict, cfg: Config) -> dict:
+def reference_itself(ref, task: DatasetTask, info: dict, cfg: Config,
+                     bond_cutoff: float | None = None) -> dict:
     """The reference against itself: the floor that sampling alone sets under WF, JSD, EV
     and FV. Two disjoint stretches with the simulations' frame count where the reference
     holds twice that many, else its two halves (said in ``how``); compared as a run is
     (RDF of each stretch, and frame by frame in time where the reference is a
-    trajectory)."""
+    trajectory), and the bond-angle distributions of the two stretches (``adf_jsd``)."""
     n_sim = cfg.protocol["steps"] // info["dump_every"] + 1
     if 2 * n_sim <= ref.n_frames:
         n = n_sim
@@ -198,8 +200,15 @@ def reference_itself(ref, task: DatasetTask, info: dict, cfg: Config) -> dict:
         return {"how": "the reference has fewer than 2 frames: no comparison", "frames": 0}
     c = compare(ref, ref, rmax=cfg.protocol["rdf_rmax"], dr=cfg.protocol["rdf_dr"], start=0,
                 stop=n, ref_start=n, ref_stop=2 * n, time_aligned=task.dataset.contiguous)
-    return {"how": how, "frames": n, "simulation_frames": n_sim, "wf": c.wf_percent,
-            "jsd": c.jsd_nats, "ev": c.ev, "ev_referenced": c.ev_referenced, "fv": c.fv}
+    out = {"how": how, "frames": n, "simulation_frames": n_sim, "wf": c.wf_percent,
+           "jsd": c.jsd_nats, "ev": c.ev, "ev_referenced": c.ev_referenced, "fv": c.fv}
+    if bond_cutoff:
+        from ..analysis.angles import BondAngles
+
+        a = BondAngles(ref, bond_cutoff).run(0, n).results.adf["total"]
+        b = BondAngles(ref, bond_cutoff).run(n, 2 * n).results.adf["total"]
+        out["adf_jsd"] = metrics.jensen_shannon(a, b)
+    return out
 
 
 def _mean(values):

@@ -69,7 +69,7 @@ def _fmt(v, spec):
 
 
 #: beside these, a column of the reference against itself (unranked)
-ITSELF = ("wf", "jsd", "ev", "ev_referenced", "fv")
+ITSELF = ("wf", "jsd", "ev", "ev_referenced", "fv", "adf_jsd")
 ITSELF_COLUMN = "reference vs itself"
 
 
