@@ -65,6 +65,7 @@ void PairEgraff::settings(int narg, char **arg)
   chunk_atoms = DEFAULT_CHUNK_ATOMS;
   mode_request = AUTO;
   skip_exchange = -1;
+  warned = false;
   std::string device_name = "cpu";
   for (int a = 1; a < narg; a += 2) {
     if (strcmp(arg[a], "chunk") == 0) {
@@ -236,7 +237,9 @@ void PairEgraff::init_style()
   if (atom->tag_enable == 0) error->all(FLERR, "pair_style egraff requires atom IDs");
   if (strcmp(update->unit_style, "metal") != 0)
     error->all(FLERR, "pair_style egraff: units {} is not supported: the model speaks eV and Angstrom; use units metal", update->unit_style);
-  if (comm->me == 0) physical_warnings();
+  // once per pair_style: LAMMPS initialises the style before every run command
+  if (comm->me == 0 && !warned) physical_warnings();
+  warned = true;
   const bool one_rank = comm->nprocs == 1;
   // auto: several ranks run staged where the artifact has stages; one rank runs staged only
   // where its layers go in chunks (more than chunk_atoms atoms: 1.8x faster than images at

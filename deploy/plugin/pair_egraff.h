@@ -107,6 +107,7 @@ class PairEgraff : public Pair {
   void check_stages();
   torch::Device choose_device(const std::string &);
   void physical_warnings();
+  bool warned = false;                    // physical_warnings() said its piece
   void tally_virial(const std::vector<int> &, const double *, double);
   void build_edges(int ncenter, bool fold);
   double compute_staged(bool);
