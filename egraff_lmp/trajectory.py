@@ -209,3 +209,58 @@ class ConcatTrajectory(Trajectory):
             for fr in frames:
                 fr.index = int(fr.index + lo)
                 yield fr
+
+
+class MoleculeTrajectory(Trajectory):
+    """A molecule stored in a periodic box (e.g. the study's 3BPA and acetylacetone files:
+    a 50 Å box with pbc True) read as what it is: frames without a cell. Refuses a frame
+    whose atoms are not whole (spread over more than half the box)."""
+
+    format = "molecule"
+
+    def __init__(self, inner: Trajectory):
+        super().__init__(inner.path, inner.symbols)
+        self.inner = inner
+
+    def _count_frames(self) -> int:
+        return self.inner.n_frames
+
+    def _iter_frames(self, indices: range) -> Iterator[Frame]:
+        if not len(indices):
+            return
+        for fr in self.inner.frames(indices.start, indices.stop, indices.step):
+            if fr.cell is not None:
+                extent = fr.positions.max(axis=0) - fr.positions.min(axis=0)
+                width = perpendicular_widths(fr.cell)
+                if np.any(extent > 0.5 * width):
+                    raise located(self.path, f"frame {fr.index}: the molecule spans "
+                                             f"{extent.max():.1f} Å of a {width.min():.1f} Å "
+                                             "box (not whole): cannot read it as a molecule")
+            fr.cell, fr.pbc = None, (False, False, False)
+            yield fr
+
+
+def as_molecule(traj: Trajectory) -> Trajectory:
+    """``traj`` with its frames read as a molecule (no cell), unchanged if already so."""
+    return traj if isinstance(traj, MoleculeTrajectory) else MoleculeTrajectory(traj)
+
+
+class TransformedTrajectory(Trajectory):
+    """``inner``'s frames passed through ``fn`` (Frame -> Frame), e.g. a LAMMPS run's frames
+    rotated back into the reference's orientation."""
+
+    def __init__(self, inner: Trajectory, fn):
+        super().__init__(inner.path, inner.symbols)
+        self.format = inner.format
+        self.inner, self.fn = inner, fn
+
+    def _count_frames(self) -> int:
+        return self.inner.n_frames
+
+    def smallest_cell_width(self, indices) -> float | None:
+        return self.inner.smallest_cell_width(indices)
+
+    def _iter_frames(self, indices: range) -> Iterator[Frame]:
+        if len(indices):
+            for fr in self.inner.frames(indices.start, indices.stop, indices.step):
+                yield self.fn(fr)

@@ -284,24 +284,6 @@ def test_slurm_array_script_runs_each_task_and_evaluate_collects(artifacts, tmp_
     assert (out / "report.html").exists()
 
 
-def test_datasets_fetch_offline_is_one_line(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("EGRAFF_LMP_ZENODO_API", "http://127.0.0.1:9/records/")
-    code = main(["datasets", "fetch", "gete", "--dest", str(tmp_path)])
-    err = capsys.readouterr().err
-    assert code == 2 and "cannot reach Zenodo record 10678029" in err
-    assert len(err.splitlines()) == 1 and not any(tmp_path.iterdir())
-
-
-def test_datasets_list_shows_the_registry_and_what_is_local(capsys):
-    assert main(["datasets"]) == 0
-    out = capsys.readouterr().out
-    for name in ("md17_aspirin", "md17_benzene", "3bpa", "acetylacetone", "lips", "lips20",
-                 "gete"):
-        assert name in out
-    gete = next(line for line in out.splitlines() if line.startswith("gete "))
-    assert " yes " in gete
-
-
 def test_molecules_run_in_a_shrink_wrapped_box_and_compare_as_molecules(tmp_path, capsys):
     """acetylacetone (shipped 300 K DFT set, C,H,O, not periodic, not a trajectory) at the
     OOD temperature of 600 K with a gentle LJ 'model' (a real TorchScript artifact)."""

@@ -83,6 +83,7 @@ def run_metrics(run: RunTask, task: DatasetTask, info: dict, cfg: Config, ref,
     from ..analysis import MSD, VDOS
     from ..analysis.angles import BondAngles
     from ..io import read_trajectory
+    from ..io.lammps_write import from_lammps, needs_orientation
 
     cache = run.rundir / "evaluation.json"
     if cache.exists():
@@ -96,6 +97,11 @@ def run_metrics(run: RunTask, task: DatasetTask, info: dict, cfg: Config, ref,
            "timestep_fs": info["timestep_fs"]}
     traj = read_trajectory(rec.dump, types=rec.symbols, log=run.rundir / "log.lammps")
     aligned = info["aligned"]
+    ref_cell = ref[run.start_frame].cell
+    if needs_orientation(ref_cell):  # LAMMPS rotated/reduced the cell: forces back for FV
+        from ..trajectory import TransformedTrajectory
+
+        traj = TransformedTrajectory(traj, lambda fr: from_lammps(fr, ref_cell))
     frames_usable = traj.n_frames
     if frames_usable < 2:
         out["notes"] = ["fewer than 2 frames: nothing to compare"]
@@ -122,10 +128,12 @@ def run_metrics(run: RunTask, task: DatasetTask, info: dict, cfg: Config, ref,
     # transport over as many frames as the reference analysis uses (reference_analysis)
     n_msd = min(traj.n_frames, info["n_reference_frames"])
     msd = MSD(traj, dt_frame).run(0, n_msd).results
-    out.update(msd_t=msd.lagtimes, msd=msd.msd["total"], diffusivity=msd.diffusivity)
-    if n_msd >= 5:
+    out.update(msd_t=msd.lagtimes, msd=msd.msd["total"], diffusivity=msd.diffusivity,
+               msd_internal=msd.internal)
+    if n_msd >= 5 and aligned:  # a VDOS is compared only with a trajectory's
         vd = VDOS(traj, dt_frame).run(0, n_msd).results
-        out.update(vdos_freq=vd.frequency, vdos=vd.vdos["total"])
+        out.update(vdos_freq=vd.frequency, vdos=vd.vdos["total"],
+                   vdos_extent_thz=vd.f_extent_thz)
     if ref_adf:
         adf = BondAngles(traj, ref_adf["cutoff"]).run().results
         out.update(adf=adf.adf["total"],
@@ -149,7 +157,7 @@ def reference_analysis(task: DatasetTask, info: dict, cfg: Config, outdir: Path)
     """RDF and bond-angle distribution of the whole reference and, for a trajectory, its
     MSD/diffusivity and VDOS."""
     from ..analysis import MSD, RDF, VDOS, default_rmax
-    from ..analysis.angles import BondAngles, first_minimum
+    from ..analysis.angles import BondAngles, covalent_cutoffs, first_minimum
 
     cache = outdir / "reference" / f"{task.label}.json"
     if cache.exists():
@@ -162,19 +170,34 @@ def reference_analysis(task: DatasetTask, info: dict, cfg: Config, outdir: Path)
     ref = reference_trajectory(task)
     rmax = cfg.protocol["rdf_rmax"] or default_rmax(ref[0])
     rdf = RDF(ref, rmax=rmax, dr=cfg.protocol["rdf_dr"]).run().results
+    molecule = ref[0].cell is None
     out = {"label": task.label, "n_frames": ref.n_frames, "n_atoms": ref.n_atoms,
-           "r": rdf.r, "rdf": rdf.rdf, "has_energy": ref[0].energy is not None}
-    cutoff = cfg.protocol["bond_cutoff"] or first_minimum(rdf.r, rdf.rdf["total"])
+           "r": rdf.r, "rdf": rdf.rdf, "rdf_normalisation": rdf.normalisation,
+           "molecule": molecule, "has_energy": ref[0].energy is not None}
+    if cfg.protocol["bond_cutoff"]:
+        cutoff, rule = float(cfg.protocol["bond_cutoff"]), "protocol.bond_cutoff"
+    elif molecule:  # bonds, not the first shell of a pair density that mixes neighbours
+        cutoff = {f"{a}-{b}": v for (a, b), v in covalent_cutoffs(ref.species).items()
+                  if a <= b}
+        rule = "covalent radii × 1.2"
+    else:
+        cutoff = first_minimum(rdf.r, rdf.rdf["total"])
+        rule = "the first minimum of the reference RDF"
     adf = BondAngles(ref, cutoff).run().results
-    out.update(bond_cutoff=cutoff, angles=adf.angles, adf=adf.adf["total"])
+    out.update(bond_cutoff=cutoff, bond_rule=rule, angles=adf.angles, adf=adf.adf["total"])
     if task.dataset.contiguous:
+        # MSD over the simulations' span; the VDOS over the whole reference (its resolution
+        # is 1 / the reference's length), and the runs over as many frames as they have
         dt = task.dataset.frame_spacing_fs
         n = min(ref.n_frames, cfg.protocol["steps"] // info["dump_every"] + 1)
         msd = MSD(ref, dt).run(0, n).results
-        out.update(msd_t=msd.lagtimes, msd=msd.msd["total"], diffusivity=msd.diffusivity)
-        if n >= 5:
-            vd = VDOS(ref, dt).run(0, n).results
-            out.update(vdos_freq=vd.frequency, vdos=vd.vdos["total"])
+        out.update(msd_t=msd.lagtimes, msd=msd.msd["total"], diffusivity=msd.diffusivity,
+                   msd_internal=msd.internal)
+        if ref.n_frames >= 5:
+            vd = VDOS(ref, dt).run().results
+            out.update(vdos_freq=vd.frequency, vdos=vd.vdos["total"],
+                       vdos_resolution_thz=vd.resolution_thz,
+                       vdos_extent_thz=vd.f_extent_thz)
     out["itself"] = reference_itself(ref, task, info, cfg, cutoff)
     write_json(cache, out)
     return json.loads(cache.read_text())
@@ -260,6 +283,7 @@ def aggregate(model: Model, task: DatasetTask, static: dict, runs: list[dict],
         "diffusivity": {s: _mean(r["diffusivity"].get(s) for r in done if r.get("diffusivity"))
                         for s in sorted({k for r in done for k in (r.get("diffusivity") or {})})},
         "engine": sorted({r.get("engine") for r in runs if r.get("engine")}),
+        "vdos_extent_thz": max((r.get("vdos_extent_thz") or 0.0 for r in done), default=None),
     })
     out["inference_s_per_1000_steps"] = out["ms_per_step"]  # x ms/step = x s per 1000 steps
     out["curves"] = {
@@ -271,8 +295,12 @@ def aggregate(model: Model, task: DatasetTask, static: dict, runs: list[dict],
         "dt_frame_fs": info["timestep_fs"] * info["dump_every"],
         "msd_t": done[0]["msd_t"] if done else None,
         "msd": _mean_curve(r.get("msd") for r in done),
-        "vdos_freq": done[0].get("vdos_freq") if done else None,
-        "vdos": _mean_curve(r.get("vdos") for r in done),
+        # runs cut short have a coarser frequency grid: the full-length runs' mean
+        "vdos_freq": max((r.get("vdos_freq") for r in done if r.get("vdos_freq") is not None),
+                         key=len, default=None),
+        "vdos": _mean_curve(r.get("vdos") for r in done
+                            if r.get("vdos") is not None and len(r["vdos"]) == max(
+                                len(x.get("vdos") or []) for x in done)),
         "adf": _mean_curve(r.get("adf") for r in done),
     }
     notes = list(static.get("notes", [])) + list(info.get("notes", []))

