@@ -304,6 +304,14 @@ def test_molecules_run_in_a_shrink_wrapped_box_and_compare_as_molecules(tmp_path
     assert x["stable_runs"] == 2 and x["wf"] is not None and x["fv"] is None
     assert x["e_mae_mev"] is not None and x["f_mae_mev_per_a"] is not None
     assert set(x["wf_pairs"]) == {"C-C", "C-H", "C-O", "H-H", "H-O", "O-O"}
+    ref = m["reference"]["acac-600K"]  # analysed as a molecule
+    assert ref["molecule"] and ref["rdf_normalisation"] == "pair-distance-density"
+    assert ref["bond_rule"] == "covalent radii × 1.2" and set(ref["bond_cutoff"]) == {
+        "C-C", "C-H", "C-O", "H-H", "H-O", "O-O"}
+    assert "vdos" not in ref and x["curves"]["vdos"] is None  # not a trajectory: no VDOS
+    run = json.loads(next((tmp_path / "out" / "runs").rglob("evaluation.json")).read_text())
+    assert run["msd_internal"] and run["diffusivity"] == {}
+    assert x["diffusivity"] == {}
 
 
 def test_start_frames_share_one_comparison_window():
