@@ -327,7 +327,8 @@ def test_a_strongly_tilted_cell_round_trips_through_lammps(tmp_path):
     frame = ref[0]
     assert needs_orientation(frame.cell)
     art = lj_artifact(tmp_path, epsilon=0.02, sigma=2.0, rc=5.0, elements=["Li", "P", "S"])
-    species = write_lammps_data(tmp_path / "start.data", frame, ref.symbols)
+    v = np.random.default_rng(0).normal(0.0, 0.02, (ref.n_atoms, 3))  # Å/fs
+    species = write_lammps_data(tmp_path / "start.data", frame, ref.symbols, velocities=v)
     box = (tmp_path / "start.data").read_text()
     lx = float(next(line for line in box.splitlines() if "xlo" in line).split()[1])
     xy, xz, yz = (float(v) for v in next(line for line in box.splitlines()
@@ -343,8 +344,16 @@ pair_style egraff {art}
 pair_coeff * * {' '.join(species)}
 dump d all custom 1 dump{ranks}.lammpstrj id type element x y z fx fy fz
 dump_modify d sort id element {' '.join(species)} format float %.16g
+dump v all custom 1 v{ranks}.dump id vx vy vz
+dump_modify v sort id format float %.16g
 run 0
 """, np_=ranks)
+        rows = (tmp_path / f"v{ranks}.dump").read_text().split("ITEM: ATOMS")[-1].splitlines()
+        vel = np.array([[float(x) for x in r.split()[1:]] for r in rows[1:] if r.strip()])
+        from egraff_lmp.io.lammps_write import prism
+
+        back_v = vel / 1000.0 @ prism(frame.cell).rot_mat.T  # Å/ps -> Å/fs, rotated back
+        assert np.abs(back_v - v).max() < 1e-9  # velocities rotated, never wrapped
         dumped = read_trajectory(tmp_path / f"dump{ranks}.lammpstrj", format="lammps-dump")
         back = from_lammps(dumped[0], frame.cell)
         np.testing.assert_allclose(back.cell, frame.cell)

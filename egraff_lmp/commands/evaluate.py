@@ -27,6 +27,9 @@ def add_parser(sub) -> None:
     p.add_argument("--readme", metavar="FILE",
                    help="also write the report's tables into FILE between "
                    "<!-- evaluate:start --> and <!-- evaluate:end --> markers")
+    p.add_argument("--readme-section", metavar="NAME",
+                   help="with --readme: the markers <!-- evaluate:start NAME --> and "
+                   "<!-- evaluate:end NAME --> (several evaluations in one README)")
     p.set_defaults(func=main)
 
 
@@ -36,8 +39,9 @@ def main(args) -> int:
     if args.jobs < 1:
         raise EgraffError(f"--jobs must be at least 1, got {args.jobs}")
     if args.readme:
-        from ..evaluate.report import MARK_END, MARK_START
+        from ..evaluate.report import markers
 
+        MARK_START, MARK_END = markers(args.readme_section)  # noqa: N806
         text = open(args.readme).read() if os.path.isfile(args.readme) else ""
         if MARK_START not in text or MARK_END not in text:
             raise EgraffError(f"{args.readme}: no {MARK_START} ... {MARK_END} markers to fill")
@@ -48,6 +52,7 @@ def main(args) -> int:
 
         from ..evaluate.report import splice_tables
 
-        splice_tables(Path(args.output) / "report.md", Path(args.readme))
+        splice_tables(Path(args.output) / "report.md", Path(args.readme),
+                      args.readme_section)
         main_log(f"wrote the tables into {args.readme}")
     return 0

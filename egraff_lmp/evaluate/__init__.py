@@ -34,8 +34,8 @@ def _fingerprint(cfg: config.Config) -> str:
     h = hashlib.sha256(json.dumps({"config": cfg.raw, "protocol": cfg.protocol},
                                   sort_keys=True, default=str).encode())
     for m in cfg.models:
-        if m.artifact:
-            h.update(hashlib.sha256(m.artifact.read_bytes()).digest())
+        for a in m.artifacts():
+            h.update(hashlib.sha256(a.read_bytes()).digest())
     return h.hexdigest()[:16]
 
 
@@ -81,11 +81,12 @@ def evaluate(config_path, outdir, runs=None, steps=None, jobs=1, dask_scheduler=
     for t in cfg.datasets:
         infos[t.label] = plan.prepare_dataset(t, cfg, outdir)
         for m in cfg.models:
-            tasks += plan.run_tasks(m, t, infos[t.label], cfg, outdir)
+            if m.for_task(t) is not None:
+                tasks += plan.run_tasks(m.for_task(t), t, infos[t.label], cfg, outdir)
     todo = [r for r in tasks if not _finished(r.rundir)]
     nve = (f", + 1 NVE run of {cfg.protocol['nve_steps']} steps each"
            if cfg.protocol["nve_steps"] else "")
-    log(f"{len(tasks)} simulations ({len(cfg.models)} models × {len(cfg.datasets)} datasets × "
+    log(f"{len(tasks)} simulations ({len(cfg.models)} models, {len(cfg.datasets)} datasets, "
         f"{cfg.protocol['runs']} runs of {cfg.protocol['steps']} steps{nve}); "
         f"{len(tasks) - len(todo)} already done")
     if slurm:
@@ -122,9 +123,12 @@ def _collect(cfg, outdir, infos, tasks, log) -> dict:
     refs = {t.label: plan.reference_trajectory(t) for t in cfg.datasets}
     references = {t.label: collect.reference_analysis(t, infos[t.label], cfg, outdir)
                   for t in cfg.datasets}
-    for m in cfg.models:
-        results[m.name] = {}
+    for column in cfg.models:
+        results[column.name] = {}
         for t in cfg.datasets:
+            m = column.for_task(t)
+            if m is None:
+                continue
             static = collect.static_errors(m, t, cfg, outdir)
             runs, nve = [], None
             for r in (r for r in tasks if r.model == m.name and r.dataset == t.label):
@@ -148,6 +152,7 @@ def _collect(cfg, outdir, infos, tasks, log) -> dict:
         "format": "egraff-lmp-evaluation", "version": 1,
         "title": cfg.title, "config": str(cfg.path), "protocol": cfg.protocol,
         "models": {m.name: {"artifact": str(m.artifact) if m.artifact else None,
+                            "artifacts": {k: str(x.artifact) for k, x in m.per_dataset.items()},
                             "calculator": m.calculator, "family": m.metadata.get("family"),
                             "training_time_s": m.training_time_s} for m in cfg.models},
         "datasets": {t.label: {"name": t.dataset.name, "species": list(t.dataset.species),
@@ -158,6 +163,8 @@ def _collect(cfg, outdir, infos, tasks, log) -> dict:
                                "start_frames": infos[t.label]["starts"],
                                "velocities": infos[t.label]["velocities"],
                                "role": t.dataset.role, "provenance": t.dataset.provenance,
+                               "estimated": list(t.dataset.estimated),
+                               "sources": dict(t.dataset.sources),
                                "test_files": [str(p) for p in t.test_files],
                                "trajectory_files": [str(p) for p in t.trajectory_files]}
                      for t in cfg.datasets},

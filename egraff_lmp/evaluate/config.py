@@ -5,6 +5,7 @@
     models:                        # name -> a deployed artifact or an ASE calculator
       mace: {artifact: models/gete-mace.egraff.pt, training_time_s: 420}
       mine: {calculator: mypkg.calc:make, species: [Ge, Te]}   # callback engine
+      small: {artifacts: {md17_ethanol: a.egraff.pt, 3bpa: b.egraff.pt}}  # one per dataset
     datasets:                      # registry names, or mappings with overrides
       - gete
       - {name: acetylacetone, temperature: 600, split: test_600K, label: acac-600K}
@@ -23,7 +24,7 @@ from pathlib import Path
 from .. import datasets
 from ..errors import EgraffError, located
 
-MODEL_KEYS = {"artifact", "calculator", "species", "label", "training_time_s"}
+MODEL_KEYS = {"artifact", "artifacts", "calculator", "species", "label", "training_time_s"}
 DATASET_KEYS = {"name", "label", "temperature", "timestep_fs", "frame_spacing_fs", "split",
                 "trajectory_split", "files", "trajectory_files", "species", "periodic"}
 PROTOCOL_DEFAULTS = {
@@ -58,12 +59,27 @@ def _check_keys(where: str, given, known, path) -> None:
 
 @dataclass
 class Model:
+    """One column of the tables: an artifact, an ASE calculator, or one artifact per dataset
+    (``per_dataset``: dataset label or registry name -> Model), as the study trains every
+    model family on every dataset."""
+
     name: str
     artifact: Path | None = None
     calculator: str | None = None
     species: list[str] | None = None
     training_time_s: float | None = None
     metadata: dict = field(default_factory=dict)
+    per_dataset: dict = field(default_factory=dict)
+
+    def for_task(self, task) -> Model | None:
+        """The model that runs on dataset ``task`` (None: this column has none for it)."""
+        if not self.per_dataset:
+            return self
+        return self.per_dataset.get(task.label) or self.per_dataset.get(task.dataset.name)
+
+    def artifacts(self) -> list[Path]:
+        return [a for a in [self.artifact, *(m.artifact for m in self.per_dataset.values())]
+                if a is not None]
 
 
 @dataclass
@@ -121,10 +137,17 @@ def load(path, overrides: dict | None = None) -> Config:
     if len(set(labels)) != len(labels):
         raise located(path, f"two datasets share the label {sorted(labels)}: give 'label'")
     for m in models:
+        for key in m.per_dataset:
+            if not any(key in (t.label, t.dataset.name) for t in tasks):
+                raise located(path, f"model {m.name}: artifacts names dataset '{key}', which "
+                                    f"the config does not evaluate ({', '.join(labels)})")
         for t in tasks:
-            if m.species is not None and not set(t.dataset.species) <= set(m.species):
-                missing = sorted(set(t.dataset.species) - set(m.species))
-                raise located(path, f"model {m.name} knows {','.join(m.species)} but dataset "
+            mt = m.for_task(t)
+            if mt is None:
+                continue
+            if mt.species is not None and not set(t.dataset.species) <= set(mt.species):
+                missing = sorted(set(t.dataset.species) - set(mt.species))
+                raise located(path, f"model {m.name} knows {','.join(mt.species)} but dataset "
                                     f"{t.label} has {','.join(missing)}: species mismatch")
     return Config(path.resolve(), str(raw.get("title") or path.stem), models, tasks, protocol,
                   raw)
@@ -134,8 +157,19 @@ def _model(name, spec, base, path) -> Model:
     if isinstance(spec, str):
         spec = {"artifact": spec}
     _check_keys(f"model {name}", spec, MODEL_KEYS, path)
+    if spec.get("artifacts") is not None:
+        if spec.get("artifact") or spec.get("calculator") or \
+                not isinstance(spec["artifacts"], dict) or not spec["artifacts"]:
+            raise located(path, f"model {name}: 'artifacts' is a mapping dataset -> artifact, "
+                                "instead of 'artifact' or 'calculator'")
+        per = {str(ds): _model(name, {"artifact": a, "training_time_s":
+                                      spec.get("training_time_s")}, base, path)
+               for ds, a in spec["artifacts"].items()}
+        return Model(str(name), per_dataset=per,
+                     metadata=next(iter(per.values())).metadata)
     if bool(spec.get("artifact")) == bool(spec.get("calculator")):
-        raise located(path, f"model {name}: give exactly one of 'artifact' and 'calculator'")
+        raise located(path, f"model {name}: give exactly one of 'artifact', 'artifacts' and "
+                            "'calculator'")
     m = Model(str(name), calculator=spec.get("calculator"),
               species=list(spec["species"]) if spec.get("species") else None,
               training_time_s=spec.get("training_time_s"))

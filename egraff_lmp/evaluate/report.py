@@ -186,10 +186,10 @@ def plots(metrics, outdir: Path) -> dict[str, list[Path]]:
                     axes[2].plot(ref["angles"], x["curves"]["adf"], label=m)
             from ..analysis.angles import cutoff_label
 
+            rule = (ref.get("bond_rule") if isinstance(ref["bond_cutoff"], dict) else
+                    f"within {cutoff_label(ref['bond_cutoff'])}")
             axes[2].set(xlabel="angle (degrees)", ylabel="density (1/degree)",
-                        title=f"{ds}: bond angles (bonds within "
-                              f"{cutoff_label(ref['bond_cutoff'])})")
-            axes[2].title.set_fontsize(9)
+                        title=f"{ds}: bond angles (bonds {rule})")
             _legend(axes[2])
         if ref.get("msd") is not None:
             axes[0].plot(ref["msd_t"], ref["msd"], color="k", lw=2, label="reference")
@@ -208,8 +208,13 @@ def plots(metrics, outdir: Path) -> dict[str, list[Path]]:
         extent = max([ref.get("vdos_extent_thz") or 0.0]
                      + [x.get("vdos_extent_thz") or 0.0 for x in res.values()])
         res_thz = ref.get("vdos_resolution_thz")
+        run_res = [np.diff(x["curves"]["vdos_freq"][:2])[0] for x in res.values()
+                   if x["curves"].get("vdos_freq") is not None
+                   and len(x["curves"]["vdos_freq"]) > 1]
         axes[1].set(xlabel="frequency (THz)", ylabel="VDOS (1/THz)",
-                    title=f"{ds}: VDOS" + (f" (resolution {res_thz:.2g} THz)" if res_thz
+                    title=f"{ds}: VDOS" + (f" (resolution: reference {res_thz:.2g} THz"
+                                           + (f", runs {max(run_res):.2g} THz" if run_res
+                                              else "") + ")" if res_thz
                                            else " (the reference is not a trajectory)"))
         if extent:
             axes[1].set_xlim(0, 1.1 * extent)
@@ -281,9 +286,18 @@ def _extras(metrics):
 MARK_START, MARK_END = "<!-- evaluate:start -->", "<!-- evaluate:end -->"
 
 
-def splice_tables(report_md: Path, target: Path) -> None:
+def markers(section: str | None = None) -> tuple[str, str]:
+    """The README markers of a section: ``<!-- evaluate:start[ NAME] -->`` ... end."""
+    if not section:
+        return MARK_START, MARK_END
+    return f"<!-- evaluate:start {section} -->", f"<!-- evaluate:end {section} -->"
+
+
+def splice_tables(report_md: Path, target: Path, section: str | None = None) -> None:
     """Put the report's tables (from its first table section to the stability summary)
-    into ``target`` between the ``<!-- evaluate:start/end -->`` markers, atomically."""
+    into ``target`` between the section's ``<!-- evaluate:start/end -->`` markers,
+    atomically."""
+    MARK_START, MARK_END = markers(section)  # noqa: N806
     text = target.read_text()
     if MARK_START not in text or MARK_END not in text:
         from ..errors import located
@@ -317,10 +331,20 @@ def write_report(metrics, outdir: Path) -> None:
                   f"{floor.get('how')}: WF {_fmt(floor.get('wf'), '.3g')} %, JSD "
                   f"{_fmt(floor.get('jsd'), '.3g')}, FV {_fmt(floor.get('fv'), '.3g')}, "
                   "what sampling alone gives." if floor.get("frames") else "")
-        line = (f"**{ds}** ({d['name']}): {d['temperature']:g} K, timestep "
-                f"{d['timestep_fs']:.4g} fs, dump every {d['dump_every']} steps; start frames "
-                f"{d['start_frames']}; velocities: {d['velocities']}. "
-                f"{d['provenance'].rstrip('. ')}." + frames)
+        est = set(d.get("estimated") or [])
+        spacing = d.get("frame_spacing_fs")
+        spacing = ("" if spacing is None else f", reference frames {spacing:g} fs apart" +
+                   (" (estimated from the data)" if "frame_spacing_fs" in est else ""))
+        temp_src = (d.get("sources") or {}).get("temperature", "")
+        ref = metrics.get("reference", {}).get(ds) or {}
+        molecule = (f" Analysed as a molecule: pair-distance density p(r), internal MSD, "
+                    f"bonds by {ref.get('bond_rule')}." if ref.get("molecule") else "")
+        line = (f"**{ds}** ({d['name']}): {d['temperature']:g} K"
+                + (" (estimated from the data)" if "temperature" in est else "")
+                + (f" ({temp_src})" if temp_src and "temperature" not in est else "")
+                + f", timestep {d['timestep_fs']:.4g} fs{spacing}, dump every "
+                f"{d['dump_every']} steps; start frames {d['start_frames']}; velocities: "
+                f"{d['velocities']}. {d['provenance'].rstrip('. ')}." + molecule + frames)
         md += [f"- {line}"]
         hbody.append(f"<p>{html.escape(line.replace('**', ''))}</p>")
     tables = [(title, table_rows(metrics, spec)) for title, spec in TABLES]

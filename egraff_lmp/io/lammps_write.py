@@ -9,10 +9,10 @@ Triclinic cells are rotated into LAMMPS' orientation (a along x, b in the xy pla
 positions and forces rotated alike, and reduced: a tilt larger than half the box length
 (LiPS20's Li2P2S6 has xz = −7.59 Å with lx = 11.12 Å, which LAMMPS runs "inefficiently"
 and its domain decomposition mishandles) is brought into [−l/2, l/2] by adding lattice
-vectors, which describes the same lattice (ASE's ``Prism(reduce_cell=True)``); atoms are
-wrapped into the reduced cell. :func:`from_lammps` maps a frame of the run back: positions
-and forces rotated into the original orientation, the original cell, positions equal
-modulo the lattice.
+vectors, which describes the same lattice (ASE's ``Prism(reduce_cell=True)``); ``read_data``
+maps the atoms into the reduced box. :func:`from_lammps` maps a frame of the run back:
+positions and forces rotated into the original orientation, the original cell, positions
+equal modulo the lattice.
 """
 
 from __future__ import annotations
@@ -46,17 +46,23 @@ def write_lammps_data(path, frame: Frame, symbols, species=None,
     """A ``units metal``/``atom_style atomic`` data file of one frame in LAMMPS' rotated and
     reduced box (module doc); returns the type order.
 
-    ``velocities`` (N×3, Å/fs) adds a Velocities section (written in Å/ps)."""
+    ``velocities`` (N×3, Å/fs) adds a Velocities section (written in Å/ps), rotated like the
+    positions. (The frame is put into LAMMPS' box here rather than by ASE's writer, whose
+    ``reduce_cell`` also wraps the velocities as if they were positions.)"""
     import ase.io
-    from ase import units
+    from ase import Atoms, units
 
     species = sorted(set(symbols)) if species is None else list(species)
     atoms = _atoms(frame, symbols)
+    box = prism(atoms.cell.array)
+    cell = box.lammps_cell
+    # rotated, not wrapped: read_data maps periodic coordinates into the (reduced) box
+    atoms = Atoms(symbols=list(symbols), positions=atoms.positions @ box.rot_mat, cell=cell,
+                  pbc=True)
     if velocities is not None:
-        atoms.set_velocities(np.asarray(velocities) / units.fs)
+        atoms.set_velocities(np.asarray(velocities) @ box.rot_mat / units.fs)
     ase.io.write(path, atoms, format="lammps-data", specorder=species, masses=True,
-                 units="metal", atom_style="atomic", velocities=velocities is not None,
-                 reduce_cell=True)
+                 units="metal", atom_style="atomic", velocities=velocities is not None)
     return species
 
 
