@@ -375,3 +375,33 @@ def test_a_model_given_as_an_ase_calculator_runs_through_the_callback_engine(
     assert code == 0, err
     x = json.loads((tmp_path / "out" / "metrics.json").read_text())["results"]["mine"]["gete"]
     assert x["engine"] == ["callback"] and x["stable_runs"] == 1 and x["f_mae_mev_per_a"] > 0
+
+
+def test_a_model_column_with_one_artifact_per_dataset(artifacts, tmp_path, capsys):
+    """artifacts: {dataset: file} runs each file on its dataset only; a dataset with no file
+    in the column is left out of that column; a file for a dataset the config does not
+    evaluate is an error."""
+    from lj_artifact import lj_artifact
+
+    art = lj_artifact(tmp_path, epsilon=0.01, sigma=1.0, rc=4.0, elements=["C", "H", "O"])
+    cfg = {"models": {"per": {"artifacts": {"acetylacetone": str(art),
+                                            "gete": str(artifacts["allegro"])}},
+                      "lj": {"artifacts": {"acetylacetone": str(art)}}},
+           "datasets": ["acetylacetone", "gete"],
+           "protocol": {"runs": 1, "steps": 8, "static_frames": 3}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    code, _, err = _evaluate(capsys, tmp_path / "cfg.yaml", "-o", tmp_path / "out")
+    assert code == 0, err
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert set(m["results"]["per"]) == {"acetylacetone", "gete"}
+    assert set(m["results"]["lj"]) == {"acetylacetone"}
+    assert m["models"]["per"]["artifacts"]["gete"] == str(artifacts["allegro"])
+    runs = sorted(p.parent.relative_to(tmp_path / "out" / "runs").as_posix()
+                  for p in (tmp_path / "out" / "runs").rglob("run.json"))
+    assert runs == ["lj/acetylacetone/run-0", "per/acetylacetone/run-0", "per/gete/run-0"]
+
+    cfg["models"]["lj"]["artifacts"]["3bpa"] = str(art)
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    code, _, err = _evaluate(capsys, tmp_path / "bad.yaml", "-o", tmp_path / "out2")
+    assert code == 2 and "names dataset '3bpa', which the config does not evaluate" in err
+    assert len(err.strip().splitlines()) == 1

@@ -111,3 +111,18 @@ def test_readme_splicing_replaces_what_is_between_the_markers(tmp_path):
     with pytest.raises(EgraffError, match="markers"):
         splice_tables(rep, plain)
     assert plain.read_text() == "no markers\n"
+
+
+def test_readme_sections_splice_only_their_own_markers(tmp_path):
+    from egraff_lmp.evaluate.report import markers
+
+    rep = tmp_path / "report.md"
+    rep.write_text(REPORT)
+    start, end = markers("tasks")
+    assert (start, end) == ("<!-- evaluate:start tasks -->", "<!-- evaluate:end tasks -->")
+    target = tmp_path / "README.md"
+    target.write_text(f"{MARK_START}\ngete tables\n{MARK_END}\n{start}\nold\n{end}\n")
+    splice_tables(rep, target, "tasks")
+    text = target.read_text()
+    assert "gete tables" in text and "old" not in text
+    assert text.index("#### Table 1: errors") > text.index(start)
