@@ -117,6 +117,16 @@ def test_evaluation_writes_every_table_plot_and_metric(evaluation):
     adf = [BondAngles(ref, cut).run(a, a + 9).results.adf["total"] for a in (0, 9)]
     assert itself["adf_jsd"] == pytest.approx(jensen_shannon(*adf))
     assert "| gete — bond angles JSD |" in md
+    # the VDOS: each run against the reference over the same frames, and the floor
+    from egraff_lmp.analysis import VDOS
+
+    vd = [VDOS(ref, 1.19).run(a, a + 9).results.vdos["total"] for a in (0, 9)]
+    assert itself["vdos_jsd"] == pytest.approx(jensen_shannon(*vd))
+    for r in runs:
+        start = r["start_frame"]
+        want = VDOS(ref, 1.19).run(start, start + 9).results.vdos["total"]
+        assert r["vdos_jsd"] == pytest.approx(jensen_shannon(r["vdos"], want), rel=1e-9)
+    assert "| gete — VDOS JSD |" in md
     ds = metrics["datasets"]["gete"]
     assert ds["timestep_fs"] == pytest.approx(1.19) and "reference's own" in ds["velocities"]
     assert ds["start_frames"][0] >= 1

@@ -134,6 +134,10 @@ def run_metrics(run: RunTask, task: DatasetTask, info: dict, cfg: Config, ref,
         vd = VDOS(traj, dt_frame).run(0, n_msd).results
         out.update(vdos_freq=vd.frequency, vdos=vd.vdos["total"],
                    vdos_extent_thz=vd.f_extent_thz)
+        s0 = run.start_frame  # the reference over the same frames: the same resolution
+        if s0 + n_msd <= ref.n_frames:
+            vr = VDOS(ref, dt_frame).run(s0, s0 + n_msd).results
+            out["vdos_jsd"] = metrics.jensen_shannon(vd.vdos["total"], vr.vdos["total"])
     if ref_adf:
         adf = BondAngles(traj, ref_adf["cutoff"]).run().results
         out.update(adf=adf.adf["total"],
@@ -162,7 +166,9 @@ def reference_analysis(task: DatasetTask, info: dict, cfg: Config, outdir: Path)
     cache = outdir / "reference" / f"{task.label}.json"
     if cache.exists():
         out = json.loads(cache.read_text())
-        if "adf_jsd" not in out.get("itself", {}):  # written by an earlier version
+        have = set(out.get("itself", {}))
+        if "adf_jsd" not in have or (task.dataset.contiguous and "vdos_jsd" not in have):
+            # written by an earlier version
             out["itself"] = reference_itself(reference_trajectory(task), task, info, cfg,
                                              out.get("bond_cutoff"))
             write_json(cache, out)
@@ -231,6 +237,13 @@ def reference_itself(ref, task: DatasetTask, info: dict, cfg: Config,
         a = BondAngles(ref, bond_cutoff).run(0, n).results.adf["total"]
         b = BondAngles(ref, bond_cutoff).run(n, 2 * n).results.adf["total"]
         out["adf_jsd"] = metrics.jensen_shannon(a, b)
+    if task.dataset.contiguous and n >= 5:
+        from ..analysis import VDOS
+
+        dt = task.dataset.frame_spacing_fs
+        a = VDOS(ref, dt).run(0, n).results.vdos["total"]
+        b = VDOS(ref, dt).run(n, 2 * n).results.vdos["total"]
+        out["vdos_jsd"] = metrics.jensen_shannon(a, b)
     return out
 
 
@@ -275,6 +288,7 @@ def aggregate(model: Model, task: DatasetTask, static: dict, runs: list[dict],
         "fv": _mean(r.get("fv") for r in done), "fv_std": _std(r.get("fv") for r in done),
         "t_decorrelation_fs": _mean(r.get("t_decorrelation_fs") for r in done),
         "adf_jsd": _mean(r.get("adf_jsd") for r in done),
+        "vdos_jsd": _mean(r.get("vdos_jsd") for r in done),
         "stable_runs": len(runs) - len(failed),
         "time_to_failure_ps": _mean(r["failed_at_step"] * info["timestep_fs"] / 1000
                                     for r in failed),

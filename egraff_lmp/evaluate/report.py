@@ -51,6 +51,7 @@ TABLES = [
         ("FV decorrelation", "t_decorrelation_fs", "fs", ".4g", False),
         ("NVE drift, absolute", "nve_abs_drift", "meV/atom/ps", ".3g", True),
         ("bond angles JSD", "adf_jsd", "", ".3g", True),
+        ("VDOS JSD", "vdos_jsd", "", ".3g", True),
         ("static EV", "ev_static", "", ".3g", True),
         ("static EV, fitted per-species references", "ev_referenced_static", "", ".3g",
          True),
@@ -69,7 +70,7 @@ def _fmt(v, spec):
 
 
 #: beside these, a column of the reference against itself (unranked)
-ITSELF = ("wf", "jsd", "ev", "ev_referenced", "fv", "adf_jsd")
+ITSELF = ("wf", "jsd", "ev", "ev_referenced", "fv", "adf_jsd", "vdos_jsd")
 ITSELF_COLUMN = "reference vs itself"
 
 
