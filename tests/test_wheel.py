@@ -30,7 +30,9 @@ def test_wheel_carries_the_plugin_and_examples_and_runs_them_from_site_packages(
     for name in ("egraff_lmp/_plugin/pair_egraff.cpp", "egraff_lmp/_plugin/CMakeLists.txt",
                  "egraff_lmp/_examples/gete.in", "egraff_lmp/_examples/gete/gete_start.data",
                  "egraff_lmp/_examples/models/gete-mace.egraff.pt",
-                 "egraff_lmp/lammps/plugin.py"):
+                 "egraff_lmp/lammps/plugin.py", "egraff_lmp/commands/datasets.py",
+                 "egraff_lmp/data/mdbenchgnn-e4ee1e9.json",
+                 "egraff_lmp/_examples/evaluate-tasks.yaml"):
         assert name in names, name
 
     # a fresh environment (the heavy dependencies from this one, egraff-lmp from the wheel)
@@ -52,6 +54,11 @@ def test_wheel_carries_the_plugin_and_examples_and_runs_them_from_site_packages(
         assert path.startswith(site), (path, site)
     plugin = _sh([venv / "bin" / "egraff-lmp", "build-plugin"], work, env).strip()
     assert plugin.startswith(str(tmp_path / "cache")) and os.path.exists(plugin)
+
+    # the registry finds the GeTe files the wheel ships; fetch's pin is installed
+    listing = _sh([venv / "bin" / "egraff-lmp", "datasets"], work, {**env, "HOME": str(work)})
+    gete = next(line for line in listing.splitlines() if line.startswith("gete "))
+    assert gete.endswith("-train +val +test +trajectory"), gete
 
     # the GeTe example straight from site-packages, with the plugin engine
     gete = os.path.join(where[2], "gete.in")

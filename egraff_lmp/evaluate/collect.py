@@ -167,7 +167,9 @@ def reference_analysis(task: DatasetTask, info: dict, cfg: Config, outdir: Path)
     if cache.exists():
         out = json.loads(cache.read_text())
         have = set(out.get("itself", {}))
-        if "adf_jsd" not in have or (task.dataset.contiguous and "vdos_jsd" not in have):
+        need = {"adf_jsd", "wf_pairs"} | ({"vdos_jsd", "diffusivity"}
+                                          if task.dataset.contiguous else set())
+        if not need <= have:
             # written by an earlier version
             out["itself"] = reference_itself(reference_trajectory(task), task, info, cfg,
                                              out.get("bond_cutoff"))
@@ -230,7 +232,8 @@ def reference_itself(ref, task: DatasetTask, info: dict, cfg: Config,
     c = compare(ref, ref, rmax=cfg.protocol["rdf_rmax"], dr=cfg.protocol["rdf_dr"], start=0,
                 stop=n, ref_start=n, ref_stop=2 * n, time_aligned=task.dataset.contiguous)
     out = {"how": how, "frames": n, "simulation_frames": n_sim, "wf": c.wf_percent,
-           "jsd": c.jsd_nats, "ev": c.ev, "ev_referenced": c.ev_referenced, "fv": c.fv}
+           "jsd": c.jsd_nats, "ev": c.ev, "ev_referenced": c.ev_referenced, "fv": c.fv,
+           "wf_pairs": c.wf_pairs_percent}
     if bond_cutoff:
         from ..analysis.angles import BondAngles
 
@@ -244,6 +247,10 @@ def reference_itself(ref, task: DatasetTask, info: dict, cfg: Config,
         a = VDOS(ref, dt).run(0, n).results.vdos["total"]
         b = VDOS(ref, dt).run(n, 2 * n).results.vdos["total"]
         out["vdos_jsd"] = metrics.jensen_shannon(a, b)
+        # the second stretch's diffusivity, beside the reference's over the first
+        from ..analysis import MSD
+
+        out["diffusivity"] = MSD(ref, dt).run(n, 2 * n).results.diffusivity
     return out
 
 

@@ -259,10 +259,12 @@ def write_csv(metrics, path: Path):
 
 
 def _extras(metrics):
-    """Partial-RDF WF and diffusivities: rows per dataset × pair/species."""
+    """Partial-RDF WF and diffusivities: rows per dataset × pair/species, with the reference
+    against itself (its second stretch's) as a last, unranked column."""
     models = list(metrics["models"])
     rows = []
     for ds, ref in metrics["reference"].items():
+        floor = ref.get("itself") or {}
         pairs = sorted({p for m in models
                         for p in metrics["results"].get(m, {}).get(ds, {}).get("wf_pairs", {})})
         for p in pairs:
@@ -271,7 +273,8 @@ def _extras(metrics):
             order = sorted({v for v in vals if v is not None})
             rows.append((f"{ds} — WF {p} (%)", [
                 (_fmt(v, ".3g"), (order.index(v) + 1) if v is not None and len(order) > 1
-                 and order.index(v) < 2 else 0) for v in vals]))
+                 and order.index(v) < 2 else 0) for v in vals]
+                + [(_fmt((floor.get("wf_pairs") or {}).get(p), ".3g"), 0)]))
         for s, d_ref in (ref.get("diffusivity") or {}).items():
             vals = [metrics["results"].get(m, {}).get(ds, {}).get("diffusivity", {}).get(s)
                     for m in models]
@@ -280,8 +283,9 @@ def _extras(metrics):
             order = sorted({e for e in err if e is not None})
             rows.append((f"{ds} — D {s} (Å²/ps; reference {_fmt(d_ref, '.3g')})", [
                 (_fmt(v, ".3g"), (order.index(e) + 1) if e is not None and len(order) > 1
-                 and order.index(e) < 2 else 0) for v, e in zip(vals, err)]))
-    return models, rows
+                 and order.index(e) < 2 else 0) for v, e in zip(vals, err)]
+                + [(_fmt((floor.get("diffusivity") or {}).get(s), ".3g"), 0)]))
+    return models + [ITSELF_COLUMN], rows
 
 
 MARK_START, MARK_END = "<!-- evaluate:start -->", "<!-- evaluate:end -->"
@@ -349,7 +353,8 @@ def write_report(metrics, outdir: Path) -> None:
         md += [f"- {line}"]
         hbody.append(f"<p>{html.escape(line.replace('**', ''))}</p>")
     tables = [(title, table_rows(metrics, spec)) for title, spec in TABLES]
-    tables.append(("Beyond the study: partial RDFs and diffusivity", _extras(metrics)))
+    tables.append(("Beyond the study: partial RDFs and diffusivity (the reference's own over "
+                   "a second stretch beside it)", _extras(metrics)))
     for title, (models, rows) in tables:
         md += ["", f"## {title}", "", _md_table(models, rows)]
         hbody.append(f"<h2>{html.escape(title)}</h2>{_html_table(models, rows)}")
