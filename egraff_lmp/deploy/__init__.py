@@ -25,16 +25,40 @@ def _family_of(path, family=None):
         raise located(path, "no such file")
     if p.is_file() and p.stat().st_size == 0:
         raise located(path, "empty file: not a model")
+    from .sniff import sniff
+
+    kind = sniff(p)
+    if kind.kind == "pt2":
+        raise located(path, "a torch.export/AOTInductor .pt2 package cannot be wrapped in "
+                            "TorchScript: deploy the checkpoint or model it was made from")
+    if kind.kind == "torchscript" and "egraff_lmp" in kind.modules:
+        raise located(path, "already an egraff-lmp artifact: use it as it is ('deploy "
+                            "--info' / '--check' read it)")
     if family is not None:
         if family not in FAMILIES:
             raise located(path, f"unknown family '{family}' (known: {', '.join(FAMILIES)})")
         return FAMILIES[family]
+    by_content = kind.family
+    if by_content in FAMILIES:
+        return FAMILIES[by_content]
+    if by_content is not None:
+        raise located(path, f"a {by_content} model ({kind.kind} referring to "
+                            f"{', '.join(sorted(kind.modules & set(_known_packages())))}): "
+                            f"egraff-lmp deploys {', '.join(FAMILIES)} so far")
     for adapter in FAMILIES.values():
         if adapter.claims(path):
             return adapter
-    raise located(path, "cannot tell the model family from the file name: give --family "
-                        f"({', '.join(FAMILIES)}); known files: *.model / *.mace-state.pt "
-                        "(mace-torch), *.ckpt / *.nequip.zip (nequip-train)")
+    refs = ", ".join(sorted(kind.modules - {"torch", "collections", "__builtin__",
+                                            "builtins", "_codecs", "__torch__"})) or "none"
+    raise located(path, f"cannot tell the model family from the file's content (a "
+                        f"{kind.kind} file; packages it refers to: {refs}): give --family "
+                        f"({', '.join(FAMILIES)})")
+
+
+def _known_packages():
+    from .sniff import PACKAGES
+
+    return PACKAGES
 
 
 def load_source(path, family=None):

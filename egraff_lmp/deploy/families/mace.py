@@ -7,6 +7,12 @@ Sources:
 - a *MACE state* file (``*.mace-state.pt``), written by :func:`save_mace_state`: the
   constructor configuration (JSON-able) and the state dict, loaded with
   ``torch.load(weights_only=True)`` (no code runs). This is how trained models are shipped.
+- the TorchScript file MACE users already have for LAMMPS (``mace_create_lammps_model`` →
+  ``*-lammps.pt``, mace-torch's ``LAMMPS_MACE`` wrapper): its scripted inner model becomes
+  the artifact's, and the parity check runs the file's own ``forward`` (what pair_style
+  mace calls). Its layers cannot be split, so it deploys without stages.
+
+Files are recognised by content (:mod:`..sniff`), whatever their names.
 
 BOTNet: mace-torch 0.3.16 dropped its ``BOTNet`` class ("deprecated, use MACE"); a
 BOTNet-style model is a ``ScaleShiftMACE`` with correlation order 1 (two-body messages,
@@ -20,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ase.calculators.calculator import Calculator, all_changes
 
 from ...errors import located
 from . import Source, StagingUnsupported
@@ -61,6 +68,14 @@ class MACEEnergy(torch.nn.Module):
 def claims(path) -> bool:
     p = str(path)
     return p.endswith(STATE_SUFFIX) or p.endswith(".model")
+
+
+def _is_state(path) -> bool:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not a weights-only file: a pickled model
+        return False
+    return isinstance(state, dict) and _STATE_KEY in state
 
 
 def _version() -> str:
@@ -200,12 +215,50 @@ def source_from_model(model: torch.nn.Module, path, reference=None) -> Source:
 
 
 def _load_model(path) -> torch.nn.Module:
-    if str(path).endswith(STATE_SUFFIX):
+    if str(path).endswith(STATE_SUFFIX) or _is_state(path):
         return load_mace_state(path)
     return load_pickled_model(path)
 
 
+def load_lammps_file(path) -> torch.jit.ScriptModule:
+    """mace-torch's TorchScript file for LAMMPS (``mace_create_lammps_model``)."""
+    try:
+        m = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:  # noqa: BLE001
+        raise located(path, f"cannot load as TorchScript ({type(exc).__name__})") from None
+    missing = [a for a in ("model", "atomic_numbers", "r_max", "num_interactions")
+               if not hasattr(m, a)]
+    if missing:
+        raise located(path, "a TorchScript file, but not MACE's LAMMPS model "
+                            f"(mace_create_lammps_model): it has no {', '.join(missing)}")
+    return m
+
+
+def source_from_lammps_file(path) -> Source:
+    from ase.data import chemical_symbols
+
+    m = load_lammps_file(path)
+    numbers = [int(z) for z in m.atomic_numbers]
+    if not numbers or any(not 0 < z < len(chemical_symbols) for z in numbers):
+        raise located(path, "the model's species (atomic_numbers) are not elements")
+    inner = m.model
+    return Source(
+        family=NAME, energy_model=MACEEnergy(inner, len(numbers)),
+        type_names=[chemical_symbols[z] for z in numbers], r_max=float(m.r_max),
+        num_layers=int(m.num_interactions), strictly_local=False,
+        dtype=next(inner.parameters()).dtype, family_version=_version(),
+        reference=lambda: LammpsMACECalculator(load_lammps_file(path)),
+        extra={"model_class": "LAMMPS_MACE (TorchScript, mace_create_lammps_model)"},
+        stages=None, stages_unavailable="a TorchScript file (mace_create_lammps_model): its "
+        "layers cannot be split; deploy the .model or a .mace-state.pt for message passing "
+        "across LAMMPS ranks")
+
+
 def load(path) -> Source:
+    from ..sniff import sniff
+
+    if sniff(path).kind == "torchscript":
+        return source_from_lammps_file(path)
     # the reference loads its own copy: scripting the adapter compiles the model in place
     return source_from_model(_load_model(path), path,
                              reference=lambda: _calculator(_load_model(path)))
@@ -221,6 +274,43 @@ def _calculator(model: torch.nn.Module):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return MACECalculator(models=model, device="cpu", default_dtype=dtype)
+
+
+class LammpsMACECalculator(Calculator):
+    """An ASE calculator that evaluates a ``*-lammps.pt`` file through its own ``forward``
+    (the call LAMMPS' pair_style mace makes): energy (eV), forces (eV/Å), per-atom
+    energies, on ASE's neighbour list (all periodic images within r_max)."""
+
+    implemented_properties = ["energy", "free_energy", "forces", "energies"]
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+        self.r_max = float(module.r_max)
+        self.numbers = [int(z) for z in module.atomic_numbers]
+        self.dtype = next(module.model.parameters()).dtype
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        from ase.neighborlist import primitive_neighbor_list
+
+        super().calculate(atoms, properties, system_changes)
+        a = self.atoms
+        i, j, shift = primitive_neighbor_list("ijS", a.pbc, a.cell.array, a.positions,
+                                              self.r_max, self_interaction=False)
+        n, dt = len(a), self.dtype
+        pos = torch.tensor(a.positions, dtype=dt, requires_grad=True)
+        types = torch.tensor([self.numbers.index(int(z)) for z in a.numbers])
+        cell = torch.tensor(np.asarray(a.cell.array), dtype=dt)
+        unit = torch.tensor(shift, dtype=dt)
+        data = {"positions": pos, "edge_index": torch.tensor(np.stack([i, j])),
+                "node_attrs": torch.nn.functional.one_hot(types, len(self.numbers)).to(dt),
+                "shifts": unit @ cell, "unit_shifts": unit, "cell": cell.view(1, 3, 3),
+                "batch": torch.zeros(n, dtype=torch.long), "ptr": torch.tensor([0, n])}
+        out = self.module(data, torch.ones(n, dtype=dt), False)
+        node = out["node_energy"].detach().numpy().astype(float)
+        self.results = {"energy": float(node.sum()), "free_energy": float(node.sum()),
+                        "energies": node,
+                        "forces": out["forces"].detach().numpy().astype(float)}
 
 
 # -- the staged path (message passing across LAMMPS ranks) ---------------------------------

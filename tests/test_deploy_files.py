@@ -1,0 +1,95 @@
+"""``egraff-lmp deploy model.pt``: the family is read from the file's content, and the
+deployable files the families' own tools write are accepted (MACE's ``*-lammps.pt`` from
+``mace_create_lammps_model``), each with parity against the family's own evaluation of that
+same file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import GETE_TEST
+
+from egraff_lmp.cli import main
+from egraff_lmp.deploy.sniff import sniff
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    _, err = capsys.readouterr()
+    return code, err
+
+
+@pytest.fixture(scope="module")
+def lammps_file(models, tmp_path_factory):
+    """The tiny MACE model through mace-torch's own mace_create_lammps_model."""
+    d = tmp_path_factory.mktemp("mace-lammps")
+    model = shutil.copy(models["mace"], d / "mace.model")
+    r = subprocess.run([sys.executable, "-m", "mace.cli.create_lammps_model", model,
+                        "--dtype", "float64"], cwd=d, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return d / "mace.model-lammps.pt"
+
+
+def test_the_family_is_read_from_the_content_not_the_name(models, tmp_path, capsys):
+    model = torch.load(models["mace"], map_location="cpu", weights_only=False)
+    torch.save(model, tmp_path / "model.pt")
+    assert sniff(tmp_path / "model.pt").family == "mace"
+    assert sniff(tmp_path / "model.pt").kind == "torch-save"
+    code, err = _run(capsys, "deploy", tmp_path / "model.pt", "-o", tmp_path / "a.egraff.pt",
+                     "--data", GETE_TEST)
+    assert code == 0, err
+    info = json.loads(subprocess.run([sys.executable, "-m", "egraff_lmp.cli", "deploy",
+                                      "--info", tmp_path / "a.egraff.pt"], check=True,
+                                     capture_output=True, text=True).stdout)
+    assert info["family"] == "mace" and info["stages"] is not None
+
+
+def test_maces_lammps_file_deploys_with_parity_against_its_own_forward(lammps_file, tmp_path,
+                                                                       capsys):
+    from egraff_lmp.calculator import DeployedCalculator
+    from egraff_lmp.deploy.families.mace import LammpsMACECalculator, load_lammps_file
+
+    k = sniff(lammps_file)
+    assert (k.kind, k.family) == ("torchscript", "mace")
+    renamed = shutil.copy(lammps_file, tmp_path / "model.pt")  # the name says nothing
+    code, err = _run(capsys, "deploy", renamed, "-o", tmp_path / "l.egraff.pt", "--data",
+                     GETE_TEST)
+    assert code == 0, err
+    # the artifact against the file's own forward, on a periodic GeTe frame, in float64
+    from egraff_lmp.io import read_trajectory
+
+    ref = read_trajectory(GETE_TEST)
+    atoms = ref[3].to_atoms(ref.symbols)
+    atoms.calc = LammpsMACECalculator(load_lammps_file(lammps_file))
+    want_f, want_e = atoms.get_forces(), atoms.get_potential_energies()
+    atoms.calc = DeployedCalculator(tmp_path / "l.egraff.pt")
+    assert np.abs(atoms.get_forces() - want_f).max() < 1e-6
+    assert np.abs(atoms.get_potential_energies() - want_e).max() < 1e-6
+    meta = json.loads(subprocess.run([sys.executable, "-m", "egraff_lmp.cli", "deploy",
+                                      "--info", tmp_path / "l.egraff.pt"], check=True,
+                                     capture_output=True, text=True).stdout)
+    assert meta["stages"] is None and "mace_create_lammps_model" in meta["stages_unavailable"]
+
+
+def test_files_that_cannot_be_deployed_give_one_line(artifacts, tmp_path, capsys):
+    class Twice(torch.nn.Module):
+        def forward(self, x):
+            return 2 * x
+
+    torch.export.save(torch.export.export(Twice(), (torch.ones(3),)), tmp_path / "m.pt2")
+    torch.save({"weights": torch.ones(2)}, tmp_path / "state.pt")
+    torch.jit.save(torch.jit.script(Twice()), tmp_path / "script.pt")
+    cases = [(tmp_path / "m.pt2", "cannot be wrapped in TorchScript: deploy the checkpoint"),
+             (artifacts["mace"], "already an egraff-lmp artifact"),
+             (tmp_path / "state.pt", "cannot tell the model family from the file's content"),
+             (tmp_path / "script.pt", "cannot tell the model family from the file's content")]
+    for path, message in cases:
+        code, err = _run(capsys, "deploy", path, "-o", tmp_path / "out.egraff.pt")
+        assert code == 2 and message in err and err.count("\n") == 1, (path, err)
+        assert not (tmp_path / "out.egraff.pt").exists()
