@@ -134,10 +134,15 @@ def run_metrics(run: RunTask, task: DatasetTask, info: dict, cfg: Config, ref,
         vd = VDOS(traj, dt_frame).run(0, n_msd).results
         out.update(vdos_freq=vd.frequency, vdos=vd.vdos["total"],
                    vdos_extent_thz=vd.f_extent_thz)
-        s0 = run.start_frame  # the reference over the same frames: the same resolution
-        if s0 + n_msd <= ref.n_frames:
-            vr = VDOS(ref, dt_frame).run(s0, s0 + n_msd).results
-            out["vdos_jsd"] = metrics.jensen_shannon(vd.vdos["total"], vr.vdos["total"])
+        # the JSD over as many frames as the floor's stretches (vdos_frames), the run's
+        # first ones against the reference's from the run's start: the same resolution
+        n_v = min(vdos_frames(ref.n_frames, info, cfg), traj.n_frames,
+                  ref.n_frames - run.start_frame)
+        if n_v >= 5:
+            a = VDOS(traj, dt_frame).run(0, n_v).results.vdos["total"]
+            b = VDOS(ref, dt_frame).run(run.start_frame, run.start_frame + n_v).results
+            out.update(vdos_jsd=metrics.jensen_shannon(a, b.vdos["total"]),
+                       vdos_jsd_frames=n_v)
     if ref_adf:
         adf = BondAngles(traj, ref_adf["cutoff"]).run().results
         out.update(adf=adf.adf["total"],
@@ -211,6 +216,18 @@ def reference_analysis(task: DatasetTask, info: dict, cfg: Config, outdir: Path)
     return json.loads(cache.read_text())
 
 
+def simulation_frames(info: dict, cfg: Config) -> int:
+    return cfg.protocol["steps"] // info["dump_every"] + 1
+
+
+def vdos_frames(n_ref: int, info: dict, cfg: Config | None = None) -> int:
+    """Frames of the VDOS comparisons: a simulation's frame count where the reference holds
+    two such stretches, else half the reference (the floor's stretches, see
+    :func:`reference_itself`)."""
+    n_sim = info.get("simulation_frames") or simulation_frames(info, cfg)
+    return n_sim if 2 * n_sim <= n_ref else n_ref // 2
+
+
 def reference_itself(ref, task: DatasetTask, info: dict, cfg: Config,
                      bond_cutoff: float | None = None) -> dict:
     """The reference against itself: the floor that sampling alone sets under WF, JSD, EV
@@ -218,7 +235,7 @@ def reference_itself(ref, task: DatasetTask, info: dict, cfg: Config,
     holds twice that many, else its two halves (said in ``how``); compared as a run is
     (RDF of each stretch, and frame by frame in time where the reference is a
     trajectory), and the bond-angle distributions of the two stretches (``adf_jsd``)."""
-    n_sim = cfg.protocol["steps"] // info["dump_every"] + 1
+    n_sim = simulation_frames(info, cfg)
     if 2 * n_sim <= ref.n_frames:
         n = n_sim
         how = (f"two disjoint stretches of {n} reference frames, the frame count of a "

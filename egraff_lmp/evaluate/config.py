@@ -5,7 +5,8 @@
     models:                        # name -> a deployed artifact or an ASE calculator
       mace: {artifact: models/gete-mace.egraff.pt, training_time_s: 420}
       mine: {calculator: mypkg.calc:make, species: [Ge, Te]}   # callback engine
-      small: {artifacts: {md17_ethanol: a.egraff.pt, 3bpa: b.egraff.pt}}  # one per dataset
+      small: {artifacts: {md17_ethanol: a.egraff.pt,              # one per dataset
+                          3bpa: {artifact: b.egraff.pt, training_time_s: 300}}}
     datasets:                      # registry names, or mappings with overrides
       - gete
       - {name: acetylacetone, temperature: 600, split: test_600K, label: acac-600K}
@@ -162,8 +163,9 @@ def _model(name, spec, base, path) -> Model:
                 not isinstance(spec["artifacts"], dict) or not spec["artifacts"]:
             raise located(path, f"model {name}: 'artifacts' is a mapping dataset -> artifact, "
                                 "instead of 'artifact' or 'calculator'")
-        per = {str(ds): _model(name, {"artifact": a, "training_time_s":
-                                      spec.get("training_time_s")}, base, path)
+        per = {str(ds): _model(name, a if isinstance(a, dict) else
+                               {"artifact": a, "training_time_s": spec.get("training_time_s")},
+                               base, path)
                for ds, a in spec["artifacts"].items()}
         return Model(str(name), per_dataset=per,
                      metadata=next(iter(per.values())).metadata)
