@@ -93,3 +93,50 @@ def test_files_that_cannot_be_deployed_give_one_line(artifacts, tmp_path, capsys
         code, err = _run(capsys, "deploy", path, "-o", tmp_path / "out.egraff.pt")
         assert code == 2 and message in err and err.count("\n") == 1, (path, err)
         assert not (tmp_path / "out.egraff.pt").exists()
+
+
+def _nequip_torchscript(ckpt, out):
+    """A ``*.nequip.pth`` the way nequip-compile --mode torchscript writes it: nequip's own
+    ``save_torchscript_model`` on the checkpoint's model with its metadata (nequip-compile
+    itself refuses TorchScript on torch >= 2.10)."""
+    code = f"""
+import warnings; warnings.simplefilter("ignore")
+from nequip.model.saved_models import load_saved_model
+from nequip.model.inference_models.torchscript import save_torchscript_model
+from nequip.scripts.compile import _EAGER_MODEL_KEY, _SOLE_MODEL_KEY
+from nequip.utils.global_state import get_latest_global_state, set_global_state
+set_global_state()
+model = load_saved_model({str(ckpt)!r}, _EAGER_MODEL_KEY, None)[_SOLE_MODEL_KEY]
+meta = dict(model.metadata)
+meta.update(get_latest_global_state(only_metadata_related=True))
+meta = {{k: str(int(v)) if isinstance(v, bool) else v for k, v in meta.items()}}
+save_torchscript_model(model, meta, {str(out)!r}, "cpu")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+@pytest.mark.parametrize("kind", ["nequip", "allegro"])
+def test_nequips_compiled_torchscript_deploys_with_parity(kind, models, tmp_path, capsys):
+    from egraff_lmp.calculator import DeployedCalculator
+    from egraff_lmp.deploy.families.nequip import _compiled_calculator
+    from egraff_lmp.io import read_trajectory
+
+    assert sniff(models[kind]).family == "nequip"  # the Lightning checkpoint, by content
+    pth = _nequip_torchscript(models[kind], tmp_path / f"{kind}.nequip.pth")
+    assert sniff(pth).family == "nequip"
+    renamed = shutil.copy(pth, tmp_path / "model.pt")
+    code, err = _run(capsys, "deploy", renamed, "-o", tmp_path / "n.egraff.pt", "--data",
+                     GETE_TEST)
+    assert code == 0, err
+    ref = read_trajectory(GETE_TEST)
+    atoms = ref[5].to_atoms(ref.symbols)
+    atoms.calc = _compiled_calculator(pth)  # nequip's own evaluation of the same file
+    want = atoms.get_forces()
+    atoms.calc = DeployedCalculator(tmp_path / "n.egraff.pt")
+    assert np.abs(atoms.get_forces() - want).max() < 1e-6  # float64 models
+    meta = json.loads(subprocess.run([sys.executable, "-m", "egraff_lmp.cli", "deploy",
+                                      "--info", tmp_path / "n.egraff.pt"], check=True,
+                                     capture_output=True, text=True).stdout)
+    assert meta["family"] == kind

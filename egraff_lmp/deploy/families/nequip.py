@@ -1,9 +1,14 @@
 """NequIP and Allegro models from the nequip 0.19 / nequip-allegro 0.8 framework.
 
 Sources: a ``nequip-train`` checkpoint (``*.ckpt``; a Lightning pickle: unpickling runs
-code from the file, loaded only because the user named it) or a ``nequip-package`` archive
-(``*.nequip.zip``). The adapter scripts the model's energy-only network (the
-``ForceStressOutput``'s inner ``func``) with ``e3nn.util.jit.script`` — plain
+code from the file, loaded only because the user named it), a ``nequip-package`` archive
+(``*.nequip.zip``), or a compiled TorchScript file (``*.nequip.pth``, what ``nequip-compile
+--mode torchscript`` wrote before torch 2.10 and nequip's ``save_torchscript_model`` still
+writes): its scripted energy network is taken as it is, species and r_max from the file's
+metadata, parity against ``NequIPCalculator.from_compiled_model`` on the same file.
+
+The adapter scripts the model's energy-only network (the ``ForceStressOutput``'s inner
+``func``) with ``e3nn.util.jit.script`` — plain
 ``torch.jit.script`` fails on NequIP's e3nn ``Activation`` — and gives it Cartesian edge
 shifts through ``cell = I``, ``edge_cell_shift = shift`` (nequip computes
 ``pos[j] − pos[i] + edge_cell_shift @ cell``). A fresh input dict is built on every call:
@@ -74,38 +79,86 @@ def _load_graph_model(path):
                             f"({type(exc).__name__}: {msg})") from None
 
 
-def load(path) -> Source:
+def _compiled(path):
+    """(scripted energy network, type names, r_max) of a ``*.nequip.pth`` file."""
+    extra = {"type_names": "", "r_max": ""}
+    try:
+        m = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        func = m.model.func
+    except Exception as exc:  # noqa: BLE001
+        raise located(path, f"cannot load as a compiled nequip model ({type(exc).__name__})"
+                      ) from None
+    if not extra["type_names"] or not extra["r_max"]:
+        raise located(path, "a compiled nequip model without type_names or r_max metadata")
+    names = extra["type_names"]
+    names = (names.decode() if isinstance(names, bytes) else names).split()
+    r_max = extra["r_max"]
+    return func, names, float(r_max.decode() if isinstance(r_max, bytes) else r_max)
+
+
+def _source(path, inner, type_names, r_max, dtype, reference) -> Source:
     from ase.data import atomic_numbers
 
-    model = _load_graph_model(path)
-    inner = getattr(getattr(model, "model", None), "func", None)
-    if inner is None:
-        raise located(path, "unexpected nequip model layout: no ForceStressOutput.func")
-    type_names = [str(t) for t in model.type_names]
     not_elements = [t for t in type_names if t not in atomic_numbers]
     if not_elements:
         raise located(path, f"the model's species are not given: type names "
                             f"{', '.join(not_elements)} are not element symbols")
-    allegro = getattr(inner, "allegro", None)
-    if allegro is not None:
-        family, layers, local = "allegro", int(allegro.num_layers), True
+    children = dict(inner.named_children())
+    if "allegro" in children:
+        family, layers, local = "allegro", int(children["allegro"].num_layers), True
     else:
         family = "nequip"
-        layers = sum(1 for name in inner._modules if name.endswith("_convnet"))
+        layers = sum(1 for name in children if name.endswith("_convnet"))
         local = False
     versions = _versions()
     staged, why = None, None
-    if not local:
+    if not local and not isinstance(inner, torch.jit.ScriptModule):
         try:
             staged = NequIPStages(inner)
         except StagingUnsupported as exc:
             why = str(exc)
+    elif not local:
+        why = ("a compiled TorchScript file (*.nequip.pth): its layers cannot be split; "
+               "deploy the checkpoint or package for message passing across LAMMPS ranks")
     return Source(family=family, energy_model=NequIPEnergy(inner), type_names=type_names,
-                  r_max=float(model.metadata["r_max"]), num_layers=max(layers, 1),
-                  strictly_local=local, dtype=_dtype(model.model_dtype),
+                  r_max=r_max, num_layers=max(layers, 1), strictly_local=local, dtype=dtype,
                   family_version=versions.get(family, versions["nequip"]),
-                  reference=lambda: _calculator(path), extra={"versions": versions},
+                  reference=reference, extra={"versions": versions},
                   stages=staged, stages_unavailable=why)
+
+
+def load(path) -> Source:
+    from ..sniff import sniff
+
+    if sniff(path).kind == "torchscript":
+        func, names, r_max = _compiled(path)
+        return _source(path, func, names, r_max, next(func.parameters()).dtype,
+                       lambda: _compiled_calculator(path))
+    model = _load_graph_model(path)
+    inner = getattr(getattr(model, "model", None), "func", None)
+    if inner is None:
+        raise located(path, "unexpected nequip model layout: no ForceStressOutput.func")
+    return _source(path, inner, [str(t) for t in model.type_names],
+                   float(model.metadata["r_max"]), _dtype(model.model_dtype),
+                   lambda: _calculator(path))
+
+
+def _compiled_calculator(path):
+    """nequip's own ASE calculator on the same compiled file (parity checks)."""
+    from nequip.integrations.ase import NequIPCalculator
+
+    path = str(path)
+    if not path.endswith(".nequip.pth"):  # nequip's loader goes by the name
+        import os
+        import tempfile
+
+        named = os.path.join(tempfile.mkdtemp(prefix="egraff-nequip-"), "model.nequip.pth")
+        os.symlink(os.path.abspath(path), named)
+        path = named
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return NequIPCalculator.from_compiled_model(path, device="cpu",
+                                                    chemical_species_to_atom_type_map=True)
 
 
 def _calculator(path):
