@@ -357,3 +357,45 @@ def test_run_records_the_mode_and_pair_mode_forces_it(artifacts, gete, tmp_path,
         for col in ("PotEng", "TotEng", "Press"):
             np.testing.assert_allclose(t[col], base[col], rtol=1e-9, atol=1e-6,
                                        err_msg=f"{key} {col}")
+
+
+MOLECULE_INPUT = """units metal
+atom_style atomic
+boundary s s s
+processors ${ranks} 1 1
+read_data molecule.data
+plugin load ${plugin}
+pair_style egraff ${artifact} mode ${mode}
+pair_coeff * * Ge Te
+compute pe all pe/atom
+dump d all custom 1 dump.molecule id c_pe fx fy fz
+dump_modify d sort id format float %20.15g
+thermo_style custom step pe
+thermo_modify format float %20.15g
+run 0
+"""
+
+
+@pytest.mark.parametrize("mode", ["staged", "ghosts"])
+def test_ranks_without_atoms_take_part_and_add_nothing(mode, plugin, artifacts, tmp_path):
+    """A 12-atom molecule in vacuum (shrink-wrapped) on 6 ranks along x leaves some ranks
+    without atoms; they still take part in every exchange (collective), and energies and
+    forces equal the one call (before: MACE failed on a zero-atom rank)."""
+    ref = read_trajectory(GETE_TEST)
+    frame = ref[0]
+    centre = frame.positions[0]
+    near = np.argsort(np.linalg.norm(frame.positions - centre, axis=1))[:12]
+    mol = Atoms([ref.symbols[i] for i in near], positions=frame.positions[near])
+    from egraff_lmp.evaluate.plan import boxed
+    from egraff_lmp.trajectory import Frame
+
+    boxed_frame = boxed(Frame(0, mol.positions, None, (False,) * 3))
+    write_lammps_data(tmp_path / "molecule.data", boxed_frame, mol.get_chemical_symbols(),
+                      ["Ge", "Te"])
+    mol.positions = boxed_frame.positions
+    mol.calc = DeployedCalculator(artifacts["mace"])
+    run_lmp(tmp_path, MOLECULE_INPUT, 6, name="mol.lmp", plugin=plugin,
+            artifact=artifacts["mace"], mode=mode, ranks=6)
+    rows = _dump_rows(tmp_path / "dump.molecule")
+    np.testing.assert_allclose(rows[:, 0], mol.get_potential_energies(), atol=1e-6)
+    np.testing.assert_allclose(rows[:, 1:], mol.get_forces(), atol=1e-6)

@@ -340,7 +340,9 @@ void PairEgraff::compute(int eflag, int vflag)
     // deep shell); in images mode a ghost neighbour becomes its owner plus a shift
     build_edges(list->inum + ((strictly_local || images_mode) ? 0 : list->gnum), images_mode);
     const int64_t nedge = (int64_t) edges.size() / 2;
-    if (strictly_local && chunk_atoms > 0 && nlocal > chunk_atoms) {
+    if (nlocal == 0) {
+      elocal = 0.0;    // no atoms on this rank (a molecule on many ranks): nothing to add
+    } else if (strictly_local && chunk_atoms > 0 && nlocal > chunk_atoms) {
       elocal = compute_chunks(nedge, want_virial);
     } else {
       const int nmodel = images_mode ? nlocal : ntotal;    // atoms the model sees
@@ -431,6 +433,25 @@ double PairEgraff::compute_staged(bool)
   auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);
   const int64_t nedge = (int64_t) edges.size() / 2;
+
+  if (nlocal == 0) {
+    // a rank without atoms (a molecule in vacuum on many ranks): no model call, but every
+    // exchange is collective, so take part in each with nothing to add
+    for (int k = 0; k + 1 < stage_layers; k++) {
+      exchange.assign((size_t) ntotal * feature_widths[k + 1], 0.0);
+      comm_buf = exchange.data();
+      comm_width = feature_widths[k + 1];
+      if (skip_exchange != k + 1) comm->forward_comm(this, comm_width);
+    }
+    for (int k = stage_layers - 1; k >= 1; k--) {
+      exchange.assign((size_t) ntotal * feature_widths[k], 0.0);
+      comm_buf = exchange.data();
+      comm_width = feature_widths[k];
+      if (skip_exchange != k) comm->reverse_comm(this, comm_width);
+    }
+    comm_buf = nullptr;
+    return 0.0;
+  }
 
   // the chunks: spatial chunks of about chunk_atoms centres on large ranks, else one chunk
   // holding every atom of the rank

@@ -110,14 +110,17 @@ def staging(artifact, calc, atoms) -> dict:
     from .stages import deviation, emulate
 
     result = emulate(artifact, atoms, grid=(2, 1, 1))
-    return {**deviation(result, calc, atoms), "domains": 2, "ghosts": result.ghosts}
+    return {**deviation(result, calc, atoms), "domains": 2, "ghosts": result.ghosts,
+            "box_length": float(atoms.cell.lengths().max())}
 
 
 def failures(report: dict, dtype: str, n_atoms: int) -> list[str]:
     """Human-readable list of the checks above tolerance.
 
     Symmetry of the energy: ≤ 1e-6 eV in float64; in float32, whose rounding grows with
-    the number of atoms summed, ≤ 1e-4 eV per atom.
+    the number of atoms summed, ≤ 1e-4 eV per atom. Staging (the same model evaluated on
+    two sub-domains, positions wrapped into the cell) in float32: forces within 1e-4 eV/Å per
+10 Å of the largest cell length (position rounding grows with the coordinates).
     """
     tol = tolerance(dtype)
     e_tol = tol if dtype == "float64" else tol * n_atoms
@@ -137,12 +140,16 @@ def failures(report: dict, dtype: str, n_atoms: int) -> list[str]:
                        f"(tolerance {tol:g})")
     st = report.get("staging")
     if st is not None:
-        if st["forces"] > tol or st["atom_energies"] > tol or st["energy"] > e_tol \
-                or st["virial"] > e_tol:
+        # the sub-domains see positions wrapped into the cell, as LAMMPS does: in float32
+        # their rounding (an ulp grows with |x|: 3.8e-6 Å at 50 Å) moves the forces by
+        # ~ulp x stiffness, so the force tolerance grows with the box: 1e-4 eV/Å per 10 Å
+        f_tol = tol if dtype == "float64" else max(tol, tol * st.get("box_length", 0) / 10)
+        if st["forces"] > f_tol or st["atom_energies"] > tol or st["energy"] > e_tol \
+                or st["virial"] > max(e_tol, f_tol * n_atoms):
             bad.append(f"staging (two sub-domains vs one call): energy {st['energy']:.3g} eV, "
                        f"per-atom energies {st['atom_energies']:.3g} eV, forces "
                        f"{st['forces']:.3g} eV/Å, virial {st['virial']:.3g} eV "
-                       f"(tolerance {tol:g})")
+                       f"(tolerance {tol:g}, forces {f_tol:.3g})")
     for name, r in report.get("symmetry", {}).items():
         if r["energy"] > e_tol or r["forces"] > tol:
             bad.append(f"symmetry ({name}): energy changes by {r['energy']:.3g} eV, forces "
