@@ -341,6 +341,7 @@ def write_report(metrics, outdir: Path) -> None:
         spacing = ("" if spacing is None else f", reference frames {spacing:g} fs apart" +
                    (" (estimated from the data)" if "frame_spacing_fs" in est else ""))
         temp_src = (d.get("sources") or {}).get("temperature", "")
+        temp_src = temp_src.removeprefix(f"{d['temperature']:g} K: ")
         ref = metrics.get("reference", {}).get(ds) or {}
         molecule = (f" Analysed as a molecule: pair-distance density p(r), internal MSD, "
                     f"bonds by {ref.get('bond_rule')}." if ref.get("molecule") else "")
