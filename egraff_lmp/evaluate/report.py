@@ -15,8 +15,9 @@ import numpy as np
 from ..files import atomic_path, write_json
 
 EXPLAINER = (
-    "EV(t) and FV(t) compare the simulation with the reference frame by frame in time. Both "
-    "are chaotic trajectories: once they have decorrelated, FV(t) sits near 0.7 whatever the "
+    "EV(t) and FV(t) compare the simulation with the reference frame by frame in time, so "
+    "only where the reference is a trajectory. Both are chaotic trajectories: once they have "
+    "decorrelated, FV(t) sits near 0.7 whatever the "
     "model (two stretches of one real AIMD run give FV ≈ 0.7; the study's Table 3 shows "
     "0.60–0.83 for every model). The study's numbers are reported as it defines them; what "
     "tells models apart is how long a simulation stays with the reference (the FV "
@@ -76,7 +77,9 @@ ITSELF_COLUMN = "reference vs itself"
 
 def table_rows(metrics, spec):
     """[(row label, [(text, rank)] per model)] with rank 1 best, 2 second, else 0; tables
-    with a key of ``ITSELF`` get the reference against itself as a last, unranked column."""
+    with a key of ``ITSELF`` get the reference against itself as a last, unranked column,
+    and leave out rows with no number at all (EV/FV where the reference is not a
+    trajectory: nothing is time-aligned there)."""
     models = list(metrics["models"])
     itself = any(key in ITSELF for _, key, *_ in spec)
     rows = []
@@ -95,6 +98,8 @@ def table_rows(metrics, spec):
                 cells.append((text, rank if rank <= 2 else 0))
             if itself:
                 cells.append((_fmt(floor.get(key), fmt), 0))
+                if all(text == "–" for text, _ in cells):
+                    continue
             label = f"{ds} — {name}" + (f" ({unit})" if unit else "")
             rows.append((label, cells))
     return (models + [ITSELF_COLUMN] if itself else models), rows
