@@ -224,6 +224,12 @@ def plots(metrics, outdir: Path) -> dict[str, list[Path]]:
                                            else " (the reference is not a trajectory)"))
         if extent:
             axes[1].set_xlim(0, 1.1 * extent)
+        if ref.get("vdos") is None and all(x["curves"].get("vdos") is None
+                                           for x in res.values()):
+            axes[1].text(0.5, 0.5, "no VDOS: the reference is not a trajectory",
+                         ha="center", va="center", transform=axes[1].transAxes)
+            axes[1].set_xticks([])
+            axes[1].set_yticks([])
         for ax in axes[:2]:
             _legend(ax)
         figs[ds].append(_save(fig, outdir / "plots" / f"msd_vdos_adf_{ds}.png"))
