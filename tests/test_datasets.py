@@ -51,7 +51,7 @@ def test_pointing_at_a_datasets_folder_makes_its_datasets_usable_by_name(home, m
     assert rows["3bpa"].endswith("-train -val +test")
     assert rows["lips20-Li2S"].endswith("-test")
     # GeTe from the copies the package ships, byte for byte the repository's files
-    assert rows["gete"].endswith("-train +val +test +trajectory")
+    assert rows["gete"].endswith("-train +val +test +test-val")
     assert "*" in rows["md17_ethanol"] and "*" not in rows["3bpa"].split()[4]
 
     assert main(["datasets", "show", "3bpa"]) == 0

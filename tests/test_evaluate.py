@@ -395,7 +395,9 @@ def test_a_model_column_with_one_artifact_per_dataset(artifacts, tmp_path, capsy
 
     art = lj_artifact(tmp_path, epsilon=0.01, sigma=1.0, rc=4.0, elements=["C", "H", "O"])
     cfg = {"models": {"per": {"artifacts": {"acetylacetone": str(art),
-                                            "gete": str(artifacts["allegro"])}},
+                                            "gete": {"artifact": str(artifacts["allegro"]),
+                                                     "trained_on": "8 GeTe val frames"}},
+                              "trained_on": "nothing (a Lennard-Jones model)"},
                       "lj": {"artifacts": {"acetylacetone": str(art)}}},
            "datasets": ["acetylacetone", "gete"],
            "protocol": {"runs": 1, "steps": 8, "static_frames": 3}}
@@ -409,6 +411,14 @@ def test_a_model_column_with_one_artifact_per_dataset(artifacts, tmp_path, capsy
     runs = sorted(p.parent.relative_to(tmp_path / "out" / "runs").as_posix()
                   for p in (tmp_path / "out" / "runs").rglob("run.json"))
     assert runs == ["lj/acetylacetone/run-0", "per/acetylacetone/run-0", "per/gete/run-0"]
+    # which frames each model saw in training, in the report
+    assert m["models"]["per"]["trained_on_per_dataset"] == {
+        "acetylacetone": "nothing (a Lennard-Jones model)", "gete": "8 GeTe val frames"}
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert ("Model per was trained on acetylacetone: nothing (a Lennard-Jones model); gete: "
+            "8 GeTe val frames.") in md
+    # GeTe is judged against its test split only, which no shipped model saw
+    assert m["datasets"]["gete"]["trajectory_files"] == m["datasets"]["gete"]["test_files"]
 
     cfg["models"]["lj"]["artifacts"]["3bpa"] = str(art)
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))

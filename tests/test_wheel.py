@@ -58,7 +58,7 @@ def test_wheel_carries_the_plugin_and_examples_and_runs_them_from_site_packages(
     # the registry finds the GeTe files the wheel ships; fetch's pin is installed
     listing = _sh([venv / "bin" / "egraff-lmp", "datasets"], work, {**env, "HOME": str(work)})
     gete = next(line for line in listing.splitlines() if line.startswith("gete "))
-    assert gete.endswith("-train +val +test +trajectory"), gete
+    assert gete.endswith("-train +val +test +test-val"), gete
 
     # the GeTe example straight from site-packages, with the plugin engine
     gete = os.path.join(where[2], "gete.in")

@@ -153,6 +153,9 @@ def _collect(cfg, outdir, infos, tasks, log) -> dict:
         "title": cfg.title, "config": str(cfg.path), "protocol": cfg.protocol,
         "models": {m.name: {"artifact": str(m.artifact) if m.artifact else None,
                             "artifacts": {k: str(x.artifact) for k, x in m.per_dataset.items()},
+                            "trained_on": m.trained_on,
+                            "trained_on_per_dataset": {k: x.trained_on for k, x in
+                                                       m.per_dataset.items() if x.trained_on},
                             "calculator": m.calculator, "family": m.metadata.get("family"),
                             "training_time_s": m.training_time_s} for m in cfg.models},
         "datasets": {t.label: {"name": t.dataset.name, "species": list(t.dataset.species),

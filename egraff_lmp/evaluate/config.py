@@ -25,7 +25,8 @@ from pathlib import Path
 from .. import datasets
 from ..errors import EgraffError, located
 
-MODEL_KEYS = {"artifact", "artifacts", "calculator", "species", "label", "training_time_s"}
+MODEL_KEYS = {"artifact", "artifacts", "calculator", "species", "label", "training_time_s",
+              "trained_on"}
 DATASET_KEYS = {"name", "label", "temperature", "timestep_fs", "frame_spacing_fs", "split",
                 "trajectory_split", "files", "trajectory_files", "species", "periodic"}
 PROTOCOL_DEFAULTS = {
@@ -71,6 +72,7 @@ class Model:
     training_time_s: float | None = None
     metadata: dict = field(default_factory=dict)
     per_dataset: dict = field(default_factory=dict)
+    trained_on: str | None = None   # which frames the model saw in training (said in reports)
 
     def for_task(self, task) -> Model | None:
         """The model that runs on dataset ``task`` (None: this column has none for it)."""
@@ -163,18 +165,18 @@ def _model(name, spec, base, path) -> Model:
                 not isinstance(spec["artifacts"], dict) or not spec["artifacts"]:
             raise located(path, f"model {name}: 'artifacts' is a mapping dataset -> artifact, "
                                 "instead of 'artifact' or 'calculator'")
-        per = {str(ds): _model(name, a if isinstance(a, dict) else
-                               {"artifact": a, "training_time_s": spec.get("training_time_s")},
-                               base, path)
+        inherit = {k: spec[k] for k in ("training_time_s", "trained_on") if k in spec}
+        per = {str(ds): _model(name, {**inherit, **a} if isinstance(a, dict) else
+                               {**inherit, "artifact": a}, base, path)
                for ds, a in spec["artifacts"].items()}
-        return Model(str(name), per_dataset=per,
+        return Model(str(name), per_dataset=per, trained_on=spec.get("trained_on"),
                      metadata=next(iter(per.values())).metadata)
     if bool(spec.get("artifact")) == bool(spec.get("calculator")):
         raise located(path, f"model {name}: give exactly one of 'artifact', 'artifacts' and "
                             "'calculator'")
     m = Model(str(name), calculator=spec.get("calculator"),
               species=list(spec["species"]) if spec.get("species") else None,
-              training_time_s=spec.get("training_time_s"))
+              training_time_s=spec.get("training_time_s"), trained_on=spec.get("trained_on"))
     if spec.get("artifact"):
         from ..deploy.artifact import read_metadata
 
@@ -223,7 +225,7 @@ def _dataset(entry, base, path) -> DatasetTask:
                            frame_spacing_fs=entry.get("frame_spacing_fs"))
     split = entry.get("split", "test")
     traj_split = entry.get("trajectory_split") or (
-        "trajectory" if split == "test" and "trajectory" in ds.splits else split)
+        ds.reference_split if split == "test" else split)
     try:
         test = datasets.split_files(ds, split, base)
         trajectory = datasets.split_files(ds, traj_split, base)

@@ -339,6 +339,14 @@ def write_report(metrics, outdir: Path) -> None:
              f"{p['runs']} NVT runs of {p['steps']} steps each per model and dataset.")
     md = [f"# {metrics['title']}", "", intro, ""]
     hbody = [f"<h1>{html.escape(metrics['title'])}</h1><p>{html.escape(intro)}</p>"]
+    for m, info in metrics["models"].items():
+        per = info.get("trained_on_per_dataset") or {}
+        seen = (info.get("trained_on") if set(per.values()) <= {info.get("trained_on")}
+                else "; ".join(f"{ds}: {t}" for ds, t in per.items()))
+        if seen:
+            line = f"Model {m} was trained on {seen.rstrip('.')}."
+            md += [f"- {line}"]
+            hbody.append(f"<p>{html.escape(line)}</p>")
     for ds, d in metrics["datasets"].items():
         floor = (metrics.get("reference", {}).get(ds) or {}).get("itself") or {}
         n_ref = (metrics.get("reference", {}).get(ds) or {}).get("n_frames")
