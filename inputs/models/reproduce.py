@@ -1,13 +1,13 @@
 """Reproduce the shipped GeTe models: train, deploy, and measure their test-set errors.
 
-    python inputs/models/reproduce.py [--only mace|allegro] [--epochs N] [--workdir DIR]
+    python inputs/models/reproduce.py [--only mace|allegro|nequip] [--epochs N] [--workdir DIR]
 
 1. Training data: every 2nd frame of the first 270 of the GeTe4 CPMD *val* split
    (inputs/gete/gete_val.npz, 135 frames; 15 held out at random for validation). The *test*
    split stays the reference trajectory, never seen in training.
 2. Training with each family's own trainer and the configs beside this script:
-   ``mace_run_train --config configs/mace_gete.yaml`` and
-   ``nequip-train -cp configs -cn allegro_gete``.
+   ``mace_run_train --config configs/mace_gete.yaml``, ``nequip-train -cp configs -cn
+   allegro_gete`` and ``nequip-train -cp configs -cn nequip_gete``.
 3. ``egraff-lmp deploy`` (parity and symmetry checked on test frames) into
    ``inputs/models/*.egraff.pt``; the MACE source is also kept as config + state dict
    (``gete-mace.mace-state.pt``: pickled MACE models do not load across e3nn versions).
@@ -59,18 +59,22 @@ def train_mace(work: Path, epochs: int | None) -> tuple[Path, float]:
     return state, seconds
 
 
-def train_allegro(work: Path, epochs: int | None) -> tuple[Path, float]:
+def train_allegro(work: Path, epochs: int | None, kind: str = "allegro") -> tuple[Path, float]:
     work.mkdir(parents=True, exist_ok=True)
     data = write_nequip_npz(read_trajectory(ROOT / "inputs/gete/gete_val.npz"),
                             work / "train.npz", TRAIN_FRAMES)
-    cmd = ["nequip-train", "-cp", HERE / "configs", "-cn", "allegro_gete",
+    cmd = ["nequip-train", "-cp", HERE / "configs", "-cn", f"{kind}_gete",
            f"data.split_dataset.dataset.file_path={data}", f"hydra.run.dir={work}"]
     if epochs:
         cmd.append(f"trainer.max_epochs={epochs}")
     seconds = run(cmd, work)
-    package = HERE / "gete-allegro.nequip.zip"
+    package = HERE / f"gete-{kind}.nequip.zip"
     run(["nequip-package", "build", work / "last.ckpt", package], work)
     return package, seconds
+
+
+def train_nequip(work: Path, epochs: int | None) -> tuple[Path, float]:
+    return train_allegro(work, epochs, kind="nequip")
 
 
 def evaluate(name: str, source: Path, work: Path, train_seconds: float) -> dict:
@@ -114,13 +118,14 @@ def write_readme(results: dict):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=["mace", "allegro"])
+    ap.add_argument("--only", choices=["mace", "allegro", "nequip"])
     ap.add_argument("--epochs", type=int, help="override the configs' number of epochs")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/egraff-train"))
     args = ap.parse_args()
     metrics_file = HERE / "metrics.json"
     results = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
-    for name, train in (("mace", train_mace), ("allegro", train_allegro)):
+    for name, train in (("mace", train_mace), ("allegro", train_allegro),
+                        ("nequip", train_nequip)):
         if args.only and args.only != name:
             continue
         work = args.workdir / name
