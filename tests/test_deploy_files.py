@@ -48,6 +48,14 @@ def test_the_family_is_read_from_the_content_not_the_name(models, tmp_path, caps
                                       "--info", tmp_path / "a.egraff.pt"], check=True,
                                      capture_output=True, text=True).stdout)
     assert info["family"] == "mace" and info["stages"] is not None
+    # egraff-lmp's own MACE state file, under a name that says nothing
+    from egraff_lmp.deploy.families.mace import save_mace_state
+
+    state = save_mace_state(model, tmp_path / "weights.pt")
+    assert sniff(state).family == "mace"
+    code, err = _run(capsys, "deploy", state, "-o", tmp_path / "s.egraff.pt", "--data",
+                     GETE_TEST)
+    assert code == 0, err
 
 
 def test_maces_lammps_file_deploys_with_parity_against_its_own_forward(lammps_file, tmp_path,
