@@ -1,0 +1,127 @@
+"""Each shipped GeTe family three ways, side by side (issue 12's bench).
+
+For the shipped GeTe4 MACE, Allegro and NequIP on the 200-atom cell and its 3×3×3 replica
+(5,400 atoms), one thread (OMP_NUM_THREADS=1), NVE from 920 K:
+
+- plugin   LAMMPS with pair_style egraff (one rank; LAMMPS' loop time per step: neighbour
+           lists, the model, the integrator, everything);
+- bare     the artifact's own call: one forward + backward of the TorchScript module on the
+           same configuration, through egraff-lmp's DeployedCalculator (the floor an engine
+           adds to);
+- study    the study's way: ASE Langevin (1 fs, 920 K) with the family's own ASE calculator
+           (mace-torch's MACECalculator on the state file, nequip's NequIPCalculator on the
+           package).
+
+Reported: ms/step, median of --repeats timings taken in turn, and the plugin's overhead over
+the bare call. A 2-core machine is noisy: read the ratios of the same run.
+
+    python bench/family_bench.py [--steps 10] [--large-steps 3] [--repeats 3] [--skip-large]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+from staged_bench import run_lammps  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "inputs" / "models"
+FAMILIES = {"mace": ("gete-mace.egraff.pt", "gete-mace.mace-state.pt"),
+            "allegro": ("gete-allegro.egraff.pt", "gete-allegro.nequip.zip"),
+            "nequip": ("gete-nequip.egraff.pt", "gete-nequip.nequip.zip")}
+
+
+def atoms_of(rep):
+    from egraff_lmp.io import read_trajectory
+
+    ref = read_trajectory(ROOT / "inputs" / "gete" / "gete_test.npz")
+    return ref[0].to_atoms(ref.symbols).repeat(rep)
+
+
+def family_calculator(family, source):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if family == "mace":
+            from egraff_lmp.deploy.families.mace import _calculator, load_mace_state
+
+            return _calculator(load_mace_state(source))
+        from egraff_lmp.deploy.families.nequip import _calculator
+
+        return _calculator(source)
+
+
+def bare_ms(artifact, atoms, calls) -> float:
+    from egraff_lmp.calculator import DeployedCalculator
+
+    calc = DeployedCalculator(artifact)
+    a = atoms.copy()
+    a.calc = calc
+    a.get_forces()  # warm-up (TorchScript specialises on the first calls)
+    out = []
+    for _ in range(calls):
+        a.positions[0, 0] += 1e-4  # a new configuration each call
+        t0 = time.perf_counter()
+        a.get_forces()
+        out.append(1000 * (time.perf_counter() - t0))
+    return statistics.median(out)
+
+
+def study_ms(family, source, atoms, steps) -> float:
+    import numpy as np
+    from ase import units
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    a = atoms.copy()
+    a.calc = family_calculator(family, source)
+    MaxwellBoltzmannDistribution(a, temperature_K=920, rng=np.random.default_rng(1))
+    dyn = Langevin(a, 1 * units.fs, temperature_K=920, friction=0.01 / units.fs)
+    dyn.run(1)  # warm-up
+    t0 = time.perf_counter()
+    dyn.run(steps)
+    return 1000 * (time.perf_counter() - t0) / steps
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--large-steps", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-large", action="store_true")
+    args = ap.parse_args()
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+    sizes = [((1, 1, 1), args.steps)] + ([] if args.skip_large else
+                                         [((3, 3, 3), args.large_steps)])
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        print(f"{'family':<8} {'atoms':>6} {'plugin':>10} {'bare':>10} {'study':>10} "
+              f"{'plugin/bare':>11} {'study/plugin':>12}   (ms/step, medians of "
+              f"{args.repeats})")
+        for rep, steps in sizes:
+            atoms = atoms_of(rep)
+            for family, (artifact, source) in FAMILIES.items():
+                art, src = MODELS / artifact, MODELS / source
+                plugin, bare, study = [], [], []
+                for _ in range(args.repeats):  # in turn, so that noise hits all three
+                    plugin.append(run_lammps(work, art, "auto", 1, 1, rep, steps)
+                                  ["ms_per_step"])
+                    bare.append(bare_ms(art, atoms, steps))
+                    study.append(study_ms(family, src, atoms, steps))
+                p, b, s = (statistics.median(x) for x in (plugin, bare, study))
+                print(f"{family:<8} {len(atoms):>6} {p:>10.1f} {b:>10.1f} {s:>10.1f} "
+                      f"{p / b:>11.3f} {s / p:>12.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
