@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from egraff_lmp.analysis import RDF  # noqa: E402
 from egraff_lmp.io import read_trajectory  # noqa: E402
-from egraff_lmp.trajectory import Frame, Trajectory  # noqa: E402
+from egraff_lmp.trajectory import Frame, MemoryTrajectory  # noqa: E402
 
 RMAX, DR = 10.0, 0.05
 NBINS = int(round(RMAX / DR))
@@ -54,23 +54,6 @@ def replicated_frames(n_frames):
 
     symbols = [chemical_symbols[z] for z in np.tile(test["atomic_numbers"], len(shifts))]
     return big, np.eye(3) * length * REPLICAS, symbols
-
-
-class InMemory(Trajectory):
-    """Frames already in memory (for compute-only timings)."""
-
-    format = "memory"
-
-    def __init__(self, pos, cell, symbols):
-        super().__init__("<memory>", symbols)
-        self._pos, self._cell = pos, cell
-
-    def _count_frames(self):
-        return len(self._pos)
-
-    def _iter_frames(self, indices):
-        for i in indices:
-            yield Frame(i, self._pos[i], self._cell, (True, True, True))
 
 
 def write_dump(workdir, n_frames):
@@ -205,7 +188,7 @@ def main():
 
     # 2. compute only: the same frames already in memory (float64)
     pos = np.stack([ts.positions.astype(float) for ts in u.trajectory[:n]])
-    mem = InMemory(pos, cell, symbols)
+    mem = MemoryTrajectory.from_positions(pos, symbols, cell)
     from MDAnalysis.coordinates.memory import MemoryReader
 
     um = mda.Universe.empty(len(symbols), trajectory=True)

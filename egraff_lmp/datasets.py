@@ -239,7 +239,9 @@ def get(name: str) -> Dataset:
                           "them") from None
 
 
-def _candidates(relpath: str):
+def alternatives(relpath: str):
+    """The paths a registry path may have in a ``Datasets/`` tree (LiPS20 is also shipped
+    as ``All_LiPS20/``)."""
     yield relpath
     if relpath.startswith("LiPS20/"):
         yield "All_LiPS20/" + relpath[len("LiPS20/"):]
@@ -253,7 +255,7 @@ def locate(relpath: str, base: Path | None = None) -> Path | None:
     if p.is_absolute():
         return p if p.exists() else None
     for root in ([base] if base else []) + data_roots():
-        for rel in _candidates(relpath):
+        for rel in alternatives(relpath):
             if (root / rel).exists():
                 return (root / rel).resolve()
             packed = root / (rel + ".bz2")

@@ -113,7 +113,7 @@ def wanted_files(ds: datasets.Dataset, splits, listing: dict) -> tuple[list[str]
                               f"{', '.join(ds.splits)})")
         for rel in ds.splits[split]:
             found = None
-            for cand in datasets._candidates(rel):
+            for cand in datasets.alternatives(rel):
                 for path in (f"Datasets/{cand}", f"Datasets/{cand}.bz2"):
                     if path in listing:
                         found = [path]

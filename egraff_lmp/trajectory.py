@@ -264,3 +264,28 @@ class TransformedTrajectory(Trajectory):
         if len(indices):
             for fr in self.inner.frames(indices.start, indices.stop, indices.step):
                 yield self.fn(fr)
+
+
+class MemoryTrajectory(Trajectory):
+    """Frames already in memory, as a trajectory (MDAnalysis' MemoryReader habit): a list
+    of :class:`Frame`, or with :meth:`from_positions` an (F, n, 3) array of positions (Å)
+    and one cell (None: a molecule)."""
+
+    format = "memory"
+
+    def __init__(self, frames: list[Frame], symbols, path="<memory>"):
+        super().__init__(path, symbols)
+        self._frames = list(frames)
+
+    @classmethod
+    def from_positions(cls, positions, symbols, cell=None) -> MemoryTrajectory:
+        periodic = cell is not None
+        return cls([Frame(i, np.asarray(x, dtype=np.float64), cell, (periodic,) * 3)
+                    for i, x in enumerate(positions)], symbols)
+
+    def _count_frames(self) -> int:
+        return len(self._frames)
+
+    def _iter_frames(self, indices: range) -> Iterator[Frame]:
+        for i in indices:
+            yield self._frames[i]

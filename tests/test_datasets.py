@@ -20,7 +20,7 @@ from egraff_lmp.cli import main
 from egraff_lmp.errors import EgraffError
 from egraff_lmp.estimate import estimate_trajectory
 from egraff_lmp.io import read_trajectory
-from egraff_lmp.trajectory import Frame, Trajectory, minimum_image
+from egraff_lmp.trajectory import Frame, MemoryTrajectory, minimum_image
 
 DATA = Path(__file__).resolve().parent / "data"
 ETHANOL_VAL = DATA / "Datasets" / "md17" / "ethanol" / "val" / "nequip_npz.npz"
@@ -240,21 +240,6 @@ def test_the_pin_holds_the_blob_ids_of_the_files_shipped_here():
 
 
 # -- estimates -----------------------------------------------------------------------------
-class FramesTrajectory(Trajectory):
-    format = "memory"
-
-    def __init__(self, frames, symbols):
-        super().__init__("memory", symbols)
-        self._frames = frames
-
-    def _count_frames(self):
-        return len(self._frames)
-
-    def _iter_frames(self, indices):
-        for i in indices:
-            yield self._frames[i]
-
-
 def _harmonic_crystal(dt_fs, n_frames=300, temperature=300.0, seed=0):
     """Atoms on springs (k = 2 eV/Å²) to lattice sites in a 12 Å cube, integrated by
     velocity Verlet at 0.1 fs and saved every dt_fs; returns frames and the mean kinetic
@@ -289,11 +274,11 @@ def _harmonic_crystal(dt_fs, n_frames=300, temperature=300.0, seed=0):
 
 def test_frame_spacing_and_temperature_are_recovered_from_a_known_trajectory():
     frames, symbols, t_true = _harmonic_crystal(0.7)
-    e = estimate_trajectory(FramesTrajectory(frames, symbols))  # wrapped positions
+    e = estimate_trajectory(MemoryTrajectory(frames, symbols))  # wrapped positions
     assert e.contiguous and e.frame_spacing_fs == pytest.approx(0.7, rel=0.01)
     assert e.temperature_k == pytest.approx(t_true, rel=0.03)
     order = np.random.default_rng(1).permutation(len(frames))
-    shuffled = estimate_trajectory(FramesTrajectory([frames[i] for i in order], symbols))
+    shuffled = estimate_trajectory(MemoryTrajectory([frames[i] for i in order], symbols))
     assert not shuffled.contiguous and shuffled.smoothness > 1.0
 
 

@@ -12,24 +12,7 @@ from scipy.spatial.transform import Rotation
 from egraff_lmp.analysis import MSD, VDOS
 from egraff_lmp.analysis.angles import BondAngles, covalent_cutoffs
 from egraff_lmp.io import read_trajectory
-from egraff_lmp.trajectory import Frame, Trajectory
-
-
-class FramesTrajectory(Trajectory):
-    format = "memory"
-
-    def __init__(self, positions, symbols, cell=None):
-        super().__init__("memory", symbols)
-        self._pos, self._cell = positions, cell
-
-    def _count_frames(self):
-        return len(self._pos)
-
-    def _iter_frames(self, indices):
-        for i in indices:
-            periodic = self._cell is not None
-            yield Frame(i, self._pos[i].copy(), self._cell, (periodic,) * 3)
-
+from egraff_lmp.trajectory import MemoryTrajectory
 
 WATER = np.array([[0.0, 0.0, 0.0], [0.757, 0.586, 0.0], [-0.757, 0.586, 0.0]])
 
@@ -45,12 +28,13 @@ def _tumbling(body, n=200, dt_fs=0.5, seed=3):
 
 
 def test_a_rigid_molecule_translating_and_rotating_has_zero_internal_msd():
-    traj = FramesTrajectory(_tumbling(WATER), ["O", "H", "H"])
+    traj = MemoryTrajectory.from_positions(_tumbling(WATER), ["O", "H", "H"])
     res = MSD(traj, 0.5).run().results
     assert res.internal and res.diffusivity == {}
     assert np.abs(res.msd["total"]).max() < 1e-20
     # the same motion in a periodic box is transport: MSD grows, a diffusivity is fitted
-    boxed = FramesTrajectory(_tumbling(WATER) + 50.0, ["O", "H", "H"], np.eye(3) * 100.0)
+    boxed = MemoryTrajectory.from_positions(_tumbling(WATER) + 50.0, ["O", "H", "H"],
+                                            np.eye(3) * 100.0)
     periodic = MSD(boxed, 0.5).run().results
     assert not periodic.internal and periodic.msd["total"][-1] > 0.3
     assert periodic.diffusivity["total"] > 0
@@ -71,7 +55,7 @@ def test_a_harmonic_dimer_vdos_peaks_at_its_frequency(f_thz):
         com = 0.01 * t[k] * np.array([1.0, 0.5, -0.2])
         frames.append(np.array([com - bond[k] * masses[1] / masses.sum() * u,
                                 com + bond[k] * masses[0] / masses.sum() * u]))
-    res = VDOS(FramesTrajectory(np.array(frames), ["C", "H"]), dt_fs).run().results
+    res = VDOS(MemoryTrajectory.from_positions(np.array(frames), ["C", "H"]), dt_fs).run().results
     peak = res.frequency[np.argmax(res.vdos["total"])]
     assert abs(peak - f_thz) <= res.resolution_thz
     assert res.resolution_thz == pytest.approx(1e3 / ((n - 2) * dt_fs), rel=1e-6)

@@ -87,21 +87,15 @@ def sniff(path) -> FileKind:
                 # every package named along the code paths (torch.package mangles the top
                 # level: __torch__/_torch_package_0_/nequip/...)
                 mods = {part for n in code if "__torch__/" in n
-                        for part in n.split("__torch__/", 1)[1].split("/")[:-1]}
-                mods.discard("torch")
+                        for part in n.split("__torch__/", 1)[1].split("/")[:-1]
+                        if part != "torch" and not part.startswith("_torch_package_")}
                 extra = {n.rsplit("/extra/", 1)[1] for n in names if "/extra/" in n}
                 if {"type_names", "r_max", "num_types"} <= extra:  # nequip's compiled file
                     mods.add("nequip")
-                for n in names:
-                    if n.endswith("data.pkl") or n.endswith("constants.pkl"):
-                        mods |= {m.replace("__torch__", "").strip(".") or m
-                                 for m in _pickle_modules(zf.read(n))}
-                return FileKind("torchscript", {m.split(".")[0] for m in mods if m}
-                                - {"_torch_package_0_"})
+                return FileKind("torchscript", mods)
             if any(n.endswith(".data/version") for n in names):
-                mods = {part for n in names for part in n.split("/")[1:2]}
-                return FileKind("torch-package", mods & set(PACKAGES) | {
-                    m for n in names for m in n.split("/") if m in PACKAGES})
+                return FileKind("torch-package", {m for n in names for m in n.split("/")
+                                                  if m in PACKAGES})
             pkl = [n for n in names if n.endswith("data.pkl")]
             if pkl:
                 return FileKind("torch-save", _pickle_modules(zf.read(pkl[0])))

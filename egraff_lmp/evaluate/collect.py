@@ -83,7 +83,7 @@ def run_metrics(run: RunTask, task: DatasetTask, info: dict, cfg: Config, ref,
     from ..analysis import MSD, VDOS
     from ..analysis.angles import BondAngles
     from ..io import read_trajectory
-    from ..io.lammps_write import from_lammps, needs_orientation
+    from ..io.lammps_write import from_lammps, needs_orientation, prism
 
     cache = run.rundir / "evaluation.json"
     if cache.exists():
@@ -101,7 +101,8 @@ def run_metrics(run: RunTask, task: DatasetTask, info: dict, cfg: Config, ref,
     if needs_orientation(ref_cell):  # LAMMPS rotated/reduced the cell: forces back for FV
         from ..trajectory import TransformedTrajectory
 
-        traj = TransformedTrajectory(traj, lambda fr: from_lammps(fr, ref_cell))
+        box = prism(ref_cell)
+        traj = TransformedTrajectory(traj, lambda fr: from_lammps(fr, ref_cell, box))
     frames_usable = traj.n_frames
     if frames_usable < 2:
         out["notes"] = ["fewer than 2 frames: nothing to compare"]
@@ -134,9 +135,9 @@ def run_metrics(run: RunTask, task: DatasetTask, info: dict, cfg: Config, ref,
         vd = VDOS(traj, dt_frame).run(0, n_msd).results
         out.update(vdos_freq=vd.frequency, vdos=vd.vdos["total"],
                    vdos_extent_thz=vd.f_extent_thz)
-        # the JSD over as many frames as the floor's stretches (vdos_frames), the run's
+        # the JSD over as many frames as the floor's stretches (floor_frames), the run's
         # first ones against the reference's from the run's start: the same resolution
-        n_v = min(vdos_frames(ref.n_frames, info, cfg), traj.n_frames,
+        n_v = min(floor_frames(ref.n_frames, info, cfg), traj.n_frames,
                   ref.n_frames - run.start_frame)
         if n_v >= 5:
             a = VDOS(traj, dt_frame).run(0, n_v).results.vdos["total"]
@@ -220,11 +221,11 @@ def simulation_frames(info: dict, cfg: Config) -> int:
     return cfg.protocol["steps"] // info["dump_every"] + 1
 
 
-def vdos_frames(n_ref: int, info: dict, cfg: Config | None = None) -> int:
-    """Frames of the VDOS comparisons: a simulation's frame count where the reference holds
-    two such stretches, else half the reference (the floor's stretches, see
-    :func:`reference_itself`)."""
-    n_sim = info.get("simulation_frames") or simulation_frames(info, cfg)
+def floor_frames(n_ref: int, info: dict, cfg: Config) -> int:
+    """Frames of each of the reference's two stretches in :func:`reference_itself` (and of
+    the runs' VDOS comparisons): a simulation's frame count where the reference holds two
+    such stretches, else half the reference."""
+    n_sim = simulation_frames(info, cfg)
     return n_sim if 2 * n_sim <= n_ref else n_ref // 2
 
 
@@ -235,13 +236,11 @@ def reference_itself(ref, task: DatasetTask, info: dict, cfg: Config,
     holds twice that many, else its two halves (said in ``how``); compared as a run is
     (RDF of each stretch, and frame by frame in time where the reference is a
     trajectory), and the bond-angle distributions of the two stretches (``adf_jsd``)."""
-    n_sim = simulation_frames(info, cfg)
-    if 2 * n_sim <= ref.n_frames:
-        n = n_sim
+    n_sim, n = simulation_frames(info, cfg), floor_frames(ref.n_frames, info, cfg)
+    if n == n_sim:
         how = (f"two disjoint stretches of {n} reference frames, the frame count of a "
                "simulation")
     else:
-        n = ref.n_frames // 2
         how = (f"the two halves of the reference, {n} frames each (a simulation has {n_sim}; "
                f"the reference {ref.n_frames})")
     if n < 1:

@@ -74,15 +74,16 @@ def needs_orientation(cell) -> bool:
     return not np.allclose(p.lammps_cell, np.asarray(cell), atol=1e-9)
 
 
-def from_lammps(frame: Frame, cell) -> Frame:
+def from_lammps(frame: Frame, cell, box=None) -> Frame:
     """A frame of a LAMMPS run started from a data file of ``cell`` (ASE orientation), in
     that orientation again: positions and forces rotated back, ``cell`` as the cell, the
-    positions wrapped into it (equal to the run's modulo the lattice)."""
+    positions wrapped into it (equal to the run's modulo the lattice). ``box``: ``prism(cell)``
+    when the caller maps many frames."""
     from dataclasses import replace
 
     if frame.cell is None or cell is None:
         return frame
-    p = prism(cell)
+    p = box or prism(cell)
     cell = np.asarray(cell, dtype=float)
     x = frame.positions @ p.rot_mat.T  # rotation only (ASE's vector_to_ase also wraps)
     frac = np.linalg.solve(cell.T, x.T).T
