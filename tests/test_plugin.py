@@ -19,13 +19,6 @@ from egraff_lmp.lammps.env import library_env, lmp_executable, mpiexec
 EV_PER_A3_IN_BAR = 1.602176634e6
 
 
-@pytest.fixture(scope="session")
-def plugin():
-    from egraff_lmp.lammps.plugin import plugin_path
-
-    return plugin_path()
-
-
 def run_lmp(workdir, text, np_=1, name="in.lmp", **variables):
     (workdir / name).write_text(text)
     cmd = [lmp_executable(), "-in", name, "-screen", "none", "-log", f"log.{name}"]

@@ -25,13 +25,6 @@ from egraff_lmp.io.lammps_write import write_lammps_data
 STAGED = ["mace", "botnet", "nequip"]
 
 
-@pytest.fixture(scope="session")
-def plugin():
-    from egraff_lmp.lammps.plugin import plugin_path
-
-    return plugin_path()
-
-
 def _cells(gete):
     """Three periodic configurations: the orthogonal GeTe box, the same atoms in a sheared
     cell, and a 6 Å triclinic cell smaller than 2 r_max (ghosts hold several images)."""

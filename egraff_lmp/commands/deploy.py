@@ -7,15 +7,20 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "deploy", help="turn a trained model into a validated egraff-lmp artifact",
         description="Turn a model trained by nequip-train (NequIP/Allegro: *.ckpt, "
-        "*.nequip.zip) or mace_run_train (MACE/BOTNet: *.model, or a *.mace-state.pt) into "
+        "*.nequip.zip, *.nequip.pth), mace_run_train (MACE/BOTNet: *.model, *-lammps.pt, or "
+        "a *.mace-state.pt) or torchmd-train (TorchMD-Net ET: *.ckpt) into "
         "one TorchScript artifact with its metadata, after checking parity with the "
         "family's own calculator and symmetry. Loading a pickled model (*.model, *.ckpt) "
         "runs code from that file: egraff-lmp loads only the file you name, and never "
         "unpickles anything when it loads a deployed artifact.")
     p.add_argument("model", metavar="MODEL|ARTIFACT")
     p.add_argument("-o", "--output", help="artifact path (default: MODEL's stem + .egraff.pt)")
-    p.add_argument("--family", choices=["mace", "nequip"],
-                   help="model family (default: from the file name)")
+    p.add_argument("--family", choices=["mace", "nequip", "torchmd"],
+                   help="model family (default: read from the file's content)")
+    p.add_argument("--species", type=lambda s: [x for x in s.split(",") if x],
+                   metavar="EL,EL,...",
+                   help="element symbols, for models that embed atomic numbers and record no "
+                   "species (TorchMD-Net); default: the training data the checkpoint names")
     p.add_argument("--data", metavar="TRAJ",
                    help="configurations for the checks (first frames; default: random "
                    "compressed/expanded cells of the model's species)")
@@ -45,7 +50,7 @@ def main(args) -> int:
         return 0
     src = Path(args.model)
     out = args.output or str(src.parent / (src.name.split(".")[0] + ".egraff.pt"))
-    path = deploy.deploy(args.model, out, args.family, args.data)
+    path = deploy.deploy(args.model, out, args.family, args.data, args.species)
     from ..deploy.artifact import read_metadata
 
     meta = read_metadata(path)
@@ -67,5 +72,5 @@ def main(args) -> int:
               f"{','.join(str(w) for w in st['feature_widths'])} features per atom{check}")
     elif meta.get("stages_unavailable"):
         print(f"no stages ({meta['stages_unavailable']}): on several ranks it runs with a "
-              "ghost shell of layers x r_max")
+              f"ghost shell of {meta['ghost_cutoff']:g} Å")
     return 0

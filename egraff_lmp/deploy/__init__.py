@@ -14,9 +14,9 @@ from pathlib import Path
 from ..errors import EgraffError, located
 from . import artifact as _artifact
 from . import checks
-from .families import mace, nequip
+from .families import mace, nequip, torchmd
 
-FAMILIES = {"mace": mace, "nequip": nequip}
+FAMILIES = {"mace": mace, "nequip": nequip, "torchmd": torchmd}
 
 
 def _family_of(path, family=None):
@@ -61,13 +61,27 @@ def _known_packages():
     return PACKAGES
 
 
-def load_source(path, family=None):
-    """The family adapter's view of a trained model (runs the family's loader)."""
-    return _family_of(path, family).load(path)
+def load_source(path, family=None, species=None):
+    """The family adapter's view of a trained model (runs the family's loader).
+    ``species``: element symbols in model order, for families whose files carry none."""
+    adapter = _family_of(path, family)
+    if _takes_species(adapter):
+        return adapter.load(path, species=species)
+    if species:
+        raise located(path, f"a {adapter.NAME} model records its own species: drop --species")
+    return adapter.load(path)
 
 
-def configurations(type_names, r_max, data=None, frames=2):
-    """Configurations for the checks: frames of ``data`` or random cells of the species."""
+def _takes_species(adapter) -> bool:
+    import inspect
+
+    return "species" in inspect.signature(adapter.load).parameters
+
+
+def configurations(type_names, r_max, data=None, frames=2, min_width=0.0):
+    """Configurations for the checks: frames of ``data`` or random cells of the species
+    (with at least ``min_width`` Å between opposite faces, for families whose own code
+    needs wide cells)."""
     if data is not None:
         from ..io import read_trajectory
 
@@ -76,7 +90,10 @@ def configurations(type_names, r_max, data=None, frames=2):
         for f in traj.frames(0, frames):
             out.append(f.to_atoms(traj.symbols))
         return out, f"{data} (first {len(out)} frames)"
-    return [checks.random_configuration(type_names, r_max, seed=k, scale=s)
+    n = 6
+    while min_width and (20.0 * n * len(type_names)) ** (1 / 3) * 0.9 < min_width:
+        n += 1
+    return [checks.random_configuration(type_names, r_max, seed=k, scale=s, n_per_species=n)
             for k, s in enumerate((0.9, 1.1))], "random cells (scaled 0.9 and 1.1)"
 
 
@@ -88,10 +105,12 @@ def validate(module_path, source=None, data=None, type_names=None, r_max=None,
 
     art = _artifact.load(module_path)
     calc = DeployedCalculator(art)
+    min_width = 0.0
     if source is not None:
         type_names, r_max = source.type_names, source.r_max
         dtype = str(source.dtype).replace("torch.", "")
-    configs, where = configurations(type_names, r_max, data)
+        min_width = source.reference_min_width
+    configs, where = configurations(type_names, r_max, data, min_width=min_width)
     report = {"configurations": where}
     if source is not None:
         report["parity"] = checks.parity(calc, source.reference(), configs)
@@ -105,9 +124,9 @@ def validate(module_path, source=None, data=None, type_names=None, r_max=None,
     return report
 
 
-def deploy(source_path, output, family=None, data=None) -> Path:
+def deploy(source_path, output, family=None, data=None, species=None) -> Path:
     """Build, validate and write the artifact for ``source_path``; returns its path."""
-    source = load_source(source_path, family)
+    source = load_source(source_path, family, species)
     module = _artifact.script(source)
     stages = (_artifact.stage_widths(module, source.num_layers) if source.stages is not None
               else None)
@@ -131,7 +150,11 @@ def check(artifact_path, source_path=None, family=None, data=None) -> dict:
         if _artifact.sha256(source_path) != meta["source_sha256"]:
             raise located(source_path, f"is not the model {artifact_path} was built from "
                                        "(sha256 differs)")
-        source = load_source(source_path, family or meta["family"])
+        fam = family or meta["family"]
+        # a family whose files carry no species list: the artifact's, in its order
+        species = (meta["type_names"] if fam in FAMILIES and _takes_species(FAMILIES[fam])
+                   else None)
+        source = load_source(source_path, fam, species)
     try:
         return validate(artifact_path, source, data, meta["type_names"], meta["r_max"],
                         meta["dtype"])

@@ -65,6 +65,8 @@ def build_metadata(source, source_path, validation: dict, stages: dict | None = 
         "stages": stages,
         **({"stages_unavailable": source.stages_unavailable}
            if source.stages_unavailable else {}),
+        **({"species_from": source.extra["species_from"]}
+           if "species_from" in source.extra else {}),
     }
 
 

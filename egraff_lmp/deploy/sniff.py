@@ -63,6 +63,8 @@ def _pickle_modules(data: bytes) -> set[str]:
                         out.add(arg.split(".")[0])
                     elif arg == "egraff_lmp_mace_state":  # egraff-lmp's MACE state file
                         out.add("mace")
+                    elif arg.startswith("model.representation_model."):
+                        out.add("torchmdnet")  # a torchmd-train (LNNP) state_dict key
                 if op.name == "STOP":
                     pos += at + 1
                     break

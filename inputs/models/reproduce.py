@@ -1,13 +1,16 @@
 """Reproduce the shipped GeTe models: train, deploy, and measure their test-set errors.
 
-    python inputs/models/reproduce.py [--only mace|allegro|nequip] [--epochs N] [--workdir DIR]
+    python inputs/models/reproduce.py [--only mace|allegro|nequip|torchmd] [--epochs N]
+                                      [--workdir DIR]
 
 1. Training data: every 2nd frame of the first 270 of the GeTe4 CPMD *val* split
    (inputs/gete/gete_val.npz, 135 frames; 15 held out at random for validation). The *test*
    split stays the reference trajectory, never seen in training.
 2. Training with each family's own trainer and the configs beside this script:
    ``mace_run_train --config configs/mace_gete.yaml``, ``nequip-train -cp configs -cn
-   allegro_gete`` and ``nequip-train -cp configs -cn nequip_gete``.
+   allegro_gete``, ``nequip-train -cp configs -cn nequip_gete`` and ``torchmd-train --conf
+   configs/torchmd_gete.yaml`` (through ``torchmd_train_atomref.py``, which gives its
+   Atomref prior reference energies).
 3. ``egraff-lmp deploy`` (parity and symmetry checked on test frames) into
    ``inputs/models/*.egraff.pt``; the MACE source is also kept as config + state dict
    (``gete-mace.mace-state.pt``: pickled MACE models do not load across e3nn versions).
@@ -77,11 +80,43 @@ def train_nequip(work: Path, epochs: int | None) -> tuple[Path, float]:
     return train_allegro(work, epochs, kind="nequip")
 
 
+def train_torchmd(work: Path, epochs: int | None) -> tuple[Path, float]:
+    """torchmd-train (through torchmd_train_atomref.py, for the Atomref prior's reference
+    energies) on the same frames, as TorchMD-Net's Custom .npy files; the checkpoint with
+    the lowest validation loss is shipped."""
+    import numpy as np
+
+    work.mkdir(parents=True, exist_ok=True)
+    traj = read_trajectory(ROOT / "inputs/gete/gete_val.npz")
+    frames = [traj[k] for k in TRAIN_FRAMES]
+    np.save(work / "coords.npy", np.array([f.positions for f in frames], dtype=np.float32))
+    from ase.data import atomic_numbers
+
+    np.save(work / "embed.npy", np.array([atomic_numbers[s] for s in traj.symbols]))
+    np.save(work / "energy.npy", np.array([[f.energy] for f in frames], dtype=np.float64))
+    np.save(work / "forces.npy", np.array([f.forces for f in frames], dtype=np.float32))
+    cmd = [sys.executable, HERE / "torchmd_train_atomref.py", "--conf",
+           HERE / "configs" / "torchmd_gete.yaml", "--log-dir", work / "logs"]
+    if epochs:
+        cmd += ["--num-epochs", epochs]
+    seconds = run(cmd, work)
+    best = min((work / "logs").glob("epoch=*.ckpt"),
+               key=lambda p: float(p.name.split("val_loss=")[1].split("-")[0]))
+    ckpt = HERE / "gete-torchmd.ckpt"
+    shutil.copy(best, ckpt)
+    return ckpt, seconds
+
+
+# families whose files record no species list: deploy is told them
+SPECIES = {"torchmd": ["--species", "Ge,Te"]}
+
+
 def evaluate(name: str, source: Path, work: Path, train_seconds: float) -> dict:
     egraff = [sys.executable, "-m", "egraff_lmp.cli"]
     test = ROOT / "inputs/gete/gete_test.npz"
     artifact = HERE / f"{name}.egraff.pt"
-    run(egraff + ["deploy", source, "-o", artifact, "--data", test], ROOT)
+    run(egraff + ["deploy", source, "-o", artifact, "--data", test]
+        + SPECIES.get(name.split("-", 1)[1], []), ROOT)
     pred = work / f"{name}-test-pred.npz"
     run(egraff + ["predict", artifact, test, "-o", pred], ROOT)
     run(egraff + ["compare", pred, "--ref", test, "--json", work / f"{name}-static.json"],
@@ -118,14 +153,14 @@ def write_readme(results: dict):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=["mace", "allegro", "nequip"])
+    ap.add_argument("--only", choices=["mace", "allegro", "nequip", "torchmd"])
     ap.add_argument("--epochs", type=int, help="override the configs' number of epochs")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/egraff-train"))
     args = ap.parse_args()
     metrics_file = HERE / "metrics.json"
     results = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     for name, train in (("mace", train_mace), ("allegro", train_allegro),
-                        ("nequip", train_nequip)):
+                        ("nequip", train_nequip), ("torchmd", train_torchmd)):
         if args.only and args.only != name:
             continue
         work = args.workdir / name

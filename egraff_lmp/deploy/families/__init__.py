@@ -15,7 +15,7 @@ import torch
 
 @dataclass
 class Source:
-    family: str  # "mace", "nequip" or "allegro"
+    family: str  # "mace", "nequip", "allegro", "torchmd", ...
     energy_model: torch.nn.Module
     type_names: list[str]  # element symbols in model order
     r_max: float  # Å
@@ -27,10 +27,15 @@ class Source:
     stages: torch.nn.Module | None = None  # the model cut into layers (message passing)
     stages_unavailable: str | None = None  # why a message-passing model has no stages
     extra: dict = field(default_factory=dict)
+    reach: float | None = None  # Å: the family's own reach where it is not r_max x layers
+    reference_min_width: float = 0.0  # Å: cells the family's own code accepts are this wide
 
     @property
     def ghost_cutoff(self) -> float:
-        """How far (Å) ghost atoms must reach beyond the local ones."""
+        """How far (Å) ghost atoms must reach beyond the local ones: how far from a local
+        atom another atom can change its energy."""
+        if self.reach is not None:
+            return self.reach
         return self.r_max if self.strictly_local else self.r_max * self.num_layers
 
 

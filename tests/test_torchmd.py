@@ -1,0 +1,204 @@
+"""TorchMD-Net (equivariant transformer) checkpoints from ``torchmd-train``: recognised by
+content, deployed with parity against TorchMD-Net's own forward (periodic and molecule,
+float64 and float32), its reach (layers + neighbour embedding) honoured on 2 LAMMPS ranks,
+and what it cannot reproduce refused in one line."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from conftest import GETE_TEST
+from test_plugin import read_dump_forces, run_lmp
+
+from egraff_lmp.calculator import DeployedCalculator
+from egraff_lmp.cli import main
+from egraff_lmp.deploy import artifact as _artifact
+from egraff_lmp.deploy.sniff import sniff
+from egraff_lmp.io import read_trajectory
+from egraff_lmp.io.lammps_log import read_thermo
+from egraff_lmp.io.lammps_write import write_lammps_data
+
+pytest.importorskip("torchmdnet")
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    _, err = capsys.readouterr()
+    return code, err
+
+
+@pytest.fixture(scope="module")
+def tmd(tmp_path_factory):
+    from models import train_torchmd
+
+    root = tmp_path_factory.mktemp("torchmd")
+    return {64: train_torchmd(root / "f64", 64), 32: train_torchmd(root / "f32", 32)}
+
+
+@pytest.fixture(scope="module")
+def tmd_artifact(tmd, tmp_path_factory):
+    from egraff_lmp.deploy import deploy
+
+    return deploy(tmd[64], tmp_path_factory.mktemp("tmd-art") / "tmd.egraff.pt",
+                  data=GETE_TEST)
+
+
+def test_a_torchmd_train_checkpoint_is_told_from_a_nequip_one_by_content(tmd, models):
+    k = sniff(tmd[64])
+    assert (k.kind, k.family) == ("torch-save", "torchmd")
+    assert sniff(models["nequip"]).family == "nequip"  # both are Lightning *.ckpt
+
+
+def test_deployed_et_equals_torchmd_nets_own_forward(tmd, tmd_artifact):
+    from egraff_lmp.deploy.families.torchmd import TorchMDNetReference, _load_net
+
+    meta = _artifact.read_metadata(tmd_artifact)
+    assert meta["family"] == "torchmd" and meta["type_names"] == ["Ge", "Te"]
+    assert meta["ghost_cutoff"] == pytest.approx(3 * 4.0)  # 2 layers + neighbour embedding
+    assert meta["species_from"].startswith("training data")
+    assert meta["validation"]["parity"]["forces"] < 1e-6
+    ref = read_trajectory(GETE_TEST)
+    frame = ref[5]
+    periodic = Atoms(ref.symbols, positions=frame.positions, cell=frame.cell, pbc=True)
+    # a molecule: a 15-atom GeTe cluster, where TorchMD-Net's own code knows no cell
+    centre = periodic.positions[0]
+    near = np.argsort(np.linalg.norm(periodic.get_distances(0, range(200), mic=True,
+                                                             vector=True), axis=1))[:15]
+    cluster = Atoms([ref.symbols[i] for i in near],
+                    positions=centre + periodic.get_distances(0, near, mic=True, vector=True))
+    own = TorchMDNetReference(_load_net(tmd[64]))
+    ours = DeployedCalculator(tmd_artifact)
+    for atoms in (periodic, cluster):
+        a, b = atoms.copy(), atoms.copy()
+        a.calc, b.calc = own, ours
+        assert abs(a.get_potential_energy() - b.get_potential_energy()) / len(a) < 1e-6
+        np.testing.assert_allclose(b.get_forces(), a.get_forces(), atol=1e-6)
+
+
+def test_float32_et_deploys_within_1e4(tmd, tmp_path, capsys):
+    code, err = _run(capsys, "deploy", tmd[32], "-o", tmp_path / "f32.egraff.pt", "--data",
+                     GETE_TEST)
+    assert code == 0, err
+    v = _artifact.read_metadata(tmp_path / "f32.egraff.pt")
+    assert v["dtype"] == "float32" and v["validation"]["parity"]["forces"] < 1e-4
+
+
+def test_species_come_from_species_option_when_the_training_data_is_gone(tmd, tmp_path,
+                                                                          capsys, monkeypatch):
+    alone = shutil.copy(tmd[64], tmp_path / "model.ckpt")
+    monkeypatch.chdir(tmp_path)
+    code, err = _run(capsys, "deploy", alone, "-o", tmp_path / "a.egraff.pt")
+    assert code == 2 and "--species" in err and len(err.strip().splitlines()) == 1
+    code, err = _run(capsys, "deploy", alone, "-o", tmp_path / "a.egraff.pt", "--species",
+                     "Ge,Xx")
+    assert code == 2 and "Xx" in err and len(err.strip().splitlines()) == 1
+    code, err = _run(capsys, "deploy", alone, "-o", tmp_path / "a.egraff.pt", "--species",
+                     "Ge,Te", "--data", GETE_TEST)
+    assert code == 0, err
+    assert _artifact.read_metadata(tmp_path / "a.egraff.pt")["species_from"] == "--species"
+
+
+def _edited(src, dst, hp=None, state=None):
+    ck = torch.load(src, map_location="cpu", weights_only=False)
+    ck["hyper_parameters"].update(hp or {})
+    for k, v in (hp or {}).items():
+        if v is None:
+            del ck["hyper_parameters"][k]
+    ck["state_dict"].update(state or {})
+    torch.save(ck, dst)
+    return dst
+
+
+@pytest.mark.parametrize("edit, words", [
+    ({"state": {"model.mean": torch.tensor(5.0, dtype=torch.float64)}}, "global mean"),
+    ({"hp": {"cutoff_upper": None}}, "no cutoff_upper"),
+    ({"hp": {"reduce_op": "mean"}}, "reduce_op"),
+    ({"hp": {"model": "tensornet"}}, "'tensornet'"),
+])
+def test_what_the_artifact_cannot_reproduce_is_refused_in_one_line(tmd, tmp_path, capsys,
+                                                                   edit, words):
+    bad = _edited(tmd[64], tmp_path / "bad.ckpt", **edit)
+    code, err = _run(capsys, "deploy", bad, "-o", tmp_path / "x.egraff.pt", "--species",
+                     "Ge,Te")
+    assert code == 2 and words in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.egraff.pt").exists()
+
+
+MD_INPUT = """
+units metal
+atom_style atomic
+atom_modify map array
+read_data gete.data
+mass 1 72.63
+mass 2 127.6
+plugin load ${plugin}
+pair_style egraff ${artifact}
+pair_coeff * * Ge Te
+velocity all create 600 42 dist gaussian
+fix 1 all nve
+timestep 0.0005
+thermo 20
+thermo_style custom step pe ke etotal press
+thermo_modify format float %20.15g
+dump d all custom 20 dump.md id fx fy fz
+dump_modify d sort id format float %20.15g
+run 20
+"""
+
+
+def _supercell():
+    """Two GeTe cells side by side: 38.2 Å along x, so each of 2 ranks holds 19.1 Å, more
+    than the tiny ET's 12 Å reach and less than twice it."""
+    ref = read_trajectory(GETE_TEST)
+    frame = ref[7]
+    atoms = Atoms(ref.symbols, positions=frame.positions, cell=frame.cell, pbc=True) * (2, 1, 1)
+    return atoms
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_et_runs_20_steps_in_lammps_equal_to_ase_at_step_0(plugin, tmd_artifact, tmp_path,
+                                                           ranks):
+    from egraff_lmp.trajectory import Frame
+
+    atoms = _supercell()
+    write_lammps_data(tmp_path / "gete.data",
+                      Frame(index=0, positions=atoms.positions, cell=atoms.cell[:],
+                            pbc=(True, True, True)),
+                      list(atoms.get_chemical_symbols()))
+    log = run_lmp(tmp_path, MD_INPUT, ranks, plugin=plugin, artifact=tmd_artifact)
+    rows = read_thermo(log)[-1]
+    assert rows["Step"] == [0, 20]
+    atoms.calc = DeployedCalculator(tmd_artifact)
+    assert rows["PotEng"][0] == pytest.approx(atoms.get_potential_energy(), abs=1e-6)
+    forces = (tmp_path / "dump.md").read_text().split("ITEM: TIMESTEP")[1]
+    (tmp_path / "step0").write_text("ITEM: TIMESTEP" + forces)
+    np.testing.assert_allclose(read_dump_forces(tmp_path / "step0"), atoms.get_forces(),
+                               atol=1e-6)
+    assert np.isfinite(rows["TotEng"][1])
+
+
+def test_the_declared_reach_is_the_ets_true_reach(tmd_artifact):
+    """Layers x r_max (8 Å) would be short: on a chain of atoms 3 Å apart (0.75 r_max),
+    the third neighbour (9 Å) still changes atom 0's energy through the neighbour
+    embedding's extra hop; the fourth (12 Å, beyond the declared 12 Å reach: a strict
+    cutoff) does not."""
+    meta = _artifact.read_metadata(tmd_artifact)
+    assert meta["ghost_cutoff"] == pytest.approx(12.0)
+    assert meta["ghost_cutoff"] > meta["r_max"] * meta["num_layers"]
+    calc = DeployedCalculator(tmd_artifact)
+    chain = Atoms("GeTeGeTeGeTe", positions=[[3.0 * k, 0, 0] for k in range(6)])
+    chain.calc = calc
+    e0 = chain.get_potential_energies()[0]
+    change = []
+    for m in range(1, 6):
+        moved = chain.copy()
+        moved.positions[m] += [0.01, 0.02, 0.0]
+        moved.calc = calc
+        change.append(abs(moved.get_potential_energies()[0] - e0))
+    assert change[2] > 1e-12  # 9 Å: beyond r_max x layers, within the reach
+    assert change[3] == change[4] == 0.0  # 12 Å and 15 Å
