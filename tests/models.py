@@ -71,3 +71,15 @@ def train_torchmd(workdir: Path, precision: int = 64) -> Path:
     assert r.returncode == 0, r.stderr[-3000:]
     return max((workdir / "logs").glob("epoch=*.ckpt"),
                key=lambda p: int(p.name.split("=")[1].split("-")[0]))
+
+
+def train_painn(workdir: Path, precision: int = 64) -> Path:
+    """PaiNN by SchNetPack's own trainer (inputs/models/train_painn.py with
+    configs/painn_tiny.yaml) on 12 frames, 2 epochs: returns SchNetPack's ``best_model``."""
+    script = Path(__file__).parents[1] / "inputs" / "models" / "train_painn.py"
+    cmd = [sys.executable, str(script), "--config", str(CONFIGS / "painn_tiny.yaml"),
+           "--data", str(GETE_VAL), "--out", str(workdir), "--frames", "0:300:25",
+           "--precision", str(precision)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return workdir / "best_model"

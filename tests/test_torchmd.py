@@ -22,8 +22,6 @@ from egraff_lmp.io import read_trajectory
 from egraff_lmp.io.lammps_log import read_thermo
 from egraff_lmp.io.lammps_write import write_lammps_data
 
-pytest.importorskip("torchmdnet")
-
 
 def _run(capsys, *argv):
     code = main([str(a) for a in argv])

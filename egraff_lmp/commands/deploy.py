@@ -15,12 +15,13 @@ def add_parser(sub) -> None:
         "unpickles anything when it loads a deployed artifact.")
     p.add_argument("model", metavar="MODEL|ARTIFACT")
     p.add_argument("-o", "--output", help="artifact path (default: MODEL's stem + .egraff.pt)")
-    p.add_argument("--family", choices=["mace", "nequip", "torchmd"],
+    p.add_argument("--family", choices=["mace", "nequip", "torchmd", "dimenet", "schnetpack"],
                    help="model family (default: read from the file's content)")
     p.add_argument("--species", type=lambda s: [x for x in s.split(",") if x],
                    metavar="EL,EL,...",
                    help="element symbols, for models that embed atomic numbers and record no "
-                   "species (TorchMD-Net); default: the training data the checkpoint names")
+                   "species (TorchMD-Net, SchNetPack's PaiNN, an OCP DimeNet++); default: the "
+                   "training data the checkpoint names, where it names one")
     p.add_argument("--data", metavar="TRAJ",
                    help="configurations for the checks (first frames; default: random "
                    "compressed/expanded cells of the model's species)")

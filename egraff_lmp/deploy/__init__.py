@@ -14,9 +14,10 @@ from pathlib import Path
 from ..errors import EgraffError, located
 from . import artifact as _artifact
 from . import checks
-from .families import mace, nequip, torchmd
+from .families import dimenet, mace, nequip, schnetpack, torchmd
 
-FAMILIES = {"mace": mace, "nequip": nequip, "torchmd": torchmd}
+FAMILIES = {"mace": mace, "nequip": nequip, "torchmd": torchmd, "dimenet": dimenet,
+            "schnetpack": schnetpack}
 
 
 def _family_of(path, family=None):

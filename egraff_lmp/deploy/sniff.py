@@ -26,7 +26,7 @@ from pathlib import Path
 
 #: top-level package -> family adapter
 PACKAGES = {"mace": "mace", "nequip": "nequip", "allegro": "nequip",
-            "torchmdnet": "torchmd", "torch_geometric": "pyg", "schnetpack": "schnetpack"}
+            "torchmdnet": "torchmd", "torch_geometric": "dimenet", "schnetpack": "schnetpack"}
 _DOTTED = re.compile(r"^(" + "|".join(PACKAGES) + r")(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 
@@ -65,6 +65,8 @@ def _pickle_modules(data: bytes) -> set[str]:
                         out.add("mace")
                     elif arg.startswith("model.representation_model."):
                         out.add("torchmdnet")  # a torchmd-train (LNNP) state_dict key
+                    elif arg.lower() in ("dimenetplusplus", "dimenet++"):
+                        out.add("torch_geometric")  # an OCP/MDsim config or egraff's file
                 if op.name == "STOP":
                     pos += at + 1
                     break

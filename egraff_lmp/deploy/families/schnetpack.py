@@ -1,0 +1,183 @@
+"""PaiNN (and SchNet) models trained with SchNetPack 2.
+
+Source: the model file SchNetPack's trainer writes (``best_model``: ``torch.save`` of a
+``NeuralNetworkPotential``, by ``spktrain`` or SchNetPack's ``ModelCheckpoint``; a pickle,
+loaded with SchNetPack's own ``load_model`` only because the user named it).
+
+Why SchNetPack 2.1.1 and a shim: 2.2.0 needs Python ≥ 3.12, and 2.1.1 does not import on
+torch 2.13 because ``schnetpack.data.loader`` imports ``T_co`` from
+``torch.utils.data.dataloader``, which torch removed. ``T_co`` is a ``TypeVar`` used only in
+a type annotation there, so :func:`import_schnetpack` defines it (nothing else) before
+importing SchNetPack. SchNetPack 2.1.1 also pins ``sympy<=1.12`` (torch 2.13 needs ≥ 1.13):
+it is installed with ``--no-deps`` (the ``[schnetpack]`` extra lists what it needs), as
+mace-torch is.
+
+SchNetPack's representations already take a neighbour list as input (``_Rij = R[j] − R[i]
++ offsets``, ``_idx_i``, ``_idx_j``: our edge convention), so the adapter calls the trained
+``representation`` and the ``Atomwise`` output network on our edges unchanged, and adds the
+post-processing that is per atom: ``AddOffsets``' mean (per atom when the property is
+extensive) and atom references. Refused in one line: a non-extensive mean, ``avg``
+aggregation, electronic (charge/spin) embeddings, other post-processors.
+
+Reach: each interaction reads neighbours within the cutoff and PaiNN's mixing is per atom,
+so n_interactions × cutoff. Species: SchNetPack embeds atomic numbers and its model file
+records none: from ``--species`` (``species_from`` in the metadata).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from ...errors import located
+from . import Source
+
+NAME = "schnetpack"
+
+
+def import_schnetpack():
+    """SchNetPack 2.1.1 on torch 2.13: define the one name it imports that torch removed."""
+    import typing
+
+    import torch.utils.data.dataloader as dl
+
+    if not hasattr(dl, "T_co"):
+        dl.T_co = typing.TypeVar("T_co", covariant=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import schnetpack
+    return schnetpack
+
+
+class SchNetPackEnergy(torch.nn.Module):
+    """Per-atom energies (eV) of a SchNetPack representation + ``Atomwise`` network from
+    explicit edges and shifts, with the per-atom offsets of its post-processing."""
+
+    def __init__(self, representation, outnet, atomic_numbers: list[int],
+                 offset_per_z: torch.Tensor):
+        super().__init__()
+        self.representation = representation
+        self.outnet = outnet
+        self.register_buffer("z_of_type", torch.tensor(atomic_numbers, dtype=torch.long))
+        self.register_buffer("offset", offset_per_z)
+
+    def forward(self, pos: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
+                shift: torch.Tensor) -> torch.Tensor:
+        z = self.z_of_type[types]
+        i, j = edge_index[0], edge_index[1]
+        inputs: dict[str, torch.Tensor] = {
+            "_atomic_numbers": z,
+            "_Rij": pos.index_select(0, j) - pos.index_select(0, i) + shift,
+            "_idx_i": i,
+            "_idx_j": j,
+        }
+        inputs = self.representation(inputs)
+        y = self.outnet(inputs["scalar_representation"]).view(-1)
+        return y.to(self.offset.dtype) + self.offset[z]
+
+
+def claims(path) -> bool:
+    return False  # a pickle named anything: told by content (sniff: schnetpack classes)
+
+
+def _load_model(path):
+    import_schnetpack()
+    from schnetpack.utils.compatibility import load_model
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return load_model(str(path), device=torch.device("cpu"),
+                              weights_only=False).eval()
+    except Exception as exc:  # noqa: BLE001
+        raise located(path, f"cannot load as a SchNetPack model ({type(exc).__name__})"
+                      ) from None
+
+
+def _parts(path, model):
+    """(representation, Atomwise module, energy key, per-atom offsets by Z)."""
+    names = {type(m).__name__: m for m in model.output_modules}
+    forces = names.get("Forces")
+    if forces is None:
+        raise located(path, "a SchNetPack model without a Forces output is not a force field")
+    key = forces.energy_key
+    atomwise = [m for m in model.output_modules
+                if type(m).__name__ == "Atomwise" and m.output_key == key]
+    if not atomwise:
+        raise located(path, f"no Atomwise output module predicts '{key}'")
+    atomwise = atomwise[0]
+    if atomwise.aggregation_mode != "sum":
+        raise located(path, f"Atomwise aggregation '{atomwise.aggregation_mode}': the energy "
+                            "is not a sum over atoms")
+    rep = model.representation
+    if len(getattr(rep, "electronic_embeddings", [])) > 0:
+        raise located(path, "a SchNetPack model with electronic (charge/spin) embeddings: "
+                            "LAMMPS passes positions and types only")
+    n_z = int(rep.embedding.num_embeddings)
+    offset = torch.zeros(n_z, dtype=torch.float64)
+    if model.do_postprocessing:
+        for post in model.postprocessors:
+            kind = type(post).__name__
+            if kind == "CastTo64":
+                continue
+            if kind != "AddOffsets" or post._property != key:
+                raise located(path, f"post-processor {kind} is not reproduced in the artifact")
+            if post.add_mean:
+                if not post.is_extensive:
+                    raise located(path, "AddOffsets adds a non-extensive mean energy: not a "
+                                        "per-atom energy")
+                offset = offset + float(post.mean.view(-1)[0])
+            if post.add_atomrefs:
+                ref = post.atomref.detach().double().view(-1)
+                offset[: len(ref)] = offset[: len(ref)] + ref[:n_z]
+    return rep, atomwise, offset
+
+
+def load(path, species=None) -> Source:
+    from ase.data import atomic_numbers
+
+    spk = import_schnetpack()
+    model = _load_model(path)
+    rep, atomwise, offset = _parts(path, model)
+    if not species:
+        raise located(path, "a SchNetPack model embeds atomic numbers and records no "
+                            "species: give --species, e.g. --species Ge,Te")
+    unknown = [s for s in species if s not in atomic_numbers]
+    if unknown:
+        raise located(path, f"--species: {', '.join(unknown)} not element symbols")
+    z = [atomic_numbers[s] for s in species]
+    cutoff = getattr(rep, "cutoff", None)
+    if cutoff is None:
+        raise located(path, "the representation has no cutoff: cannot size neighbour lists")
+    cutoff = float(cutoff)
+    layers = len(rep.interactions)
+    dtype = next(rep.parameters()).dtype
+    energy = SchNetPackEnergy(rep, atomwise.outnet, z, offset.to(dtype))
+    return Source(
+        family=NAME, energy_model=energy, type_names=list(species), r_max=cutoff,
+        num_layers=layers, strictly_local=False, dtype=dtype,
+        family_version=spk.__version__,
+        reference=lambda: _calculator(path, cutoff),
+        stages_unavailable="SchNetPack models are not split into stages yet",
+        extra={"species_from": "--species", "model": type(rep).__name__})
+
+
+def _calculator(path, cutoff):
+    """SchNetPack's own ASE calculator on the same file (its own neighbour list; float64).
+
+    Its loader calls ``torch.load`` without ``weights_only``, which torch ≥ 2.6 defaults to
+    True, refusing every SchNetPack model: the one method that loads is given
+    ``weights_only=False`` (the user named this file); the calculation is SchNetPack's."""
+    import_schnetpack()
+    from schnetpack.interfaces import SpkCalculator
+    from schnetpack.transform import ASENeighborList
+
+    class _Calc(SpkCalculator):
+        def _load_model(self, model_file):
+            return _load_model(model_file).to(torch.float64).eval()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _Calc(str(path), neighbor_list=ASENeighborList(cutoff=cutoff),
+                     energy_unit="eV", position_unit="Ang", dtype=torch.float64)

@@ -1,0 +1,138 @@
+"""PaiNN from SchNetPack 2.1.1 (through its one-name torch 2.13 shim): the model file its
+trainer writes, recognised by content, deployed with parity against SchNetPack's own ASE
+calculator (periodic and molecule, float64 and float32), run in LAMMPS on 1 and 2 ranks, and
+what it cannot reproduce refused in one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from conftest import GETE_TEST
+from test_plugin import read_dump_forces, run_lmp
+from test_torchmd import MD_INPUT, _supercell
+
+from egraff_lmp.calculator import DeployedCalculator
+from egraff_lmp.cli import main
+from egraff_lmp.deploy import artifact as _artifact
+from egraff_lmp.deploy.sniff import sniff
+from egraff_lmp.io import read_trajectory
+from egraff_lmp.io.lammps_log import read_thermo
+from egraff_lmp.io.lammps_write import write_lammps_data
+from egraff_lmp.trajectory import Frame
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    _, err = capsys.readouterr()
+    return code, err
+
+
+@pytest.fixture(scope="module")
+def painn(tmp_path_factory):
+    from models import train_painn
+
+    root = tmp_path_factory.mktemp("painn")
+    return {64: train_painn(root / "f64", 64), 32: train_painn(root / "f32", 32)}
+
+
+@pytest.fixture(scope="module")
+def painn_artifact(painn, tmp_path_factory):
+    from egraff_lmp.deploy import deploy
+
+    return deploy(painn[64], tmp_path_factory.mktemp("painn-art") / "painn.egraff.pt",
+                  data=GETE_TEST, species=["Ge", "Te"])
+
+
+def test_schnetpacks_model_file_is_recognised_by_content(painn):
+    k = sniff(painn[64])
+    assert (k.kind, k.family) == ("torch-save", "schnetpack")
+
+
+def test_deployed_painn_equals_schnetpacks_own_calculator(painn, painn_artifact):
+    from egraff_lmp.deploy.families.schnetpack import _calculator
+
+    meta = _artifact.read_metadata(painn_artifact)
+    assert meta["family"] == "schnetpack" and meta["type_names"] == ["Ge", "Te"]
+    assert meta["ghost_cutoff"] == pytest.approx(2 * 4.0)  # 2 interactions x cutoff
+    assert meta["species_from"] == "--species"
+    ref = read_trajectory(GETE_TEST)
+    frame = ref[5]
+    periodic = Atoms(ref.symbols, positions=frame.positions, cell=frame.cell, pbc=True)
+    d = periodic.get_distances(0, range(len(periodic)), mic=True, vector=True)
+    near = np.argsort(np.linalg.norm(d, axis=1))[:15]
+    cluster = Atoms([ref.symbols[i] for i in near], positions=d[near])
+    own, ours = _calculator(painn[64], 4.0), DeployedCalculator(painn_artifact)
+    for atoms in (periodic, cluster):
+        a, b = atoms.copy(), atoms.copy()
+        a.calc, b.calc = own, ours
+        assert abs(a.get_potential_energy() - b.get_potential_energy()) / len(a) < 1e-6
+        np.testing.assert_allclose(b.get_forces(), a.get_forces(), atol=1e-6)
+
+
+def test_float32_painn_deploys_within_1e4(painn, tmp_path, capsys):
+    code, err = _run(capsys, "deploy", painn[32], "-o", tmp_path / "f32.egraff.pt",
+                     "--species", "Ge,Te", "--data", GETE_TEST)
+    assert code == 0, err
+    meta = _artifact.read_metadata(tmp_path / "f32.egraff.pt")
+    assert meta["dtype"] == "float32" and meta["validation"]["parity"]["forces"] < 1e-4
+
+
+def test_species_are_required_and_must_be_elements(painn, tmp_path, capsys):
+    for extra, words in (([], "--species"), (["--species", "Ge,Qq"], "Qq")):
+        code, err = _run(capsys, "deploy", painn[64], "-o", tmp_path / "x.egraff.pt", *extra)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+
+
+def _edited(src, dst, edit):
+    from egraff_lmp.deploy.families.schnetpack import _load_model
+
+    model = _load_model(src)
+    edit(model)
+    torch.save(model, dst)
+    return dst
+
+
+def _avg(model):
+    model.output_modules[0].aggregation_mode = "avg"
+
+
+def _intensive_mean(model):
+    model.postprocessors[1].is_extensive = False
+
+
+def _no_forces(model):
+    del model.output_modules[1]
+
+
+@pytest.mark.parametrize("edit, words", [(_avg, "aggregation 'avg'"),
+                                         (_intensive_mean, "non-extensive mean"),
+                                         (_no_forces, "without a Forces output")])
+def test_what_the_artifact_cannot_reproduce_is_refused_in_one_line(painn, tmp_path, capsys,
+                                                                   edit, words):
+    bad = _edited(painn[64], tmp_path / "bad_model", edit)
+    code, err = _run(capsys, "deploy", bad, "-o", tmp_path / "x.egraff.pt", "--species",
+                     "Ge,Te")
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x.egraff.pt").exists()
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_painn_runs_20_steps_in_lammps_equal_to_ase_at_step_0(plugin, painn_artifact,
+                                                              tmp_path, ranks):
+    atoms = _supercell()
+    write_lammps_data(tmp_path / "gete.data",
+                      Frame(index=0, positions=atoms.positions, cell=atoms.cell[:],
+                            pbc=(True, True, True)),
+                      list(atoms.get_chemical_symbols()))
+    log = run_lmp(tmp_path, MD_INPUT, ranks, plugin=plugin, artifact=painn_artifact)
+    rows = read_thermo(log)[-1]
+    assert rows["Step"] == [0, 20]
+    atoms.calc = DeployedCalculator(painn_artifact)
+    assert rows["PotEng"][0] == pytest.approx(atoms.get_potential_energy(), abs=1e-6)
+    first = (tmp_path / "dump.md").read_text().split("ITEM: TIMESTEP")[1]
+    (tmp_path / "step0").write_text("ITEM: TIMESTEP" + first)
+    np.testing.assert_allclose(read_dump_forces(tmp_path / "step0"), atoms.get_forces(),
+                               atol=1e-6)
+    assert np.isfinite(rows["TotEng"][1])
