@@ -1,6 +1,7 @@
 """Each shipped GeTe family three ways, side by side (issue 12's bench).
 
-For the shipped GeTe4 MACE, Allegro and NequIP on the 200-atom cell and its 3×3×3 replica
+For the shipped GeTe4 MACE, Allegro, NequIP, TorchMD-Net ET, PaiNN and DimeNet++ on the
+200-atom cell and its 3×3×3 replica
 (5,400 atoms), one thread (OMP_NUM_THREADS=1), NVE from 920 K:
 
 - plugin   LAMMPS with pair_style egraff (one rank; LAMMPS' loop time per step: neighbour
@@ -10,7 +11,8 @@ For the shipped GeTe4 MACE, Allegro and NequIP on the 200-atom cell and its 3×3
            adds to);
 - study    the study's way: ASE Langevin (1 fs, 920 K) with the family's own ASE calculator
            (mace-torch's MACECalculator on the state file, nequip's NequIPCalculator on the
-           package).
+           package, TorchMD-Net's own forward with its own periodic neighbour list,
+           SchNetPack's SpkCalculator; none for DimeNet++, whose PyG forward knows no cell).
 
 Reported: ms/step, median of --repeats timings taken in turn, and the plugin's overhead over
 the bare call. A 2-core machine is noisy: read the ratios of the same run.
@@ -36,7 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "inputs" / "models"
 FAMILIES = {"mace": ("gete-mace.egraff.pt", "gete-mace.mace-state.pt"),
             "allegro": ("gete-allegro.egraff.pt", "gete-allegro.nequip.zip"),
-            "nequip": ("gete-nequip.egraff.pt", "gete-nequip.nequip.zip")}
+            "nequip": ("gete-nequip.egraff.pt", "gete-nequip.nequip.zip"),
+            "torchmd": ("gete-torchmd.egraff.pt", "gete-torchmd.ckpt"),
+            "painn": ("gete-painn.egraff.pt", "gete-painn.spk.pt"),
+            "dimenet": ("gete-dimenet.egraff.pt", "gete-dimenet.pt")}
 
 
 def atoms_of(rep):
@@ -47,8 +52,20 @@ def atoms_of(rep):
 
 
 def family_calculator(family, source):
+    """The family's own ASE calculator; None where it has none for a periodic cell
+    (DimeNet++: PyG's forward builds a non-periodic radius graph)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if family == "dimenet":
+            return None
+        if family == "torchmd":
+            from egraff_lmp.deploy.families.torchmd import TorchMDNetReference, _load_net
+
+            return TorchMDNetReference(_load_net(source))
+        if family == "painn":
+            from egraff_lmp.deploy.families.schnetpack import _calculator
+
+            return _calculator(source, 5.0)
         if family == "mace":
             from egraff_lmp.deploy.families.mace import _calculator, load_mace_state
 
@@ -82,6 +99,8 @@ def study_ms(family, source, atoms, steps) -> float:
 
     a = atoms.copy()
     a.calc = family_calculator(family, source)
+    if a.calc is None:
+        return float("nan")
     MaxwellBoltzmannDistribution(a, temperature_K=920, rng=np.random.default_rng(1))
     dyn = Langevin(a, 1 * units.fs, temperature_K=920, friction=0.01 / units.fs)
     dyn.run(1)  # warm-up
@@ -96,6 +115,8 @@ def main():
     ap.add_argument("--large-steps", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-large", action="store_true")
+    ap.add_argument("--families", default=",".join(FAMILIES),
+                    help=f"comma-separated subset of {', '.join(FAMILIES)}")
     args = ap.parse_args()
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
@@ -110,7 +131,8 @@ def main():
               f"{args.repeats})")
         for rep, steps in sizes:
             atoms = atoms_of(rep)
-            for family, (artifact, source) in FAMILIES.items():
+            for family in args.families.split(","):
+                artifact, source = FAMILIES[family]
                 art, src = MODELS / artifact, MODELS / source
                 plugin, bare, study = [], [], []
                 for _ in range(args.repeats):  # in turn, so that noise hits all three

@@ -200,3 +200,15 @@ def test_the_declared_reach_is_the_ets_true_reach(tmd_artifact):
         change.append(abs(moved.get_potential_energies()[0] - e0))
     assert change[2] > 1e-12  # 9 Å: beyond r_max x layers, within the reach
     assert change[3] == change[4] == 0.0  # 12 Å and 15 Å
+
+
+def test_a_lightning_checkpoint_of_no_known_family_is_refused_in_one_line(tmp_path, capsys):
+    """Another Lightning model's *.ckpt: neither nequip-train's nor torchmd-train's layout."""
+    ckpt = {"epoch": 3, "pytorch-lightning_version": "2.6.6",
+            "hyper_parameters": {"model": "my-net", "cutoff": 5.0},
+            "state_dict": {"net.layer.weight": torch.zeros(2, 2)}}
+    torch.save(ckpt, tmp_path / "last.ckpt")
+    assert sniff(tmp_path / "last.ckpt").family is None
+    code, err = _run(capsys, "deploy", tmp_path / "last.ckpt", "-o", tmp_path / "x.egraff.pt")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "last.ckpt" in err
