@@ -17,6 +17,7 @@ SchNetPack's ``ModelCheckpoint`` writes ``DIR/best_model`` (the file ``egraff-lm
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -52,10 +53,11 @@ def main():
     from schnetpack.data import ASEAtomsData, AtomsDataModule
 
     pl.seed_everything(cfg.get("seed", 1), workers=True)
-    out = args.out
+    out = args.out.resolve()
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    traj = read_trajectory(args.data)
+    traj = read_trajectory(args.data.resolve())
+    os.chdir(out)  # SchNetPack's data module leaves a splitting.lock in the working directory
     start, stop, step = (int(v) for v in args.frames.split(":"))
     atoms, props = [], []
     for k in range(start, min(stop, len(traj)), step):
