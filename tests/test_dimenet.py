@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import io
 import itertools
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
+from ase import Atoms
+from ase.build import molecule
+from ase.neighborlist import neighbor_list
+from conftest import GETE_TEST, GETE_VAL, ROOT
+from family_md import cli, lammps_20_steps_equal_ase_at_step_0
+from torch_geometric.nn.models import DimeNetPlusPlus
 
-pytest.importorskip("torch_geometric")
-pytest.importorskip("sympy")
-
-from ase import Atoms  # noqa: E402
-from ase.build import molecule  # noqa: E402
-from ase.neighborlist import neighbor_list  # noqa: E402
-from torch_geometric.nn.models import DimeNetPlusPlus  # noqa: E402
-
-from egraff_lmp.deploy.families.dimenet import (  # noqa: E402
+from egraff_lmp.calculator import DeployedCalculator
+from egraff_lmp.cli import main
+from egraff_lmp.deploy import artifact as _artifact
+from egraff_lmp.deploy.families import dimenet as adapter
+from egraff_lmp.deploy.families.dimenet import (
     DimeNetPPEnergy,
     reach,
     reference_energy,
 )
+from egraff_lmp.deploy.sniff import sniff
+from egraff_lmp.io import read_trajectory
 
 CUTOFF = 4.0
 NUM_BLOCKS = 2
@@ -228,26 +234,8 @@ def test_refuses_vector_output():
 # DimeNet++ file) and an OCP/MDsim checkpoint, deployed, checked and run in LAMMPS.
 # --------------------------------------------------------------------------------------
 
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-
-from conftest import GETE_TEST, GETE_VAL, ROOT  # noqa: E402
-from test_plugin import read_dump_forces, run_lmp  # noqa: E402
-
-from egraff_lmp.calculator import DeployedCalculator  # noqa: E402
-from egraff_lmp.cli import main  # noqa: E402
-from egraff_lmp.deploy import artifact as _artifact  # noqa: E402
-from egraff_lmp.deploy.families import dimenet as adapter  # noqa: E402
-from egraff_lmp.deploy.sniff import sniff  # noqa: E402
-from egraff_lmp.io import read_trajectory  # noqa: E402
 
 TINY_REACH = 12.0  # tests/configs/dimenet_tiny.yaml: (2 blocks + 1) x 4 Å
-
-
-def _run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    _, err = capsys.readouterr()
-    return code, err
 
 
 @pytest.fixture(scope="module")
@@ -336,14 +324,14 @@ def _edited(src, dst, **changes):
 ])
 def test_what_cannot_be_deployed_is_refused_in_one_line(tiny, tmp_path, capsys, edit, words):
     bad = _edited(tiny, tmp_path / "bad.pt", **edit)
-    code, err = _run(capsys, "deploy", bad, "-o", tmp_path / "x.egraff.pt")
+    code, err = cli(capsys, "deploy", bad, "-o", tmp_path / "x.egraff.pt")
     assert code == 2 and words in err, err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.egraff.pt").exists()
 
 
 def test_the_files_species_win_over_a_different_species_option(tiny, tmp_path, capsys):
-    code, err = _run(capsys, "deploy", tiny, "-o", tmp_path / "x.egraff.pt", "--species",
+    code, err = cli(capsys, "deploy", tiny, "-o", tmp_path / "x.egraff.pt", "--species",
                      "Te,Ge")
     assert code == 2 and "drop --species" in err and len(err.strip().splitlines()) == 1
 
@@ -391,9 +379,9 @@ def test_an_ocp_mdsim_checkpoint_deploys_as_the_same_model(tiny, tiny_artifact, 
                                                            capsys):
     ocp = _ocp_checkpoint(tiny, tmp_path / "best_checkpoint.pt", std=2.0)
     assert sniff(ocp).family == "dimenet"
-    code, err = _run(capsys, "deploy", ocp, "-o", tmp_path / "x.egraff.pt")
+    code, err = cli(capsys, "deploy", ocp, "-o", tmp_path / "x.egraff.pt")
     assert code == 2 and "--species" in err and len(err.strip().splitlines()) == 1
-    code, err = _run(capsys, "deploy", ocp, "-o", tmp_path / "ocp.egraff.pt", "--species",
+    code, err = cli(capsys, "deploy", ocp, "-o", tmp_path / "ocp.egraff.pt", "--species",
                      "Ge,Te", "--data", GETE_TEST)
     assert code == 0, err
     meta = _artifact.read_metadata(tmp_path / "ocp.egraff.pt")
@@ -429,58 +417,16 @@ def test_an_ocp_mdsim_checkpoint_deploys_as_the_same_model(tiny, tiny_artifact, 
 def test_ocp_normalizers_that_are_not_a_per_atom_scale_are_refused(tiny, tmp_path, capsys,
                                                                    kw, words):
     bad = _ocp_checkpoint(tiny, tmp_path / "checkpoint.pt", **kw)
-    code, err = _run(capsys, "deploy", bad, "-o", tmp_path / "x.egraff.pt", "--species",
+    code, err = cli(capsys, "deploy", bad, "-o", tmp_path / "x.egraff.pt", "--species",
                      "Ge,Te")
     assert code == 2 and words in err, err
     assert len(err.strip().splitlines()) == 1
 
 
-MD_INPUT = """
-units metal
-atom_style atomic
-atom_modify map array
-read_data gete.data
-mass 1 72.63
-mass 2 127.6
-plugin load ${plugin}
-pair_style egraff ${artifact}
-pair_coeff * * Ge Te
-velocity all create 600 42 dist gaussian
-fix 1 all nve
-timestep 0.0005
-thermo 20
-thermo_style custom step pe ke etotal press
-thermo_modify format float %20.15g
-dump d all custom 20 dump.md id fx fy fz
-dump_modify d sort id format float %20.15g
-run 20
-"""
-
-
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_dimenet_runs_20_steps_in_lammps_equal_to_ase_at_step_0(plugin, tiny_artifact,
                                                                 tmp_path, ranks):
-    """Two GeTe cells side by side (38.2 Å along x): each of 2 ranks holds 19.1 Å, more
-    than the tiny model's 12 Å reach and less than twice it."""
-    from egraff_lmp.io.lammps_log import read_thermo
-    from egraff_lmp.io.lammps_write import write_lammps_data
-    from egraff_lmp.trajectory import Frame
-
-    atoms = _frame_atoms(7) * (2, 1, 1)
-    write_lammps_data(tmp_path / "gete.data",
-                      Frame(index=0, positions=atoms.positions, cell=atoms.cell[:],
-                            pbc=(True, True, True)),
-                      list(atoms.get_chemical_symbols()))
-    log = run_lmp(tmp_path, MD_INPUT, ranks, plugin=plugin, artifact=tiny_artifact)
-    rows = read_thermo(log)[-1]
-    assert rows["Step"] == [0, 20]
-    atoms.calc = DeployedCalculator(tiny_artifact)
-    assert rows["PotEng"][0] == pytest.approx(atoms.get_potential_energy(), abs=1e-6)
-    forces = (tmp_path / "dump.md").read_text().split("ITEM: TIMESTEP")[1]
-    (tmp_path / "step0").write_text("ITEM: TIMESTEP" + forces)
-    np.testing.assert_allclose(read_dump_forces(tmp_path / "step0"), atoms.get_forces(),
-                               atol=1e-6)
-    assert np.isfinite(rows["TotEng"][1])
+    lammps_20_steps_equal_ase_at_step_0(plugin, tiny_artifact, tmp_path, ranks)
 
 
 def test_the_declared_reach_is_the_deployed_models_true_reach(tiny_artifact):

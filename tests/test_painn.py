@@ -10,23 +10,12 @@ import pytest
 import torch
 from ase import Atoms
 from conftest import GETE_TEST
-from test_plugin import read_dump_forces, run_lmp
-from test_torchmd import MD_INPUT, _supercell
+from family_md import cli, lammps_20_steps_equal_ase_at_step_0
 
 from egraff_lmp.calculator import DeployedCalculator
-from egraff_lmp.cli import main
 from egraff_lmp.deploy import artifact as _artifact
 from egraff_lmp.deploy.sniff import sniff
 from egraff_lmp.io import read_trajectory
-from egraff_lmp.io.lammps_log import read_thermo
-from egraff_lmp.io.lammps_write import write_lammps_data
-from egraff_lmp.trajectory import Frame
-
-
-def _run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    _, err = capsys.readouterr()
-    return code, err
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +61,36 @@ def test_deployed_painn_equals_schnetpacks_own_calculator(painn, painn_artifact)
 
 
 def test_float32_painn_deploys_within_1e4(painn, tmp_path, capsys):
-    code, err = _run(capsys, "deploy", painn[32], "-o", tmp_path / "f32.egraff.pt",
+    code, err = cli(capsys, "deploy", painn[32], "-o", tmp_path / "f32.egraff.pt",
                      "--species", "Ge,Te", "--data", GETE_TEST)
     assert code == 0, err
     meta = _artifact.read_metadata(tmp_path / "f32.egraff.pt")
     assert meta["dtype"] == "float32" and meta["validation"]["parity"]["forces"] < 1e-4
 
 
+def test_a_float32_painn_runs_where_torchs_default_dtype_is_float64(painn, tmp_path):
+    """SchNetPack allocates PaiNN's vector features in torch's default dtype; the artifact
+    allocates them in the model's, so a float32 PaiNN also runs beside float64 code."""
+    from egraff_lmp.deploy import deploy
+
+    art = deploy(painn[32], tmp_path / "f32.egraff.pt", data=GETE_TEST, species=["Ge", "Te"])
+    ref = read_trajectory(GETE_TEST)
+    atoms = ref[3].to_atoms(ref.symbols)
+    atoms.calc = DeployedCalculator(art)
+    want = atoms.get_forces()
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        again = atoms.copy()
+        again.calc = DeployedCalculator(art)
+        np.testing.assert_array_equal(again.get_forces(), want)
+    finally:
+        torch.set_default_dtype(old)
+
+
 def test_species_are_required_and_must_be_elements(painn, tmp_path, capsys):
     for extra, words in (([], "--species"), (["--species", "Ge,Qq"], "Qq")):
-        code, err = _run(capsys, "deploy", painn[64], "-o", tmp_path / "x.egraff.pt", *extra)
+        code, err = cli(capsys, "deploy", painn[64], "-o", tmp_path / "x.egraff.pt", *extra)
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
 
 
@@ -112,7 +121,7 @@ def _no_forces(model):
 def test_what_the_artifact_cannot_reproduce_is_refused_in_one_line(painn, tmp_path, capsys,
                                                                    edit, words):
     bad = _edited(painn[64], tmp_path / "bad_model", edit)
-    code, err = _run(capsys, "deploy", bad, "-o", tmp_path / "x.egraff.pt", "--species",
+    code, err = cli(capsys, "deploy", bad, "-o", tmp_path / "x.egraff.pt", "--species",
                      "Ge,Te")
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "x.egraff.pt").exists()
@@ -121,18 +130,4 @@ def test_what_the_artifact_cannot_reproduce_is_refused_in_one_line(painn, tmp_pa
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_painn_runs_20_steps_in_lammps_equal_to_ase_at_step_0(plugin, painn_artifact,
                                                               tmp_path, ranks):
-    atoms = _supercell()
-    write_lammps_data(tmp_path / "gete.data",
-                      Frame(index=0, positions=atoms.positions, cell=atoms.cell[:],
-                            pbc=(True, True, True)),
-                      list(atoms.get_chemical_symbols()))
-    log = run_lmp(tmp_path, MD_INPUT, ranks, plugin=plugin, artifact=painn_artifact)
-    rows = read_thermo(log)[-1]
-    assert rows["Step"] == [0, 20]
-    atoms.calc = DeployedCalculator(painn_artifact)
-    assert rows["PotEng"][0] == pytest.approx(atoms.get_potential_energy(), abs=1e-6)
-    first = (tmp_path / "dump.md").read_text().split("ITEM: TIMESTEP")[1]
-    (tmp_path / "step0").write_text("ITEM: TIMESTEP" + first)
-    np.testing.assert_allclose(read_dump_forces(tmp_path / "step0"), atoms.get_forces(),
-                               atol=1e-6)
-    assert np.isfinite(rows["TotEng"][1])
+    lammps_20_steps_equal_ase_at_step_0(plugin, painn_artifact, tmp_path, ranks)

@@ -12,21 +12,12 @@ import pytest
 import torch
 from ase import Atoms
 from conftest import GETE_TEST
-from test_plugin import read_dump_forces, run_lmp
+from family_md import cli, lammps_20_steps_equal_ase_at_step_0
 
 from egraff_lmp.calculator import DeployedCalculator
-from egraff_lmp.cli import main
 from egraff_lmp.deploy import artifact as _artifact
 from egraff_lmp.deploy.sniff import sniff
 from egraff_lmp.io import read_trajectory
-from egraff_lmp.io.lammps_log import read_thermo
-from egraff_lmp.io.lammps_write import write_lammps_data
-
-
-def _run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    _, err = capsys.readouterr()
-    return code, err
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +69,7 @@ def test_deployed_et_equals_torchmd_nets_own_forward(tmd, tmd_artifact):
 
 
 def test_float32_et_deploys_within_1e4(tmd, tmp_path, capsys):
-    code, err = _run(capsys, "deploy", tmd[32], "-o", tmp_path / "f32.egraff.pt", "--data",
+    code, err = cli(capsys, "deploy", tmd[32], "-o", tmp_path / "f32.egraff.pt", "--data",
                      GETE_TEST)
     assert code == 0, err
     v = _artifact.read_metadata(tmp_path / "f32.egraff.pt")
@@ -89,12 +80,12 @@ def test_species_come_from_species_option_when_the_training_data_is_gone(tmd, tm
                                                                           capsys, monkeypatch):
     alone = shutil.copy(tmd[64], tmp_path / "model.ckpt")
     monkeypatch.chdir(tmp_path)
-    code, err = _run(capsys, "deploy", alone, "-o", tmp_path / "a.egraff.pt")
+    code, err = cli(capsys, "deploy", alone, "-o", tmp_path / "a.egraff.pt")
     assert code == 2 and "--species" in err and len(err.strip().splitlines()) == 1
-    code, err = _run(capsys, "deploy", alone, "-o", tmp_path / "a.egraff.pt", "--species",
+    code, err = cli(capsys, "deploy", alone, "-o", tmp_path / "a.egraff.pt", "--species",
                      "Ge,Xx")
     assert code == 2 and "Xx" in err and len(err.strip().splitlines()) == 1
-    code, err = _run(capsys, "deploy", alone, "-o", tmp_path / "a.egraff.pt", "--species",
+    code, err = cli(capsys, "deploy", alone, "-o", tmp_path / "a.egraff.pt", "--species",
                      "Ge,Te", "--data", GETE_TEST)
     assert code == 0, err
     assert _artifact.read_metadata(tmp_path / "a.egraff.pt")["species_from"] == "--species"
@@ -120,64 +111,17 @@ def _edited(src, dst, hp=None, state=None):
 def test_what_the_artifact_cannot_reproduce_is_refused_in_one_line(tmd, tmp_path, capsys,
                                                                    edit, words):
     bad = _edited(tmd[64], tmp_path / "bad.ckpt", **edit)
-    code, err = _run(capsys, "deploy", bad, "-o", tmp_path / "x.egraff.pt", "--species",
+    code, err = cli(capsys, "deploy", bad, "-o", tmp_path / "x.egraff.pt", "--species",
                      "Ge,Te")
     assert code == 2 and words in err, err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.egraff.pt").exists()
 
 
-MD_INPUT = """
-units metal
-atom_style atomic
-atom_modify map array
-read_data gete.data
-mass 1 72.63
-mass 2 127.6
-plugin load ${plugin}
-pair_style egraff ${artifact}
-pair_coeff * * Ge Te
-velocity all create 600 42 dist gaussian
-fix 1 all nve
-timestep 0.0005
-thermo 20
-thermo_style custom step pe ke etotal press
-thermo_modify format float %20.15g
-dump d all custom 20 dump.md id fx fy fz
-dump_modify d sort id format float %20.15g
-run 20
-"""
-
-
-def _supercell():
-    """Two GeTe cells side by side: 38.2 Å along x, so each of 2 ranks holds 19.1 Å, more
-    than the tiny ET's 12 Å reach and less than twice it."""
-    ref = read_trajectory(GETE_TEST)
-    frame = ref[7]
-    atoms = Atoms(ref.symbols, positions=frame.positions, cell=frame.cell, pbc=True) * (2, 1, 1)
-    return atoms
-
-
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_et_runs_20_steps_in_lammps_equal_to_ase_at_step_0(plugin, tmd_artifact, tmp_path,
                                                            ranks):
-    from egraff_lmp.trajectory import Frame
-
-    atoms = _supercell()
-    write_lammps_data(tmp_path / "gete.data",
-                      Frame(index=0, positions=atoms.positions, cell=atoms.cell[:],
-                            pbc=(True, True, True)),
-                      list(atoms.get_chemical_symbols()))
-    log = run_lmp(tmp_path, MD_INPUT, ranks, plugin=plugin, artifact=tmd_artifact)
-    rows = read_thermo(log)[-1]
-    assert rows["Step"] == [0, 20]
-    atoms.calc = DeployedCalculator(tmd_artifact)
-    assert rows["PotEng"][0] == pytest.approx(atoms.get_potential_energy(), abs=1e-6)
-    forces = (tmp_path / "dump.md").read_text().split("ITEM: TIMESTEP")[1]
-    (tmp_path / "step0").write_text("ITEM: TIMESTEP" + forces)
-    np.testing.assert_allclose(read_dump_forces(tmp_path / "step0"), atoms.get_forces(),
-                               atol=1e-6)
-    assert np.isfinite(rows["TotEng"][1])
+    lammps_20_steps_equal_ase_at_step_0(plugin, tmd_artifact, tmp_path, ranks)
 
 
 def test_the_declared_reach_is_the_ets_true_reach(tmd_artifact):
@@ -209,6 +153,6 @@ def test_a_lightning_checkpoint_of_no_known_family_is_refused_in_one_line(tmp_pa
             "state_dict": {"net.layer.weight": torch.zeros(2, 2)}}
     torch.save(ckpt, tmp_path / "last.ckpt")
     assert sniff(tmp_path / "last.ckpt").family is None
-    code, err = _run(capsys, "deploy", tmp_path / "last.ckpt", "-o", tmp_path / "x.egraff.pt")
+    code, err = cli(capsys, "deploy", tmp_path / "last.ckpt", "-o", tmp_path / "x.egraff.pt")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "last.ckpt" in err

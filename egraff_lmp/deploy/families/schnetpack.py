@@ -50,6 +50,60 @@ def import_schnetpack():
     return schnetpack
 
 
+class PaiNNRepresentation(torch.nn.Module):
+    """SchNetPack's ``PaiNN.forward`` on its own trained modules, with one difference: the
+    vector features start as zeros of the model's dtype. SchNetPack allocates them in
+    torch's *default* dtype, so a float32 PaiNN fails wherever that default is float64
+    (in a Python session beside a float64 MACE calculator, for one)."""
+
+    __constants__ = ["share_filters", "n_interactions", "n_atom_basis"]
+
+    def __init__(self, rep):
+        super().__init__()
+        self.embedding = rep.embedding
+        self.radial_basis = rep.radial_basis
+        self.cutoff_fn = rep.cutoff_fn
+        self.filter_net = rep.filter_net
+        self.interactions = rep.interactions
+        self.mixing = rep.mixing
+        self.share_filters = bool(rep.share_filters)
+        self.n_interactions = int(rep.n_interactions)
+        self.n_atom_basis = int(rep.n_atom_basis)
+
+    def forward(self, z: torch.Tensor, r_ij: torch.Tensor, idx_i: torch.Tensor,
+                idx_j: torch.Tensor) -> torch.Tensor:
+        n_atoms = z.shape[0]
+        d_ij = torch.norm(r_ij, dim=1, keepdim=True)
+        dir_ij = r_ij / d_ij
+        phi_ij = self.radial_basis(d_ij)
+        fcut = self.cutoff_fn(d_ij)
+        filters = self.filter_net(phi_ij) * fcut[..., None]
+        if self.share_filters:
+            filter_list = [filters] * self.n_interactions
+        else:
+            filter_list = torch.split(filters, 3 * self.n_atom_basis, dim=-1)
+        q = self.embedding(z).unsqueeze(1)
+        mu = torch.zeros((q.shape[0], 3, q.shape[2]), device=q.device, dtype=q.dtype)
+        for i, (interaction, mixing) in enumerate(zip(self.interactions, self.mixing)):
+            q, mu = interaction(q, mu, filter_list[i], dir_ij, idx_i, idx_j, n_atoms)
+            q, mu = mixing(q, mu)
+        return q.squeeze(1)
+
+
+class _Generic(torch.nn.Module):
+    """Any other SchNetPack representation, called with its input dict as it is."""
+
+    def __init__(self, rep):
+        super().__init__()
+        self.rep = rep
+
+    def forward(self, z: torch.Tensor, r_ij: torch.Tensor, idx_i: torch.Tensor,
+                idx_j: torch.Tensor) -> torch.Tensor:
+        inputs: dict[str, torch.Tensor] = {"_atomic_numbers": z, "_Rij": r_ij,
+                                           "_idx_i": idx_i, "_idx_j": idx_j}
+        return self.rep(inputs)["scalar_representation"]
+
+
 class SchNetPackEnergy(torch.nn.Module):
     """Per-atom energies (eV) of a SchNetPack representation + ``Atomwise`` network from
     explicit edges and shifts, with the per-atom offsets of its post-processing."""
@@ -57,7 +111,9 @@ class SchNetPackEnergy(torch.nn.Module):
     def __init__(self, representation, outnet, atomic_numbers: list[int],
                  offset_per_z: torch.Tensor):
         super().__init__()
-        self.representation = representation
+        self.representation = (PaiNNRepresentation(representation)
+                               if type(representation).__name__ == "PaiNN"
+                               else _Generic(representation))
         self.outnet = outnet
         self.register_buffer("z_of_type", torch.tensor(atomic_numbers, dtype=torch.long))
         self.register_buffer("offset", offset_per_z)
@@ -66,14 +122,8 @@ class SchNetPackEnergy(torch.nn.Module):
                 shift: torch.Tensor) -> torch.Tensor:
         z = self.z_of_type[types]
         i, j = edge_index[0], edge_index[1]
-        inputs: dict[str, torch.Tensor] = {
-            "_atomic_numbers": z,
-            "_Rij": pos.index_select(0, j) - pos.index_select(0, i) + shift,
-            "_idx_i": i,
-            "_idx_j": j,
-        }
-        inputs = self.representation(inputs)
-        y = self.outnet(inputs["scalar_representation"]).view(-1)
+        r_ij = pos.index_select(0, j) - pos.index_select(0, i) + shift
+        y = self.outnet(self.representation(z, r_ij, i, j)).view(-1)
         return y.to(self.offset.dtype) + self.offset[z]
 
 
