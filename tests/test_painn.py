@@ -88,9 +88,18 @@ def test_a_float32_painn_runs_where_torchs_default_dtype_is_float64(painn, tmp_p
         torch.set_default_dtype(old)
 
 
-def test_species_are_required_and_must_be_elements(painn, tmp_path, capsys):
+def test_species_come_from_the_training_database_or_species_option(painn, tmp_path, capsys):
+    code, err = cli(capsys, "deploy", painn[64], "-o", tmp_path / "a.egraff.pt", "--data",
+                    GETE_TEST)
+    assert code == 0, err
+    meta = _artifact.read_metadata(tmp_path / "a.egraff.pt")
+    assert meta["type_names"] == ["Ge", "Te"] and meta["species_from"].startswith(
+        "training data (train.db")
+    alone = tmp_path / "elsewhere" / "best_model"
+    alone.parent.mkdir()
+    alone.write_bytes(painn[64].read_bytes())
     for extra, words in (([], "--species"), (["--species", "Ge,Qq"], "Qq")):
-        code, err = cli(capsys, "deploy", painn[64], "-o", tmp_path / "x.egraff.pt", *extra)
+        code, err = cli(capsys, "deploy", alone, "-o", tmp_path / "x.egraff.pt", *extra)
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
 
 

@@ -21,7 +21,9 @@ aggregation, electronic (charge/spin) embeddings, other post-processors.
 
 Reach: each interaction reads neighbours within the cutoff and PaiNN's mixing is per atom,
 so n_interactions × cutoff. Species: SchNetPack embeds atomic numbers and its model file
-records none: from ``--species`` (``species_from`` in the metadata).
+records none: from ``--species``, else from the training database of the run that wrote
+the model (spktrain's ``.hydra/config.yaml`` ``data.datapath``, or a ``*.db`` beside the
+model); ``species_from`` in the metadata says which.
 """
 
 from __future__ import annotations
@@ -184,15 +186,62 @@ def _parts(path, model):
     return rep, atomwise, offset
 
 
+def _training_databases(path):
+    """The SchNetPack databases a training run beside the model used: the ``data.datapath``
+    of spktrain's Hydra config (``.hydra/config.yaml`` beside the model or one level up),
+    else the ``*.db`` files in the model's directory."""
+    from pathlib import Path
+
+    import yaml
+
+    here = Path(path).resolve().parent
+    for cfg in (here / ".hydra" / "config.yaml", here.parent / ".hydra" / "config.yaml"):
+        if cfg.is_file():
+            try:
+                datapath = (yaml.safe_load(cfg.read_text()) or {}).get("data", {}).get(
+                    "datapath")
+            except (yaml.YAMLError, AttributeError):
+                datapath = None
+            if datapath:
+                p = Path(datapath)
+                p = p if p.is_absolute() else cfg.parent.parent / p
+                if p.is_file():
+                    return [p]
+    return sorted(here.glob("*.db"))
+
+
+def _species_from_training_data(path):
+    """(element symbols sorted by atomic number, where from) of the training database, or
+    None."""
+    from ase.data import chemical_symbols
+    from ase.db import connect
+
+    for db in _training_databases(path):
+        try:
+            with connect(str(db)) as conn:
+                z = sorted({int(n) for row in conn.select() for n in row.numbers})
+        except Exception:  # noqa: BLE001 - not an ASE database: look further
+            continue
+        if z:
+            return ([chemical_symbols[v] for v in z],
+                    f"training data ({db.name}, the SchNetPack database beside the model)")
+    return None
+
+
 def load(path, species=None) -> Source:
     from ase.data import atomic_numbers
 
     spk = import_schnetpack()
     model = _load_model(path)
     rep, atomwise, offset = _parts(path, model)
+    species_from = "--species"
     if not species:
-        raise located(path, "a SchNetPack model embeds atomic numbers and records no "
-                            "species: give --species, e.g. --species Ge,Te")
+        found = _species_from_training_data(path)
+        if found is None:
+            raise located(path, "a SchNetPack model embeds atomic numbers and records no "
+                                "species (nor training database found beside it): give "
+                                "--species, e.g. --species Ge,Te")
+        species, species_from = found
     unknown = [s for s in species if s not in atomic_numbers]
     if unknown:
         raise located(path, f"--species: {', '.join(unknown)} not element symbols")
@@ -210,7 +259,7 @@ def load(path, species=None) -> Source:
         family_version=spk.__version__,
         reference=lambda: _calculator(path, cutoff),
         stages_unavailable="SchNetPack models are not split into stages yet",
-        extra={"species_from": "--species", "model": type(rep).__name__})
+        extra={"species_from": species_from, "model": type(rep).__name__})
 
 
 def _calculator(path, cutoff):
