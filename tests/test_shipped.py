@@ -9,7 +9,7 @@ import yaml
 from conftest import ROOT
 
 from egraff_lmp import datasets
-from egraff_lmp.deploy.artifact import read_metadata
+from egraff_lmp.deploy.artifact import read_metadata, sha256
 
 MODELS = ROOT / "inputs" / "models"
 
@@ -21,6 +21,7 @@ def test_shipped_gete_models_match_their_recorded_metrics(name):
     assert (meta["family"], meta["r_max"], meta["num_layers"], meta["dtype"]) == (
         row["family"], row["r_max"], row["num_layers"], row["dtype"])
     assert meta["type_names"] == ["Ge", "Te"]
+    assert meta["source_sha256"] == sha256(MODELS / row["source"])  # built from what ships
     assert f"`{row['artifact']}`" in (MODELS / "README.md").read_text()
     assert row["artifact"] in (ROOT / "inputs" / "evaluate-gete.yaml").read_text()
 
