@@ -15,7 +15,6 @@ from ase.build import molecule
 from ase.neighborlist import neighbor_list
 from conftest import GETE_TEST, GETE_VAL, ROOT
 from family_md import cli, lammps_20_steps_equal_ase_at_step_0
-from torch_geometric.nn.models import DimeNetPlusPlus
 
 from egraff_lmp.calculator import DeployedCalculator
 from egraff_lmp.cli import main
@@ -28,6 +27,8 @@ from egraff_lmp.deploy.families.dimenet import (
 )
 from egraff_lmp.deploy.sniff import sniff
 from egraff_lmp.io import read_trajectory
+
+DimeNetPlusPlus = adapter.import_pyg().nn.models.DimeNetPlusPlus  # torch left as it was
 
 CUTOFF = 4.0
 NUM_BLOCKS = 2
@@ -447,3 +448,19 @@ def test_the_declared_reach_is_the_deployed_models_true_reach(tiny_artifact):
     change = [abs(chain(m) - e0) for m in range(1, 7)]
     assert change[2] > 1e-12  # atom 3, 9.6 Å
     assert change[3] == change[4] == change[5] == 0.0  # 12.8 Å and farther
+
+
+def test_importing_pyg_leaves_torchs_index_select_scriptable():
+    """PyG 2.8's import replaces torch.index_select process-wide with a function TorchScript
+    cannot compile (NequIP's scripting then fails); import_pyg puts torch's own back."""
+    import torch_geometric.hash_tensor as patched
+
+    adapter.import_pyg()
+    assert torch.index_select is patched._old_index_select
+    assert torch.select is patched._old_select
+
+    def pick(x: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return torch.index_select(x, 0, i)
+
+    x = torch.arange(6.0)
+    assert torch.jit.script(pick)(x, torch.tensor([4, 1])).tolist() == [4.0, 1.0]

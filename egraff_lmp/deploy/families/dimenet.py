@@ -102,6 +102,26 @@ from ...errors import located
 NAME = "dimenet"
 
 
+def import_pyg():
+    """``torch_geometric``, imported without what its import does to torch process-wide.
+
+    PyG 2.8 replaces ``torch.index_select`` and ``torch.select`` for the whole process with
+    Python functions aware of its ``HashTensor``; TorchScript cannot compile them, so after
+    ``import torch_geometric`` scripting any model that calls ``torch.index_select``
+    (NequIP, Allegro) fails. egraff-lmp never uses ``HashTensor``: torch's own functions
+    are put back (PyG keeps them as ``_old_index_select``/``_old_select``), whoever
+    imported PyG first. Every use of PyG here goes through this function."""
+    import torch_geometric
+    import torch_geometric.hash_tensor as patched
+    import torch_geometric.nn.models.dimenet  # noqa: F401 - loaded here, once
+
+    for name in ("index_select", "select"):
+        new, old = getattr(patched, f"_new_{name}", None), getattr(patched, f"_old_{name}", None)
+        if old is not None and getattr(torch, name) is new:
+            setattr(torch, name, old)
+    return torch_geometric
+
+
 def reach(num_blocks: int, cutoff: float) -> float:
     """How far (Å) an atom can influence a local atom's energy: ``(num_blocks + 1) * cutoff``.
 
@@ -128,6 +148,7 @@ def _sympy_tables(num_spherical: int, num_radial: int):
     ``cos(t)`` (odd ``l``). Floats are taken as lambdify prints them (``str`` of the Float).
     """
     import sympy as sym
+    import_pyg()
     from torch_geometric.nn.models.dimenet_utils import bessel_basis, real_sph_harm
 
     n, k = num_spherical, num_radial
@@ -283,6 +304,7 @@ class DimeNetPPEnergy(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module, atomic_numbers: Sequence[int]):
         super().__init__()
+        import_pyg()
         from torch_geometric.nn.models.dimenet import DimeNetPlusPlus
 
         if not isinstance(model, DimeNetPlusPlus):
@@ -373,6 +395,7 @@ def _triplets_shim(edge_index: Tensor, num_nodes: int):
 
 @contextlib.contextmanager
 def _pyg_shims():
+    import_pyg()
     import torch_geometric.nn.models.dimenet as pyg_dimenet
 
     saved = pyg_dimenet.radius_graph, pyg_dimenet.triplets
@@ -489,6 +512,7 @@ def _elements(path, species, what) -> list[int]:
 def _hyperparameters(path, hp: dict) -> dict:
     import inspect
 
+    import_pyg()
     from torch_geometric.nn.models import DimeNetPlusPlus
 
     if not isinstance(hp, dict):
@@ -515,6 +539,7 @@ def _hyperparameters(path, hp: dict) -> dict:
 
 def _build(path, hp: dict, state: dict, dtype: torch.dtype, lin_up_bias: bool = False):
     """PyG's DimeNetPlusPlus with ``state`` loaded (strict), in ``dtype``."""
+    import_pyg()
     from torch_geometric.nn.models import DimeNetPlusPlus
 
     try:
@@ -679,7 +704,7 @@ def _ocp_checkpoint(path, ck: dict, species):
 
 def load(path, species=None):
     """A DimeNet++ file (egraff-lmp's format or an OCP/MDsim checkpoint) as a ``Source``."""
-    import torch_geometric
+    torch_geometric = import_pyg()
 
     from . import Source
 
