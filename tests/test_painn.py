@@ -8,9 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ase import Atoms
 from conftest import GETE_TEST
-from family_md import cli, lammps_20_steps_equal_ase_at_step_0
+from family_md import (
+    assert_equal_on_a_cell_and_a_molecule,
+    cli,
+    lammps_20_steps_equal_ase_at_step_0,
+)
 
 from egraff_lmp.calculator import DeployedCalculator
 from egraff_lmp.deploy import artifact as _artifact
@@ -46,18 +49,8 @@ def test_deployed_painn_equals_schnetpacks_own_calculator(painn, painn_artifact)
     assert meta["family"] == "schnetpack" and meta["type_names"] == ["Ge", "Te"]
     assert meta["ghost_cutoff"] == pytest.approx(2 * 4.0)  # 2 interactions x cutoff
     assert meta["species_from"] == "--species"
-    ref = read_trajectory(GETE_TEST)
-    frame = ref[5]
-    periodic = Atoms(ref.symbols, positions=frame.positions, cell=frame.cell, pbc=True)
-    d = periodic.get_distances(0, range(len(periodic)), mic=True, vector=True)
-    near = np.argsort(np.linalg.norm(d, axis=1))[:15]
-    cluster = Atoms([ref.symbols[i] for i in near], positions=d[near])
-    own, ours = _calculator(painn[64], 4.0), DeployedCalculator(painn_artifact)
-    for atoms in (periodic, cluster):
-        a, b = atoms.copy(), atoms.copy()
-        a.calc, b.calc = own, ours
-        assert abs(a.get_potential_energy() - b.get_potential_energy()) / len(a) < 1e-6
-        np.testing.assert_allclose(b.get_forces(), a.get_forces(), atol=1e-6)
+    assert_equal_on_a_cell_and_a_molecule(_calculator(painn[64], 4.0),
+                                          DeployedCalculator(painn_artifact))
 
 
 def test_float32_painn_deploys_within_1e4(painn, tmp_path, capsys):

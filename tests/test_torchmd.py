@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import pytest
 import torch
 from ase import Atoms
 from conftest import GETE_TEST
-from family_md import cli, lammps_20_steps_equal_ase_at_step_0
+from family_md import (
+    assert_equal_on_a_cell_and_a_molecule,
+    cli,
+    lammps_20_steps_equal_ase_at_step_0,
+)
 
 from egraff_lmp.calculator import DeployedCalculator
 from egraff_lmp.deploy import artifact as _artifact
 from egraff_lmp.deploy.sniff import sniff
-from egraff_lmp.io import read_trajectory
 
 
 @pytest.fixture(scope="module")
@@ -50,22 +52,8 @@ def test_deployed_et_equals_torchmd_nets_own_forward(tmd, tmd_artifact):
     assert meta["ghost_cutoff"] == pytest.approx(3 * 4.0)  # 2 layers + neighbour embedding
     assert meta["species_from"].startswith("training data")
     assert meta["validation"]["parity"]["forces"] < 1e-6
-    ref = read_trajectory(GETE_TEST)
-    frame = ref[5]
-    periodic = Atoms(ref.symbols, positions=frame.positions, cell=frame.cell, pbc=True)
-    # a molecule: a 15-atom GeTe cluster, where TorchMD-Net's own code knows no cell
-    centre = periodic.positions[0]
-    near = np.argsort(np.linalg.norm(periodic.get_distances(0, range(200), mic=True,
-                                                             vector=True), axis=1))[:15]
-    cluster = Atoms([ref.symbols[i] for i in near],
-                    positions=centre + periodic.get_distances(0, near, mic=True, vector=True))
-    own = TorchMDNetReference(_load_net(tmd[64]))
-    ours = DeployedCalculator(tmd_artifact)
-    for atoms in (periodic, cluster):
-        a, b = atoms.copy(), atoms.copy()
-        a.calc, b.calc = own, ours
-        assert abs(a.get_potential_energy() - b.get_potential_energy()) / len(a) < 1e-6
-        np.testing.assert_allclose(b.get_forces(), a.get_forces(), atol=1e-6)
+    assert_equal_on_a_cell_and_a_molecule(TorchMDNetReference(_load_net(tmd[64])),
+                                          DeployedCalculator(tmd_artifact))
 
 
 def test_float32_et_deploys_within_1e4(tmd, tmp_path, capsys):
