@@ -5,7 +5,8 @@ For the shipped GeTe4 MACE, Allegro, NequIP, TorchMD-Net ET, PaiNN and DimeNet++
 (5,400 atoms), one thread (OMP_NUM_THREADS=1), NVE from 920 K:
 
 - plugin   LAMMPS with pair_style egraff (one rank; LAMMPS' loop time per step: neighbour
-           lists, the model, the integrator, everything);
+           lists, the model, the integrator, everything); "plugin opt" the same with
+           `optimize yes` (TorchScript's graph optimisations on);
 - bare     the artifact's own call: one forward + backward of the TorchScript module on the
            same configuration, through egraff-lmp's DeployedCalculator (the floor an engine
            adds to);
@@ -126,23 +127,25 @@ def main():
                                          [((3, 3, 3), args.large_steps)])
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        print(f"{'family':<8} {'atoms':>6} {'plugin':>10} {'bare':>10} {'study':>10} "
-              f"{'plugin/bare':>11} {'study/plugin':>12}   (ms/step, medians of "
-              f"{args.repeats})")
+        print(f"{'family':<8} {'atoms':>6} {'plugin':>10} {'plugin opt':>10} {'bare':>10} "
+              f"{'study':>10} {'plugin/bare':>11} {'opt/bare':>9} {'study/plugin':>12}   "
+              f"(ms/step, medians of {args.repeats})")
         for rep, steps in sizes:
             atoms = atoms_of(rep)
             for family in args.families.split(","):
                 artifact, source = FAMILIES[family]
                 art, src = MODELS / artifact, MODELS / source
-                plugin, bare, study = [], [], []
-                for _ in range(args.repeats):  # in turn, so that noise hits all three
+                plugin, opt, bare, study = [], [], [], []
+                for _ in range(args.repeats):  # in turn, so that noise hits all four
                     plugin.append(run_lammps(work, art, "auto", 1, 1, rep, steps)
                                   ["ms_per_step"])
+                    opt.append(run_lammps(work, art, "auto", 1, 1, rep, steps,
+                                          extra=" optimize yes")["ms_per_step"])
                     bare.append(bare_ms(art, atoms, steps))
                     study.append(study_ms(family, src, atoms, steps))
-                p, b, s = (statistics.median(x) for x in (plugin, bare, study))
-                print(f"{family:<8} {len(atoms):>6} {p:>10.1f} {b:>10.1f} {s:>10.1f} "
-                      f"{p / b:>11.3f} {s / p:>12.2f}", flush=True)
+                p, o, b, s = (statistics.median(x) for x in (plugin, opt, bare, study))
+                print(f"{family:<8} {len(atoms):>6} {p:>10.1f} {o:>10.1f} {b:>10.1f} "
+                      f"{s:>10.1f} {p / b:>11.3f} {o / b:>9.3f} {s / p:>12.2f}", flush=True)
 
 
 if __name__ == "__main__":

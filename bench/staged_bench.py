@@ -45,7 +45,7 @@ read_data {data}
 replicate {rx} {ry} {rz}
 velocity all create 920 4928 mom yes rot yes dist gaussian
 plugin load {plugin}
-pair_style egraff {artifact} mode {mode} chunk {chunk}
+pair_style egraff {artifact} mode {mode} chunk {chunk}{extra}
 pair_coeff * * Ge Te
 timestep 0.001
 fix 1 all nve
@@ -54,15 +54,17 @@ run {steps}
 """
 
 
-def run_lammps(work: Path, artifact, mode, ranks, threads, rep, steps, chunk=512) -> dict:
+def run_lammps(work: Path, artifact, mode, ranks, threads, rep, steps, chunk=512,
+               extra="") -> dict:
     from egraff_lmp.lammps.env import library_env, lmp_executable, mpiexec
     from egraff_lmp.lammps.plugin import plugin_path
 
-    tag = f"{Path(artifact).stem}-{mode}-{ranks}x{threads}-{'x'.join(map(str, rep))}-{chunk}"
+    tag = (f"{Path(artifact).stem}-{mode}-{ranks}x{threads}-{'x'.join(map(str, rep))}-{chunk}"
+           f"{extra.replace(' ', '_')}")
     inp = work / f"in.{tag}"
     inp.write_text(INPUT.format(data=DATA, rx=rep[0], ry=rep[1], rz=rep[2],
                                 plugin=plugin_path(), artifact=artifact, mode=mode,
-                                chunk=chunk, steps=steps))
+                                chunk=chunk, steps=steps, extra=extra))
     env = library_env()
     env["OMP_NUM_THREADS"] = str(threads)
     times = work / f"time.{tag}"

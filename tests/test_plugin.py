@@ -96,3 +96,25 @@ def test_plugin_matches_the_python_engine_on_deployed_models(plugin, artifacts, 
     # pressure (bar) with no velocities: the virial alone, P_ab = -stress_ab
     for key, k in (("Pxx", 0), ("Pyy", 1), ("Pzz", 2), ("Pyz", 3), ("Pxz", 4), ("Pxy", 5)):
         assert thermo[key] == pytest.approx(-s[k] * EV_PER_A3_IN_BAR, abs=1e-3), key
+
+
+def test_optimize_yes_runs_the_same_model_with_torchscripts_graph_optimisations(
+        plugin, artifacts, tmp_path):
+    """`pair_style egraff ARTIFACT optimize yes` (default no) changes how TorchScript runs
+    the model, not what it computes; a value that is not yes/no is refused."""
+    ref = read_trajectory(GETE_TEST)
+    write_lammps_data(tmp_path / "gete.data", ref[7], ref.symbols)
+    run_lmp(tmp_path, GETE_INPUT, 1, plugin=plugin, artifact=artifacts["nequip"])
+    plain = read_dump_forces(tmp_path / "dump.gete")
+    optimised = GETE_INPUT.replace("pair_style egraff ${artifact}",
+                                   "pair_style egraff ${artifact} optimize yes")
+    run_lmp(tmp_path, optimised, 1, name="in.opt", plugin=plugin, artifact=artifacts["nequip"])
+    np.testing.assert_allclose(read_dump_forces(tmp_path / "dump.gete"), plain, atol=1e-9)
+    bad = GETE_INPUT.replace("pair_style egraff ${artifact}",
+                             "pair_style egraff ${artifact} optimize maybe")
+    (tmp_path / "in.bad").write_text(bad)
+    r = subprocess.run([lmp_executable(), "-in", "in.bad", "-var", "plugin", str(plugin),
+                        "-var", "artifact", str(artifacts["nequip"]), "-screen", "none",
+                        "-log", "log.bad"], cwd=tmp_path, env=library_env(),
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "maybe" in (tmp_path / "log.bad").read_text()

@@ -108,6 +108,7 @@ class PairEgraff : public Pair {
   torch::Device choose_device(const std::string &);
   void physical_warnings();
   bool warned = false;                    // physical_warnings() said its piece
+  bool optimize_graph = false;            // TorchScript graph optimisation (keyword optimize)
   void tally_virial(const std::vector<int> &, const double *, double);
   void build_edges(int ncenter, bool fold);
   double compute_staged(bool);
