@@ -74,9 +74,9 @@ def load_source(path, family=None, species=None):
 
 
 def _takes_species(adapter) -> bool:
-    import inspect
-
-    return "species" in inspect.signature(adapter.load).parameters
+    """Whether the family's files may carry no species list (its ``load`` then takes
+    ``species``)."""
+    return getattr(adapter, "ACCEPTS_SPECIES", False)
 
 
 def configurations(type_names, r_max, data=None, frames=2, min_width=0.0):

@@ -1,8 +1,10 @@
 """Family adapters: each turns a trained model into an energy model + its metadata.
 
 An adapter module provides ``NAME``, ``claims(path) -> bool`` (cheap: suffix or file
-layout) and ``load(path) -> Source``. ``Source`` carries the energy model (per-atom energies
-from positions, types, edges and shifts) and what the artifact's metadata needs.
+layout) and ``load(path) -> Source``; one whose files may record no species list sets
+``ACCEPTS_SPECIES = True`` and takes ``load(path, species=None)`` (element symbols).
+``Source`` carries the energy model (per-atom energies from positions, types, edges and
+shifts) and what the artifact's metadata needs.
 """
 
 from __future__ import annotations

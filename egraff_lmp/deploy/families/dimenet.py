@@ -95,11 +95,13 @@ import itertools
 from collections.abc import Sequence
 
 import torch
+from ase.calculators.calculator import Calculator, all_changes
 from torch import Tensor
 
 from ...errors import located
 
 NAME = "dimenet"
+ACCEPTS_SPECIES = True  # OCP/MDsim checkpoints record none: --species
 
 
 def import_pyg():
@@ -771,7 +773,7 @@ def image_cluster(atoms, reach_: float, margin: float = 0.1):
     return images[keep], base[keep], central[keep]
 
 
-class DimeNetReference:
+class DimeNetReference(Calculator):
     """PyG's own ``DimeNetPlusPlus.forward`` (through :func:`reference_energy`) as an ASE
     calculator, for the parity checks: energy, per-atom energies (``scale * e_i + e0``) and
     forces by autograd. PyG's forward knows no cell: a periodic configuration is evaluated
@@ -779,45 +781,44 @@ class DimeNetReference:
     atom's energy depends on no atom farther than the reach), keeping the energies of the
     cell's own atoms and summing each image's force gradient onto its atom."""
 
-    def __new__(cls, model, atomic_numbers, scale, e0_of_type, reach_):
+    implemented_properties = ["energy", "free_energy", "energies", "forces"]
+
+    def __init__(self, model, atomic_numbers, scale, e0_of_type, reach_):
+        super().__init__()
+        self.model = model
+        self.z_of_type = list(atomic_numbers)
+        self.e0_by_z = {z: float(v) for z, v in zip(self.z_of_type, e0_of_type)}
+        self.scale = float(scale)
+        self.reach = reach_
+        self.dtype = model.rbf.freq.dtype
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         import numpy as np
-        from ase.calculators.calculator import Calculator, all_changes
 
         from ...errors import EgraffError
 
-        z_of_type = list(atomic_numbers)
-        e0_by_z = {z: float(v) for z, v in zip(z_of_type, e0_of_type)}
-        dtype = model.rbf.freq.dtype
-
-        class _Calc(Calculator):
-            implemented_properties = ["energy", "free_energy", "energies", "forces"]
-
-            def calculate(self, atoms=None, properties=("energy",),
-                          system_changes=all_changes):
-                super().calculate(atoms, properties, system_changes)
-                a = self.atoms
-                unknown = sorted(set(a.numbers.tolist()) - set(z_of_type))
-                if unknown:
-                    raise EgraffError(f"the parity reference has no atomic numbers {unknown}")
-                try:
-                    pos, base, central = image_cluster(a, reach_)
-                except ValueError as exc:
-                    raise EgraffError(f"parity reference: {exc}") from None
-                z = torch.from_numpy(a.numbers[base].astype(np.int64))
-                p = torch.tensor(pos, dtype=dtype, requires_grad=True)
-                try:
-                    e = reference_energy(model, z, p)
-                except ValueError as exc:
-                    raise EgraffError(f"parity reference (PyG's own forward on "
-                                      f"{len(pos)} atoms): {exc}") from None
-                ec = e[torch.from_numpy(central)]
-                (g,) = torch.autograd.grad(ec.sum(), p)
-                f = np.zeros((len(a), 3))
-                np.add.at(f, base, -g.detach().double().numpy())
-                e0 = np.array([e0_by_z[int(v)] for v in a.numbers])
-                energies = ec.detach().double().numpy() * float(scale) + e0
-                f *= float(scale)
-                self.results = {"energies": energies, "energy": float(energies.sum()),
-                                "free_energy": float(energies.sum()), "forces": f}
-
-        return _Calc()
+        super().calculate(atoms, properties, system_changes)
+        a = self.atoms
+        unknown = sorted(set(a.numbers.tolist()) - set(self.z_of_type))
+        if unknown:
+            raise EgraffError(f"the parity reference has no atomic numbers {unknown}")
+        try:
+            pos, base, central = image_cluster(a, self.reach)
+        except ValueError as exc:
+            raise EgraffError(f"parity reference: {exc}") from None
+        z = torch.from_numpy(a.numbers[base].astype(np.int64))
+        p = torch.tensor(pos, dtype=self.dtype, requires_grad=True)
+        try:
+            e = reference_energy(self.model, z, p)
+        except ValueError as exc:
+            raise EgraffError(f"parity reference (PyG's own forward on {len(pos)} atoms): "
+                              f"{exc}") from None
+        ec = e[torch.from_numpy(central)]
+        (g,) = torch.autograd.grad(ec.sum(), p)
+        f = np.zeros((len(a), 3))
+        np.add.at(f, base, -g.detach().double().numpy())
+        e0 = np.array([self.e0_by_z[int(v)] for v in a.numbers])
+        energies = ec.detach().double().numpy() * self.scale + e0
+        f *= self.scale
+        self.results = {"energies": energies, "energy": float(energies.sum()),
+                        "free_energy": float(energies.sum()), "forces": f}

@@ -36,6 +36,7 @@ from ...errors import located
 from . import Source
 
 NAME = "schnetpack"
+ACCEPTS_SPECIES = True  # its model files record none: --species or the training database
 
 
 def import_schnetpack():

@@ -39,11 +39,13 @@ import warnings
 from pathlib import Path
 
 import torch
+from ase.calculators.calculator import Calculator, all_changes
 
 from ...errors import located
 from . import Source
 
 NAME = "torchmd"
+ACCEPTS_SPECIES = True  # its checkpoints record none: --species or the training data
 
 _PRIORS_REFUSED = {"ZBL": "a ZBL repulsion on its own neighbour list",
                    "D2": "a D2 dispersion on its own neighbour list",
@@ -287,31 +289,26 @@ def load(path, species=None) -> Source:
                "neighbor_embedding": bool(hp.get("neighbor_embedding"))})
 
 
-class TorchMDNetReference:
+class TorchMDNetReference(Calculator):
     """TorchMD-Net's own forward (its own neighbour list, periodic in the atoms' cell) as
-    an ASE calculator, for the parity checks: energy, forces (autograd, as TorchMD-Net's
-    ``derivative``) and, where the model is a per-atom sum, no per-atom energies (its
-    forward returns the total only). Cells must satisfy TorchMD-Net's box rules (lower
-    triangular, each width ≥ 2 × cutoff_upper)."""
+    an ASE calculator, for the parity checks: energy and forces (autograd, as TorchMD-Net's
+    ``derivative``); no per-atom energies (its forward returns the total only). Cells must
+    satisfy TorchMD-Net's box rules (lower triangular, each width ≥ 2 × cutoff_upper)."""
 
-    def __new__(cls, net):
-        from ase.calculators.calculator import Calculator, all_changes
+    implemented_properties = ["energy", "forces", "free_energy"]
 
-        class _Calc(Calculator):
-            implemented_properties = ["energy", "forces", "free_energy"]
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.dtype = net.representation_model.embedding.weight.dtype
 
-            def calculate(self, atoms=None, properties=("energy",),
-                          system_changes=all_changes):
-                super().calculate(atoms, properties, system_changes)
-                dtype = net.representation_model.embedding.weight.dtype
-                pos = torch.tensor(self.atoms.positions, dtype=dtype, requires_grad=True)
-                z = torch.tensor(self.atoms.numbers, dtype=torch.long)
-                box = (torch.tensor(self.atoms.cell[:], dtype=dtype)
-                       if self.atoms.pbc.all() else None)
-                y, _ = net(z, pos, box=box)
-                (g,) = torch.autograd.grad(y.sum(), pos)
-                e = float(y.detach().sum())
-                self.results = {"energy": e, "free_energy": e,
-                                "forces": (-g).detach().double().numpy()}
-
-        return _Calc()
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        a = self.atoms
+        pos = torch.tensor(a.positions, dtype=self.dtype, requires_grad=True)
+        z = torch.tensor(a.numbers, dtype=torch.long)
+        box = torch.tensor(a.cell[:], dtype=self.dtype) if a.pbc.all() else None
+        y, _ = self.net(z, pos, box=box)
+        (g,) = torch.autograd.grad(y.sum(), pos)
+        e = float(y.detach().sum())
+        self.results = {"energy": e, "free_energy": e, "forces": (-g).detach().double().numpy()}
