@@ -29,6 +29,26 @@ def atomic_path(path):
             os.unlink(tmp)
 
 
+@contextmanager
+def file_lock(path):
+    """Hold an exclusive lock on ``path`` (created if absent) for the ``with`` block.
+
+    An advisory ``flock`` (as ``torch.utils.cpp_extension`` guards its build directories):
+    processes building the same cache entry wait for each other instead of writing into
+    one directory at once. The lock goes with the process, so a killed holder never
+    leaves a stale lock behind."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def _plain(obj):
     if isinstance(obj, dict):
         return {str(k): _plain(v) for k, v in obj.items()}

