@@ -7,7 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import zipfile
+from pathlib import Path
 
 from conftest import ROOT
 
@@ -35,10 +37,17 @@ def test_wheel_carries_the_plugin_and_examples_and_runs_them_from_site_packages(
                  "egraff_lmp/_examples/evaluate-tasks.yaml"):
         assert name in names, name
 
-    # a fresh environment (the heavy dependencies from this one, egraff-lmp from the wheel)
+    # a fresh environment: egraff-lmp from the wheel, the heavy dependencies from the
+    # environment running this test — a virtual environment or the system's Python alike
+    # (``venv --system-site-packages`` would inherit the *base* interpreter's packages, not
+    # those of a venv this test runs in)
     venv = tmp_path / "venv"
-    _sh([sys.executable, "-m", "venv", "--system-site-packages", venv], tmp_path, env)
+    _sh([sys.executable, "-m", "venv", venv], tmp_path, env)
     py = venv / "bin" / "python"
+    purelib = _sh([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                  tmp_path, env).strip()
+    here = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
+    Path(purelib, "_test_parent_env.pth").write_text("\n".join(here) + "\n")
     _sh([py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel], tmp_path, env)
     work = tmp_path / "elsewhere"
     work.mkdir()

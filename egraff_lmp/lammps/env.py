@@ -18,9 +18,27 @@ from ..errors import EgraffError
 _MPI_LOADED = False
 
 
+def mpich_prefixes() -> list[Path]:
+    """Prefixes that may hold the mpich wheel's ``lib/``, ``include/`` and ``bin/``: the one
+    it was installed into (found from its installed files, wherever the environment that
+    holds it sits on ``sys.path``), then this environment's and the base interpreter's."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    found = []
+    try:
+        dist = distribution("mpich")
+        for f in dist.files or ():
+            if f.name == "mpi.h" or f.name == "libmpi.so.12":
+                # e.g. ../../../include/mpi.h beside lib/python3.X/site-packages
+                found.append(Path(dist.locate_file(f)).resolve().parent.parent)
+    except PackageNotFoundError:
+        pass
+    return list(dict.fromkeys([*found, Path(sys.prefix), Path(sys.base_prefix)]))
+
+
 def mpi_library_dirs() -> list[Path]:
     """Directories that may hold mpich's ``libmpi.so.12`` (the wheel's, then the system's)."""
-    dirs = [Path(sys.prefix) / "lib", Path(sys.base_prefix) / "lib"]
+    dirs = [p / "lib" for p in mpich_prefixes()]
     return [d for d in dict.fromkeys(dirs) if (d / "libmpi.so.12").exists()]
 
 
@@ -97,8 +115,8 @@ def mpiexec() -> str:
     """mpich's ``mpiexec`` (from the mpich wheel), for LAMMPS on several ranks."""
     import shutil
 
-    for prefix in dict.fromkeys([sys.prefix, sys.base_prefix]):
-        exe = Path(prefix) / "bin" / "mpiexec"
+    for prefix in mpich_prefixes():
+        exe = prefix / "bin" / "mpiexec"
         if exe.exists():
             return str(exe)
     found = shutil.which("mpiexec")
