@@ -22,6 +22,24 @@ import torch
 CALLING_CONVENTION = 1
 
 
+def edge_inputs(pos: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor,
+                dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the energy model is given: zero displacements u [N, 3] and edge shifts equal
+    to the whole edge vectors r_ij = pos[j] − pos[i] + edge_shift, formed in float64 and
+    only then cast to ``dtype``.
+
+    The energy model sees r_ij = u[j] − u[i] + shift, the same vectors, but without the
+    rounding of absolute coordinates: cast first, a float32 position 100 Å from the origin
+    is off by up to 4e-6 Å, so forces from large boxes (and LAMMPS' ghosts beyond them)
+    carry noise that grows with the coordinates. ``u`` is (pos − pos.detach()) in
+    ``dtype``: zero, with the gradient of ``pos`` (forces, and the strain's virial, flow
+    through it as through the positions)."""
+    p = pos.detach().to(torch.float64)
+    vec = p.index_select(0, edge_index[1]) - p.index_select(0, edge_index[0]) \
+        + edge_shift.to(torch.float64)
+    return (pos - pos.detach()).to(dtype), vec.to(dtype)
+
+
 class DeployedModel(torch.nn.Module):
     def __init__(self, energy_model: torch.nn.Module, dtype: torch.dtype):
         super().__init__()
@@ -34,8 +52,8 @@ class DeployedModel(torch.nn.Module):
                 edge_shift: torch.Tensor, n_local: int,
                 compute_virial: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         dtype = self.model_dtype
-        pos = pos.to(dtype).detach().requires_grad_(True)
-        shift = edge_shift.to(dtype)
+        zero, shift = edge_inputs(pos, edge_index, edge_shift, dtype)
+        pos = zero.detach().requires_grad_(True)
         strain = torch.zeros((3, 3), dtype=dtype, device=pos.device)
         if compute_virial:
             strain.requires_grad_(True)
@@ -98,5 +116,6 @@ class StagedDeployedModel(DeployedModel):
         out = (x, h, torch.zeros(0, dtype=torch.float64))
         for i, stage in enumerate(self.stages.layers):
             if i == k:
-                out = stage(pos.to(dtype), types, edge_index, edge_shift.to(dtype), x, h)
+                zero, shift = edge_inputs(pos, edge_index, edge_shift, dtype)
+                out = stage(zero, types, edge_index, shift, x, h)
         return out
