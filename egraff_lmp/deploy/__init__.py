@@ -92,7 +92,9 @@ def configurations(type_names, r_max, data=None, frames=2, min_width=0.0):
             out.append(f.to_atoms(traj.symbols))
         return out, f"{data} (first {len(out)} frames)"
     n = 6
-    while min_width and (20.0 * n * len(type_names)) ** (1 / 3) * 0.9 < min_width:
+    # the sheared cell's narrowest width is 0.97 of its cube root; 0.9: the compressed one
+    v = checks.volume_per_atom(type_names)
+    while min_width and (v * n * len(type_names)) ** (1 / 3) * 0.9 * 0.97 < min_width:
         n += 1
     return [checks.random_configuration(type_names, r_max, seed=k, scale=s, n_per_species=n)
             for k, s in enumerate((0.9, 1.1))], "random cells (scaled 0.9 and 1.1)"
@@ -121,7 +123,10 @@ def validate(module_path, source=None, data=None, type_names=None, r_max=None,
     report["tolerance"] = checks.tolerance(dtype)
     bad = checks.failures(report, dtype, len(configs[0]))
     if bad:
-        raise EgraffError("validation failed: " + "; ".join(bad))
+        hint = ("" if data is not None else
+                f" (on {where}, synthetic structures of the model's elements: give --data "
+                "FRAMES, e.g. its training or test data, to validate on real ones)")
+        raise EgraffError("validation failed: " + "; ".join(bad) + hint)
     return report
 
 
