@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from html.parser import HTMLParser
 
 import numpy as np
@@ -184,6 +185,38 @@ def test_a_killed_evaluation_resumes_without_redoing_finished_runs(evaluation, c
     assert "5 already done" in err
     assert json.loads((killed / "run.json").read_text())["status"] == "ok"
     assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
+
+
+def test_results_writes_a_whole_docs_page_from_the_evaluation(evaluation, tmp_path, capsys):
+    cfg, out = evaluation
+    page = tmp_path / "docs" / "tiny.md"
+    code, _, err = _evaluate(capsys, cfg, "-o", out, "--results", page)
+    assert code == 0, err
+    text = page.read_text()
+    lines = text.splitlines()
+    assert lines[0].startswith("<!-- written by egraff-lmp evaluate --results")
+    assert lines[1] == "# tiny"  # the config's title, then what was evaluated
+    assert "2 model(s) × 1 dataset(s)" in text and "- **gete** (" in text
+    assert f"--results {page}`" in text
+    md = (out / "report.md").read_text()
+    assert md[md.index("## Table 1"):md.index("## Stability")].strip() in text
+    for title in TABLES:
+        assert f"\n## {title}" in text
+    assert "## Stability" not in text and "## Plots" not in text and "![" not in text
+    # the page is one the strict docs build takes as it is
+    (tmp_path / "mkdocs.yml").write_text("site_name: t\nnav:\n  - tiny.md\n"
+                                         "validation: {links: {not_found: warn, anchors: warn}}\n")
+    build = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d",
+                            str(tmp_path / "site")], cwd=tmp_path, capture_output=True,
+                           text=True)
+    assert build.returncode == 0, build.stderr
+    # a page it did not write is refused before anything runs, and left as it was
+    hand = tmp_path / "notes.md"
+    hand.write_text("# notes\n")
+    code, _, err = _evaluate(capsys, cfg, "-o", out, "--results", hand)
+    assert code == 2 and "not a results page" in err and hand.read_text() == "# notes\n"
+    code, _, err = _evaluate(capsys, cfg, "-o", out, "--readme", "README.md")
+    assert code == 2 and "--results docs/results/NAME.md" in err
 
 
 def test_output_directory_of_another_evaluation_is_refused(evaluation, artifacts, tmp_path,

@@ -1,4 +1,4 @@
-"""Transport, vibrations, decorrelation and README splicing against hand-computed cases."""
+"""Transport, vibrations, decorrelation and results pages against hand-computed cases."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from conftest import write_npz
 from egraff_lmp.analysis import MSD, VDOS
 from egraff_lmp.errors import EgraffError
 from egraff_lmp.evaluate.collect import decorrelation_time
-from egraff_lmp.evaluate.report import MARK_END, MARK_START, splice_tables
+from egraff_lmp.evaluate.report import RESULTS_MARK, write_results_page
 from egraff_lmp.io import read_trajectory
 
 L = 10.0  # Å, cubic cell
@@ -94,35 +94,50 @@ not spliced
 """
 
 
-def test_readme_splicing_replaces_what_is_between_the_markers(tmp_path):
+def test_a_results_page_is_written_whole_from_the_report(tmp_path):
     rep = tmp_path / "report.md"
     rep.write_text(REPORT)
-    target = tmp_path / "README.md"
-    target.write_text(f"before\n{MARK_START}\nold tables\n{MARK_END}\nafter\n")
-    splice_tables(rep, target)
-    expected = ("before\n" + MARK_START + "\n#### Table 1: errors\n\n| | a | b |\n"
-                "|---|---|---|\n| x | **1** | *2* |\n\n#### Table 2: structure\n\ntext\n"
-                + MARK_END + "\nafter\n")
-    assert target.read_text() == expected
-    splice_tables(rep, target)  # again: the same text, nothing accumulates
-    assert target.read_text() == expected
-    plain = tmp_path / "plain.md"
-    plain.write_text("no markers\n")
-    with pytest.raises(EgraffError, match="markers"):
-        splice_tables(rep, plain)
-    assert plain.read_text() == "no markers\n"
+    page = tmp_path / "docs" / "results" / "x.md"
+    write_results_page(rep, page, "egraff-lmp evaluate c.yaml -o out --results x.md")
+    text = page.read_text()
+    first, title = text.splitlines()[:2]
+    assert first.startswith(RESULTS_MARK) and first.endswith("-->")
+    assert title == "# title"
+    assert "\nintro\n" in text and "`egraff-lmp evaluate c.yaml -o out --results x.md`" in text
+    assert text.endswith("## Table 1: errors\n\n| | a | b |\n|---|---|---|\n"
+                         "| x | **1** | *2* |\n\n## Table 2: structure\n\ntext\n")
+    assert "Stability" not in text and "not spliced" not in text
+    # again, from another report: the page is replaced whole, nothing of the old one stays
+    rep.write_text(REPORT.replace("# title", "# other").replace("**1**", "**3**"))
+    write_results_page(rep, page, "egraff-lmp evaluate c.yaml -o out --results x.md")
+    again = page.read_text()
+    assert again.splitlines()[1] == "# other" and "**3**" in again and "**1**" not in again
+    assert again.count(RESULTS_MARK) == 1 and again.count("## Table 1") == 1
 
 
-def test_readme_sections_splice_only_their_own_markers(tmp_path):
-    from egraff_lmp.evaluate.report import markers
-
+def test_a_results_page_never_overwrites_a_page_it_did_not_write(tmp_path):
     rep = tmp_path / "report.md"
     rep.write_text(REPORT)
-    start, end = markers("tasks")
-    assert (start, end) == ("<!-- evaluate:start tasks -->", "<!-- evaluate:end tasks -->")
-    target = tmp_path / "README.md"
-    target.write_text(f"{MARK_START}\ngete tables\n{MARK_END}\n{start}\nold\n{end}\n")
-    splice_tables(rep, target, "tasks")
-    text = target.read_text()
-    assert "gete tables" in text and "old" not in text
-    assert text.index("#### Table 1: errors") > text.index(start)
+    readme = tmp_path / "README.md"
+    readme.write_text("# a hand-written page\n")
+    with pytest.raises(EgraffError, match="not a results page"):
+        write_results_page(rep, readme, "cmd")
+    assert readme.read_text() == "# a hand-written page\n"
+    with pytest.raises(EgraffError, match="is a directory"):
+        write_results_page(rep, tmp_path, "cmd")
+    (tmp_path / "empty.md").write_text("# no tables\n")
+    with pytest.raises(EgraffError, match="no tables"):
+        write_results_page(tmp_path / "empty.md", tmp_path / "new.md", "cmd")
+    assert not (tmp_path / "new.md").exists()
+
+
+def test_the_shipped_results_pages_are_results_pages():
+    """The pages moved from the README carry the mark, so ``--results`` may rewrite them."""
+    from conftest import ROOT
+
+    for name in ("gete", "tasks"):
+        text = (ROOT / "docs" / "results" / f"{name}.md").read_text()
+        assert text.startswith(RESULTS_MARK) and text.splitlines()[1].startswith("# ")
+        for table in ("## Table 1", "## Table 2", "## Table 3", "## Table 4",
+                      "## Beyond the study"):
+            assert table in text, (name, table)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import argparse
+import shlex
+from pathlib import Path
 
 from ..errors import EgraffError
 
@@ -24,12 +26,13 @@ def add_parser(sub) -> None:
                    help="run the simulations on a Dask distributed cluster")
     g.add_argument("--slurm", action="store_true",
                    help="write a Slurm job-array script for the simulations and stop")
-    p.add_argument("--readme", metavar="FILE",
-                   help="also write the report's tables into FILE between "
-                   "<!-- evaluate:start --> and <!-- evaluate:end --> markers")
-    p.add_argument("--readme-section", metavar="NAME",
-                   help="with --readme: the markers <!-- evaluate:start NAME --> and "
-                   "<!-- evaluate:end NAME --> (several evaluations in one README)")
+    p.add_argument("--results", metavar="PAGE.md",
+                   help="also write a whole results page of the docs (title, what was "
+                   "evaluated, the report's tables), e.g. docs/results/NAME.md; add a new "
+                   "page to mkdocs.yml's nav")
+    # --readme spliced the tables between markers in a README; say what replaced it
+    p.add_argument("--readme", help=argparse.SUPPRESS)
+    p.add_argument("--readme-section", help=argparse.SUPPRESS)
     p.set_defaults(func=main)
 
 
@@ -38,21 +41,24 @@ def main(args) -> int:
 
     if args.jobs < 1:
         raise EgraffError(f"--jobs must be at least 1, got {args.jobs}")
-    if args.readme:
-        from ..evaluate.report import markers
+    if args.readme or args.readme_section:
+        raise EgraffError("--readme is gone: --results docs/results/NAME.md writes a whole "
+                          "results page instead of splicing tables into a README")
+    if args.results:
+        from ..evaluate.report import check_results_target
 
-        MARK_START, MARK_END = markers(args.readme_section)  # noqa: N806
-        text = open(args.readme).read() if os.path.isfile(args.readme) else ""
-        if MARK_START not in text or MARK_END not in text:
-            raise EgraffError(f"{args.readme}: no {MARK_START} ... {MARK_END} markers to fill")
+        check_results_target(Path(args.results))  # before the evaluation, not after it
     evaluate(args.config, args.output, args.runs, args.steps, args.jobs, args.dask_scheduler,
              args.slurm, log=main_log)
-    if args.readme and not args.slurm:
-        from pathlib import Path
+    if args.results and not args.slurm:
+        from ..evaluate.report import write_results_page
 
-        from ..evaluate.report import splice_tables
-
-        splice_tables(Path(args.output) / "report.md", Path(args.readme),
-                      args.readme_section)
-        main_log(f"wrote the tables into {args.readme}")
+        command = ["egraff-lmp", "evaluate", args.config, "-o", args.output]
+        for flag, value in (("--runs", args.runs), ("--steps", args.steps)):
+            if value is not None:
+                command += [flag, str(value)]
+        command += ["--results", args.results]
+        write_results_page(Path(args.output) / "report.md", Path(args.results),
+                           shlex.join(command))
+        main_log(f"wrote the results page {args.results}")
     return 0

@@ -299,33 +299,45 @@ def _extras(metrics):
     return models + [ITSELF_COLUMN], rows
 
 
-MARK_START, MARK_END = "<!-- evaluate:start -->", "<!-- evaluate:end -->"
+RESULTS_MARK = "<!-- written by egraff-lmp evaluate --results"
 
 
-def markers(section: str | None = None) -> tuple[str, str]:
-    """The README markers of a section: ``<!-- evaluate:start[ NAME] -->`` ... end."""
-    if not section:
-        return MARK_START, MARK_END
-    return f"<!-- evaluate:start {section} -->", f"<!-- evaluate:end {section} -->"
+def check_results_target(target: Path) -> None:
+    """Refuse, before an evaluation runs, a ``--results`` target that is not a results page:
+    a directory, or an existing file without :data:`RESULTS_MARK` (a hand-written page, a
+    README), which a whole-page write would destroy."""
+    from ..errors import located
+
+    target = Path(target)
+    if target.is_dir():
+        raise located(target, "is a directory; --results takes a page, e.g. "
+                      "docs/results/NAME.md")
+    if target.exists() and RESULTS_MARK not in target.read_text():
+        raise located(target, "is not a results page (no '<!-- written by egraff-lmp "
+                      "evaluate --results' line): it would be overwritten whole, so it is "
+                      "left alone; name a new page or one --results wrote")
 
 
-def splice_tables(report_md: Path, target: Path, section: str | None = None) -> None:
-    """Put the report's tables (from its first table section to the stability summary)
-    into ``target`` between the section's ``<!-- evaluate:start/end -->`` markers,
-    atomically."""
-    MARK_START, MARK_END = markers(section)  # noqa: N806
-    text = target.read_text()
-    if MARK_START not in text or MARK_END not in text:
-        from ..errors import located
+def write_results_page(report_md: Path, target: Path, command: str) -> None:
+    """Write ``target`` whole, atomically: a results page of the docs site made of the
+    report's title and what was evaluated (models, datasets), the ``command`` that wrote it
+    and the report's tables (everything of ``report.md`` before its stability notes and
+    plots, which stay in the report)."""
+    from ..errors import located
 
-        raise located(target, f"has no {MARK_START} ... {MARK_END} markers to fill")
-    rep = report_md.read_text()
-    body = rep[rep.index("## Table 1"):rep.index("## Stability")].strip()
-    body = body.replace("## ", "#### ")
-    head, rest = text.split(MARK_START, 1)
-    _, tail = rest.split(MARK_END, 1)
+    check_results_target(target)
+    rep = Path(report_md).read_text()
+    if "\n## Table 1" not in rep or "\n## Stability" not in rep:
+        raise located(report_md, "has no tables to write a results page from")
+    head = rep[:rep.index("\n## Table 1")].strip()
+    tables = rep[rep.index("\n## Table 1"):rep.index("\n## Stability")].strip()
+    written = (f"Written by `{command}` from the report's `report.md`, which also holds the "
+               "plots and every run's stability notes; that command rewrites this page "
+               "whole, so say what the numbers mean on a page of your own.")
+    page = (f"{RESULTS_MARK}: rewritten whole by the next evaluation; do not edit -->\n"
+            f"{head}\n\n{written}\n\n{tables}\n")
     with atomic_path(target) as tmp:
-        tmp.write_text(f"{head}{MARK_START}\n{body}\n{MARK_END}{tail}")
+        tmp.write_text(page)
 
 
 def write_report(metrics, outdir: Path) -> None:
