@@ -11,7 +11,6 @@ unoptimised TorchScript interpreter's sums vary by up to 3e-6 eV/Å between call
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
