@@ -21,6 +21,11 @@ Nghost statistics) and peak resident memory per rank (max over ranks, from GNU t
 each rank). A 2-core machine is noisy: read the ratios of interleaved runs.
 
     python bench/staged_bench.py [--steps 20] [--large-steps 5] [--repeats 3] [--nequip]
+                                 [--plugin PATH] [--no-large]
+
+``run_lammps`` takes another plugin build and extra environment variables, so that a
+variant of the plugin can be timed against the installed one in interleaved runs (as for
+issue 17's measurement of a recomputing backward pass, docs/plugin.md).
 """
 
 from __future__ import annotations
@@ -55,17 +60,19 @@ run {steps}
 
 
 def run_lammps(work: Path, artifact, mode, ranks, threads, rep, steps, chunk=512,
-               extra="") -> dict:
+               extra="", plugin=None, env=None, label="") -> dict:
+    """One LAMMPS run; ``plugin``: another build of the plugin (default the installed
+    one), ``env``: extra environment variables, ``label``: a tag for its files."""
     from egraff_lmp.lammps.env import library_env, lmp_executable, mpiexec
     from egraff_lmp.lammps.plugin import plugin_path
 
     tag = (f"{Path(artifact).stem}-{mode}-{ranks}x{threads}-{'x'.join(map(str, rep))}-{chunk}"
-           f"{extra.replace(' ', '_')}")
+           f"{extra.replace(' ', '_')}{label}")
     inp = work / f"in.{tag}"
     inp.write_text(INPUT.format(data=DATA, rx=rep[0], ry=rep[1], rz=rep[2],
-                                plugin=plugin_path(), artifact=artifact, mode=mode,
+                                plugin=plugin or plugin_path(), artifact=artifact, mode=mode,
                                 chunk=chunk, steps=steps, extra=extra))
-    env = library_env()
+    env = {**library_env(), **(env or {})}
     env["OMP_NUM_THREADS"] = str(threads)
     times = work / f"time.{tag}"
     cmd = [mpiexec(), "-n", str(ranks), "/usr/bin/time", "-a", "-o", str(times), "-f",
@@ -111,12 +118,12 @@ CONFIGS = [  # (label, mode, ranks, threads, chunk)
 ]
 
 
-def measure(work, artifact, rep, steps, repeats, configs):
+def measure(work, artifact, rep, steps, repeats, configs, plugin=None):
     runs = {c[0]: [] for c in configs}
     for _ in range(repeats):
         for label, mode, ranks, threads, chunk in configs:
             runs[label].append(run_lammps(work, artifact, mode, ranks, threads, rep, steps,
-                                          chunk))
+                                          chunk, plugin=plugin))
     out = {}
     for label, rs in runs.items():
         out[label] = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
@@ -183,6 +190,9 @@ def main():
     ap.add_argument("--skip-large", nargs="*", default=[], metavar="LABEL",
                     help="configurations not run at 5,400 atoms (e.g. '2x1 ghosts', which "
                          "for a 4-layer NequIP means a 22 Å ghost shell on each rank)")
+    ap.add_argument("--no-large", action="store_true",
+                    help="200 atoms only (no 5,400-atom tables, no weak scaling)")
+    ap.add_argument("--plugin", help="this build of the plugin (default: the installed one)")
     ap.add_argument("--json", help="write all numbers here")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="egraff-stagedbench-"))
@@ -193,18 +203,23 @@ def main():
     everything = {}
     for name, art in models.items():
         small = measure(work, art, (1, 1, 1), args.steps, args.repeats,
-                        [c for c in CONFIGS if c[0] not in args.skip_small])
+                        [c for c in CONFIGS if c[0] not in args.skip_small], args.plugin)
         print(table(name, small), flush=True)
+        if args.no_large:
+            everything[name] = {"200": small}
+            continue
         large = measure(work, art, (3, 3, 3), args.large_steps, args.repeats,
-                        [c for c in CONFIGS if c[0] not in args.skip_large])
+                        [c for c in CONFIGS if c[0] not in args.skip_large], args.plugin)
         print(table(name, large), flush=True)
         weak_cfg = [("1x1 auto", "auto", 1, 1, 512), ("2x1 auto", "auto", 2, 1, 512)]
         weak = {}
         for label, rep in (("200 -> 400", ((1, 1, 1), (2, 1, 1))),
                            ("5,400 -> 10,800", ((3, 3, 3), (6, 3, 3)))):
             steps = args.steps if rep[0] == (1, 1, 1) else args.large_steps
-            one = measure(work, art, rep[0], steps, args.repeats, weak_cfg[:1])["1x1 auto"]
-            two = measure(work, art, rep[1], steps, args.repeats, weak_cfg[1:])["2x1 auto"]
+            one = measure(work, art, rep[0], steps, args.repeats, weak_cfg[:1],
+                          args.plugin)["1x1 auto"]
+            two = measure(work, art, rep[1], steps, args.repeats, weak_cfg[1:],
+                          args.plugin)["2x1 auto"]
             weak[label] = (one, two)
         print(f"\n{name}: weak scaling, atoms per rank fixed, default mode (1 rank: images "
               "at 200 atoms, staged in chunks at 5,400; 2 ranks: staged)")

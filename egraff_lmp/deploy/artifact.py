@@ -3,7 +3,9 @@
 A TorchScript archive (``*.egraff.pt``) holding a scripted
 :class:`~egraff_lmp.deploy.model.DeployedModel` and, as the extra file
 ``egraff_lmp.json``, its metadata (family, type names in model order, r_max, layers, ghost
-cutoff, dtype, source sha256, versions, creation time, validation results). It loads with
+cutoff, dtype, source sha256, versions, creation time, validation results). The keys, their
+meaning and units are those of :mod:`egraff_lmp.deploy.schema`, whose generated C++ header
+the LAMMPS plugin reads them by. It loads with
 ``torch::jit::load`` in C++ and ``torch.jit.load`` in Python, without the training code, and
 nothing in it is unpickled by Python's pickle: metadata is read straight from the zip.
 
@@ -28,10 +30,38 @@ import torch
 
 from .. import __version__
 from ..errors import located
-from .model import CALLING_CONVENTION
+from .schema import (
+    CALLING_CONVENTION,
+    FORMAT,
+    KEY_CALLING_CONVENTION,
+    KEY_CREATED_AT,
+    KEY_DTYPE,
+    KEY_FAMILY,
+    KEY_FORMAT,
+    KEY_GHOST_CUTOFF,
+    KEY_NUM_LAYERS,
+    KEY_R_MAX,
+    KEY_SOURCE_FILE,
+    KEY_SOURCE_SHA256,
+    KEY_SPECIES_FROM,
+    KEY_STAGES,
+    KEY_STAGES_UNAVAILABLE,
+    KEY_STRICTLY_LOCAL,
+    KEY_TYPE_NAMES,
+    KEY_UNITS,
+    KEY_VALIDATION,
+    KEY_VERSIONS,
+    META_FILE,
+    METHOD_STAGE_EMBED,
+    METHOD_STAGE_LAYER,
+    STAGES_EXCHANGE,
+    STAGES_FEATURE_WIDTHS,
+    STAGES_LAYERS,
+    STAGES_STATE_WIDTHS,
+)
 
-META_NAME = "egraff_lmp.json"
-FORMAT = "egraff-lmp-artifact"
+#: the archive's extra file holding the metadata (the schema's META_FILE)
+META_NAME = META_FILE
 SUFFIX = ".egraff.pt"
 
 
@@ -44,28 +74,31 @@ def sha256(path) -> str:
 
 
 def build_metadata(source, source_path, validation: dict, stages: dict | None = None) -> dict:
+    """The artifact's metadata: the keys of :mod:`egraff_lmp.deploy.schema` (``KEYS``
+    there gives each one's meaning and units)."""
     return {
-        "format": FORMAT,
-        "calling_convention": CALLING_CONVENTION,
-        "family": source.family,
-        "type_names": list(source.type_names),
-        "r_max": float(source.r_max),
-        "num_layers": int(source.num_layers),
-        "strictly_local": bool(source.strictly_local),
-        "ghost_cutoff": float(source.ghost_cutoff),
-        "dtype": str(source.dtype).replace("torch.", ""),
-        "source_file": Path(source_path).name,
-        "source_sha256": sha256(source_path),
-        "versions": {"egraff_lmp": __version__, "torch": torch.__version__,
-                     source.family: source.family_version, **source.extra.get("versions", {})},
-        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
+        KEY_FORMAT: FORMAT,
+        KEY_CALLING_CONVENTION: CALLING_CONVENTION,
+        KEY_FAMILY: source.family,
+        KEY_TYPE_NAMES: list(source.type_names),
+        KEY_R_MAX: float(source.r_max),
+        KEY_NUM_LAYERS: int(source.num_layers),
+        KEY_STRICTLY_LOCAL: bool(source.strictly_local),
+        KEY_GHOST_CUTOFF: float(source.ghost_cutoff),
+        KEY_DTYPE: str(source.dtype).replace("torch.", ""),
+        KEY_SOURCE_FILE: Path(source_path).name,
+        KEY_SOURCE_SHA256: sha256(source_path),
+        KEY_VERSIONS: {"egraff_lmp": __version__, "torch": torch.__version__,
+                       source.family: source.family_version,
+                       **source.extra.get("versions", {})},
+        KEY_CREATED_AT: datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"),
-        "validation": validation,
-        "units": "metal (eV, Å)",
-        "stages": stages,
-        **({"stages_unavailable": source.stages_unavailable}
+        KEY_VALIDATION: validation,
+        KEY_UNITS: "metal (eV, Å)",
+        KEY_STAGES: stages,
+        **({KEY_STAGES_UNAVAILABLE: source.stages_unavailable}
            if source.stages_unavailable else {}),
-        **({"species_from": source.extra["species_from"]}
+        **({KEY_SPECIES_FROM: source.extra["species_from"]}
            if "species_from" in source.extra else {}),
     }
 
@@ -82,12 +115,13 @@ def script(source) -> torch.jit.ScriptModule:
 
 
 def stage_widths(module, n_layers: int) -> dict:
-    """The ``stages`` metadata entry, measured on the scripted module: per layer k the
-    width of the features exchanged before it (x_k, in numbers of the model's dtype) and of
-    the local state h_k."""
+    """The ``stages`` metadata entry (schema ``KEY_STAGES``), measured on the scripted
+    module: per layer k the width of the features exchanged before it (x_k, in numbers of
+    the model's dtype) and of the local state h_k."""
     types = torch.zeros(1, dtype=torch.long)
+    embed, layer = getattr(module, METHOD_STAGE_EMBED), getattr(module, METHOD_STAGE_LAYER)
     with torch.no_grad(), torch.jit.optimized_execution(False):
-        x, h, _ = module.stage_embed(types)
+        x, h, _ = embed(types)
         pos = torch.zeros((1, 3), dtype=torch.float64)
         edges = torch.zeros((2, 0), dtype=torch.long)
         shifts = torch.zeros((0, 3), dtype=torch.float64)
@@ -95,12 +129,13 @@ def stage_widths(module, n_layers: int) -> dict:
         for k in range(n_layers):
             features.append(int(x.shape[1]))
             states.append(int(h.shape[1]))
-            x_next, h, _ = module.stage_layer(k, pos, types, edges, shifts, x, h[:1])
+            x_next, h, _ = layer(k, pos, types, edges, shifts, x, h[:1])
             x = x_next
-    return {"layers": n_layers, "feature_widths": features, "state_widths": states,
-            "exchange": "x_k: the features layer k reads from neighbours (after the "
-                        "layer's pre-message linear), forward-communicated before layer "
-                        "k >= 1; their gradients reverse-communicated after it"}
+    return {STAGES_LAYERS: n_layers, STAGES_FEATURE_WIDTHS: features,
+            STAGES_STATE_WIDTHS: states,
+            STAGES_EXCHANGE: "x_k: the features layer k reads from neighbours (after the "
+                             "layer's pre-message linear), forward-communicated before layer "
+                             "k >= 1; their gradients reverse-communicated after it"}
 
 
 def save(module: torch.jit.ScriptModule, metadata: dict, path) -> Path:
@@ -108,7 +143,7 @@ def save(module: torch.jit.ScriptModule, metadata: dict, path) -> Path:
     from ..files import atomic_path
 
     with atomic_path(path) as tmp:
-        torch.jit.save(module, str(tmp), _extra_files={META_NAME: json.dumps(metadata,
+        torch.jit.save(module, str(tmp), _extra_files={META_FILE: json.dumps(metadata,
                                                                             indent=1)})
     return Path(path)
 
@@ -120,9 +155,9 @@ def read_metadata(path) -> dict:
         raise located(path, "no such artifact file")
     try:
         with zipfile.ZipFile(p) as z:
-            names = [n for n in z.namelist() if n.endswith(f"/extra/{META_NAME}")]
+            names = [n for n in z.namelist() if n.endswith(f"/extra/{META_FILE}")]
             if not names:
-                raise located(path, "not an egraff-lmp artifact (no egraff_lmp.json inside); "
+                raise located(path, f"not an egraff-lmp artifact (no {META_FILE} inside); "
                                     "deploy the trained model with 'egraff-lmp deploy'")
             meta = json.loads(z.read(names[0]))
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
@@ -130,17 +165,17 @@ def read_metadata(path) -> dict:
                             f"archive ({exc})") from None
     except json.JSONDecodeError:
         raise located(path, "corrupt artifact metadata") from None
-    if meta.get("format") != FORMAT:
+    if meta.get(KEY_FORMAT) != FORMAT:
         raise located(path, "not an egraff-lmp artifact")
     _check_compatible(path, meta)
     return meta
 
 
 def _check_compatible(path, meta):
-    if meta.get("calling_convention") != CALLING_CONVENTION:
-        raise located(path, f"artifact uses calling convention {meta.get('calling_convention')}"
+    if meta.get(KEY_CALLING_CONVENTION) != CALLING_CONVENTION:
+        raise located(path, f"artifact uses calling convention {meta.get(KEY_CALLING_CONVENTION)}"
                             f"; this egraff-lmp speaks {CALLING_CONVENTION}: deploy it again")
-    built = meta.get("versions", {}).get("torch", "?")
+    built = meta.get(KEY_VERSIONS, {}).get("torch", "?")
     if built.split(".")[0] != torch.__version__.split(".")[0]:
         raise located(path, f"artifact built with torch {built}, running torch "
                             f"{torch.__version__} (another major version): deploy it again")
@@ -157,11 +192,11 @@ class Artifact:
 
     @property
     def type_names(self) -> list[str]:
-        return list(self.metadata["type_names"])
+        return list(self.metadata[KEY_TYPE_NAMES])
 
     @property
     def r_max(self) -> float:
-        return float(self.metadata["r_max"])
+        return float(self.metadata[KEY_R_MAX])
 
     def __call__(self, pos, types, edge_index, edge_shift, n_local: int,
                  compute_virial: bool = False):

@@ -21,6 +21,16 @@ reverse communication, and the virial is Σ r_i ⊗ f_i over local and ghost ato
 :func:`staged_domains` does exactly this in Python on a grid of sub-domains of one periodic
 frame, so that the staging can be checked against the one-call evaluation before any C++
 runs it (``egraff-lmp deploy --check`` does, on the user's frames).
+
+The backward pass is written twice, here and in the plugin's staged driver
+(deploy/plugin/pair_egraff_staged.cpp), on purpose. One scripted per-layer vector-Jacobian
+method in the artifact, called by both, would have to recompute its layer from the layer's
+inputs (a TorchScript method cannot receive the autograd graph of an earlier call), and a
+backward that recomputes every layer made mode staged 1.14-1.57x slower at 200 atoms and up
+to 1.5x at 5,400 (bench/staged_bench.py's runs for issue 17; docs/plugin.md, "Sources and
+the schema"); the artifacts already deployed have no such method either. The two are held
+together by tests instead: both match the one-call evaluation (tests/test_staged.py), and
+both use the method and metadata names of :mod:`egraff_lmp.deploy.schema`.
 """
 
 from __future__ import annotations
@@ -30,6 +40,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from .schema import (
+    KEY_R_MAX,
+    KEY_STAGES,
+    KEY_TYPE_NAMES,
+    METHOD_STAGE_EMBED,
+    METHOD_STAGE_LAYER,
+    STAGES_LAYERS,
+)
 
 
 @dataclass
@@ -102,6 +121,8 @@ def staged_domains(module, types, domains: list[Domain], n_atoms: int, n_stages:
     engine on several ranks does. ``skip_exchange=k`` (k ≥ 1) leaves the ghosts' layer-k
     features at zero instead of exchanging them: a wrong exchange, for tests."""
     types = torch.as_tensor(types, dtype=torch.long)
+    stage_embed = getattr(module, METHOD_STAGE_EMBED)
+    stage_layer = getattr(module, METHOD_STAGE_LAYER)
     doms = []
     for d in domains:
         pos = torch.tensor(d.positions, dtype=torch.float64, requires_grad=True)
@@ -111,7 +132,7 @@ def staged_domains(module, types, domains: list[Domain], n_atoms: int, n_stages:
                      "shift": torch.zeros((e.shape[1], 3), dtype=torch.float64)})
     energies = np.zeros(n_atoms)
     for dom in doms:
-        x0, h0, e0 = module.stage_embed(dom["types"])
+        x0, h0, e0 = stage_embed(dom["types"])
         dom["x"], dom["h"] = x0.detach(), h0[: dom["d"].n_local].detach()
         energies[dom["d"].atoms[: dom["d"].n_local]] += e0[: dom["d"].n_local].numpy()
     saved = []  # per layer: per domain (inputs, outputs)
@@ -121,8 +142,8 @@ def staged_domains(module, types, domains: list[Domain], n_atoms: int, n_stages:
             nl = dom["d"].n_local
             x_in = dom["x"].clone().requires_grad_(k > 0)
             h_in = dom["h"].clone().requires_grad_(True)
-            out = module.stage_layer(k, dom["pos"], dom["types"], dom["edges"], dom["shift"],
-                                     x_in, h_in)
+            out = stage_layer(k, dom["pos"], dom["types"], dom["edges"], dom["shift"], x_in,
+                              h_in)
             layer.append((x_in, h_in, out))
             energies[dom["d"].atoms[:nl]] += out[2].detach().numpy()
         saved.append(layer)
@@ -180,13 +201,13 @@ def emulate(artifact, atoms, grid=(2, 1, 1), skip_exchange: int | None = None
     """The staged artifact (an :class:`~egraff_lmp.deploy.artifact.Artifact`) on ``grid``
     sub-domains of the periodic ASE ``atoms``, with a ghost shell of r_max."""
     meta = artifact.metadata
-    index = {s: k for k, s in enumerate(meta["type_names"])}
+    index = {s: k for k, s in enumerate(meta[KEY_TYPE_NAMES])}
     types = [index[s] for s in atoms.get_chemical_symbols()]
-    r_max = float(meta["r_max"])
+    r_max = float(meta[KEY_R_MAX])
     domains = decompose(atoms.positions, atoms.cell[:], grid, r_max, r_max)
     with torch.jit.optimized_execution(False):
         return staged_domains(artifact.module, types, domains, len(atoms),
-                              int(meta["stages"]["layers"]), skip_exchange)
+                              int(meta[KEY_STAGES][STAGES_LAYERS]), skip_exchange)
 
 
 def deviation(result: StagedResult, reference_calc, atoms) -> dict:
