@@ -91,7 +91,7 @@ def _edited(src, dst, hp=None, state=None):
 
 
 @pytest.mark.parametrize("edit, words", [
-    ({"state": {"model.mean": torch.tensor(5.0, dtype=torch.float64)}}, "global mean"),
+    ({"state": {"model.mean": torch.tensor(5.0, dtype=torch.float64)}}, "global energy mean"),
     ({"hp": {"cutoff_upper": None}}, "no cutoff_upper"),
     ({"hp": {"reduce_op": "mean"}}, "reduce_op"),
     ({"hp": {"model": "tensornet"}}, "'tensornet'"),

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
+from .choices import LazyChoices, family_names
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "deploy", help="turn a trained model into a validated egraff-lmp artifact",
-        description="Turn a model trained by nequip-train (NequIP/Allegro: *.ckpt, "
-        "*.nequip.zip, *.nequip.pth), mace_run_train (MACE/BOTNet: *.model, *-lammps.pt, or "
-        "a *.mace-state.pt) or torchmd-train (TorchMD-Net ET: *.ckpt) into "
-        "one TorchScript artifact with its metadata, after checking parity with the "
+        description="Turn a model trained by its family's own trainer (a checkpoint, "
+        "package or model file; the family is read from the file's content, see --family) "
+        "into one TorchScript artifact with its metadata, after checking parity with the "
         "family's own calculator and symmetry. Loading a pickled model (*.model, *.ckpt) "
         "runs code from that file: egraff-lmp loads only the file you name, and never "
         "unpickles anything when it loads a deployed artifact.")
     p.add_argument("model", metavar="MODEL|ARTIFACT")
     p.add_argument("-o", "--output", help="artifact path (default: MODEL's stem + .egraff.pt)")
-    p.add_argument("--family", choices=["mace", "nequip", "torchmd", "dimenet", "schnetpack"],
-                   help="model family (default: read from the file's content)")
+    p.add_argument("--family", choices=LazyChoices(family_names), metavar="FAMILY",
+                   help="model family: %(choices)s (default: read from the file's content)")
     p.add_argument("--species", type=lambda s: [x for x in s.split(",") if x],
                    metavar="EL,EL,...",
-                   help="element symbols, for models that embed atomic numbers and record no "
-                   "species (TorchMD-Net, SchNetPack's PaiNN, an OCP DimeNet++); default: the "
-                   "training data the checkpoint names, where it names one")
+                   help="element symbols in model order, for models that embed atomic "
+                   "numbers and record no species; default: the training data the model "
+                   "names, where it names one")
     p.add_argument("--data", metavar="TRAJ",
                    help="configurations for the checks (first frames; default: random "
                    "compressed/expanded cells of the model's species)")

@@ -1,4 +1,5 @@
-"""Deploy: a trained model (NequIP, Allegro, MACE/BOTNet) → one validated artifact.
+"""Deploy: a trained model of a family egraff-lmp knows (:data:`FAMILIES`, the records of
+:mod:`.families.registry`) → one validated artifact.
 
 ``deploy(source, output)`` picks the family adapter, builds the artifact (TorchScript,
 see :mod:`.artifact`), checks parity with the family's own ASE calculator and the model's
@@ -14,13 +15,14 @@ from pathlib import Path
 from ..errors import EgraffError, located
 from . import artifact as _artifact
 from . import checks
-from .families import dimenet, mace, nequip, schnetpack, torchmd
+from .families import registry
+from .families.species import refuse_given
 
-FAMILIES = {"mace": mace, "nequip": nequip, "torchmd": torchmd, "dimenet": dimenet,
-            "schnetpack": schnetpack}
+#: family name -> its record (:class:`~.families.registry.Family`; ``.adapter``: its module)
+FAMILIES = registry.FAMILIES
 
 
-def _family_of(path, family=None):
+def _family_of(path, family=None) -> registry.Family:
     p = Path(path)
     if not p.exists():
         raise located(path, "no such file")
@@ -36,47 +38,26 @@ def _family_of(path, family=None):
         raise located(path, "already an egraff-lmp artifact: use it as it is ('deploy "
                             "--info' / '--check' read it)")
     if family is not None:
-        if family not in FAMILIES:
-            raise located(path, f"unknown family '{family}' (known: {', '.join(FAMILIES)})")
-        return FAMILIES[family]
-    by_content = kind.family
-    if by_content in FAMILIES:
-        return FAMILIES[by_content]
-    if by_content is not None:
-        raise located(path, f"a {by_content} model ({kind.kind} referring to "
-                            f"{', '.join(sorted(kind.modules & set(_known_packages())))}): "
-                            f"egraff-lmp deploys {', '.join(FAMILIES)} so far")
-    for adapter in FAMILIES.values():
-        if adapter.claims(path):
-            return adapter
+        return registry.get(family, path)
+    if kind.family is not None:
+        return FAMILIES[kind.family]
+    for fam in FAMILIES.values():
+        if fam.claims(path):
+            return fam
     refs = ", ".join(sorted(kind.modules - {"torch", "collections", "__builtin__",
                                             "builtins", "_codecs", "__torch__"})) or "none"
     raise located(path, f"cannot tell the model family from the file's content (a "
                         f"{kind.kind} file; packages it refers to: {refs}): give --family "
-                        f"({', '.join(FAMILIES)})")
-
-
-def _known_packages():
-    from .sniff import PACKAGES
-
-    return PACKAGES
+                        f"({registry.listed()})")
 
 
 def load_source(path, family=None, species=None):
     """The family adapter's view of a trained model (runs the family's loader).
     ``species``: element symbols in model order, for families whose files carry none."""
-    adapter = _family_of(path, family)
-    if _takes_species(adapter):
-        return adapter.load(path, species=species)
-    if species:
-        raise located(path, f"a {adapter.NAME} model records its own species: drop --species")
-    return adapter.load(path)
-
-
-def _takes_species(adapter) -> bool:
-    """Whether the family's files may carry no species list (its ``load`` then takes
-    ``species``)."""
-    return getattr(adapter, "ACCEPTS_SPECIES", False)
+    fam = _family_of(path, family)
+    if species and not fam.accepts_species:
+        refuse_given(path, fam.model)
+    return fam.load(path, species)
 
 
 def configurations(type_names, r_max, data=None, frames=2, min_width=0.0):
@@ -156,11 +137,11 @@ def check(artifact_path, source_path=None, family=None, data=None) -> dict:
         if _artifact.sha256(source_path) != meta["source_sha256"]:
             raise located(source_path, f"is not the model {artifact_path} was built from "
                                        "(sha256 differs)")
-        fam = family or meta["family"]
+        fam = registry.get(family, source_path) if family else (
+            registry.of_artifact(meta["family"]) or registry.get(meta["family"], source_path))
         # a family whose files carry no species list: the artifact's, in its order
-        species = (meta["type_names"] if fam in FAMILIES and _takes_species(FAMILIES[fam])
-                   else None)
-        source = load_source(source_path, fam, species)
+        species = meta["type_names"] if fam.accepts_species else None
+        source = load_source(source_path, fam.name, species)
     try:
         return validate(artifact_path, source, data, meta["type_names"], meta["r_max"],
                         meta["dtype"])

@@ -13,7 +13,9 @@ pickle (``torch.save``'s legacy format) and reports:
   strings such as ``nequip.model.NequIPGNNModel`` in a Lightning checkpoint's
   hyper-parameters.
 
-``family_of(kind)`` maps those packages to an egraff-lmp family adapter name.
+``family_of(kind)`` maps those packages to an egraff-lmp family name. Which packages,
+content markers and TorchScript metadata mean which family is read from the family records
+(:mod:`.families.registry`) on every call.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: top-level package -> family adapter
-PACKAGES = {"mace": "mace", "nequip": "nequip", "allegro": "nequip",
-            "torchmdnet": "torchmd", "torch_geometric": "dimenet", "schnetpack": "schnetpack"}
-_DOTTED = re.compile(r"^(" + "|".join(PACKAGES) + r")(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+from .families import registry
+
+
+def _dotted(packages) -> re.Pattern:
+    """Dotted names inside one of ``packages`` (``nequip.model.NequIPGNNModel``)."""
+    return re.compile(r"^(" + "|".join(map(re.escape, packages)) +
+                      r")(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 
 @dataclass
@@ -41,13 +46,18 @@ class FileKind:
 
 
 def family_of(kind: FileKind) -> str | None:
-    found = {PACKAGES[m] for m in kind.modules if m in PACKAGES}
+    """The one family whose packages the file refers to (None: none, or several)."""
+    packages = registry.package_map()
+    found = {packages[m] for m in kind.modules if m in packages}
     return found.pop() if len(found) == 1 else None
 
 
 def _pickle_modules(data: bytes) -> set[str]:
     """Top-level packages named by the classes (GLOBAL/STACK_GLOBAL) and dotted package
     strings of every pickle in ``data`` (several may follow each other)."""
+    dotted = _dotted(registry.package_map())
+    markers = [(pattern, f.packages[0]) for f in registry.FAMILIES.values()
+               for pattern in f.marker_patterns]
     out, pos = set(), 0
     while pos < len(data):
         strings: list[str] = []
@@ -59,14 +69,10 @@ def _pickle_modules(data: bytes) -> set[str]:
                     out.add(strings[-2].split(".")[0])
                 elif isinstance(arg, str):
                     strings.append(arg)
-                    if _DOTTED.match(arg):
+                    if dotted.match(arg):
                         out.add(arg.split(".")[0])
-                    elif arg == "egraff_lmp_mace_state":  # egraff-lmp's MACE state file
-                        out.add("mace")
-                    elif arg.startswith("model.representation_model."):
-                        out.add("torchmdnet")  # a torchmd-train (LNNP) state_dict key
-                    elif arg.lower() in ("dimenetplusplus", "dimenet++"):
-                        out.add("torch_geometric")  # an OCP/MDsim config or egraff's file
+                    else:  # a family's content marker stands for its first package
+                        out.update(p for pattern, p in markers if pattern.fullmatch(arg))
                 if op.name == "STOP":
                     pos += at + 1
                     break
@@ -94,12 +100,14 @@ def sniff(path) -> FileKind:
                         for part in n.split("__torch__/", 1)[1].split("/")[:-1]
                         if part != "torch" and not part.startswith("_torch_package_")}
                 extra = {n.rsplit("/extra/", 1)[1] for n in names if "/extra/" in n}
-                if {"type_names", "r_max", "num_types"} <= extra:  # nequip's compiled file
-                    mods.add("nequip")
+                for f in registry.FAMILIES.values():  # metadata a family's compiler writes
+                    if f.torchscript_extra_files and f.torchscript_extra_files <= extra:
+                        mods.add(f.packages[0])
                 return FileKind("torchscript", mods)
             if any(n.endswith(".data/version") for n in names):
+                packages = registry.package_map()
                 return FileKind("torch-package", {m for n in names for m in n.split("/")
-                                                  if m in PACKAGES})
+                                                  if m in packages})
             pkl = [n for n in names if n.endswith("data.pkl")]
             if pkl:
                 return FileKind("torch-save", _pickle_modules(zf.read(pkl[0])))

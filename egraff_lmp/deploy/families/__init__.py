@@ -1,10 +1,16 @@
 """Family adapters: each turns a trained model into an energy model + its metadata.
 
-An adapter module provides ``NAME``, ``claims(path) -> bool`` (cheap: suffix or file
-layout) and ``load(path) -> Source``; one whose files may record no species list sets
-``ACCEPTS_SPECIES = True`` and takes ``load(path, species=None)`` (element symbols).
-``Source`` carries the energy model (per-atom energies from positions, types, edges and
-shifts) and what the artifact's metadata needs.
+Every family is one record in :mod:`.registry` (its name, the packages its files are
+sniffed by, suffixes, whether it takes ``--species``, the pip extra that installs it); its
+adapter, the module ``families/<name>``, provides ``load(path) -> Source`` (``load(path,
+species=None)`` where the record ``accepts_species``: element symbols). ``Source`` carries
+the energy model (per-atom energies, eV, from positions (Å), types, edges and shifts (Å))
+and what the artifact's metadata needs.
+
+What several adapters do is written once: species resolution (:mod:`.species`), the
+refusals of what an artifact cannot reproduce (:mod:`.refuse`), per-type energy scales and
+offsets (:mod:`.offsets`) and the base of the hand-written parity references
+(:mod:`.reference`).
 """
 
 from __future__ import annotations

@@ -26,12 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ase.calculators.calculator import Calculator, all_changes
 
 from ...errors import located
-from . import Source, StagingUnsupported
+from . import Source, StagingUnsupported, registry
+from .reference import Evaluation, ReferenceCalculator
 
-NAME = "mace"
+FAMILY = registry.of_module(__name__)
+NAME = FAMILY.name
 STATE_SUFFIX = ".mace-state.pt"
 _STATE_KEY = "egraff_lmp_mace_state"
 
@@ -63,11 +64,6 @@ class MACEEnergy(torch.nn.Module):
         energy = out["node_energy"]
         assert energy is not None
         return energy
-
-
-def claims(path) -> bool:
-    p = str(path)
-    return p.endswith(STATE_SUFFIX) or p.endswith(".model")
 
 
 def _is_state(path) -> bool:
@@ -276,29 +272,26 @@ def _calculator(model: torch.nn.Module):
         return MACECalculator(models=model, device="cpu", default_dtype=dtype)
 
 
-class LammpsMACECalculator(Calculator):
+class LammpsMACECalculator(ReferenceCalculator):
     """An ASE calculator that evaluates a ``*-lammps.pt`` file through its own ``forward``
     (the call LAMMPS' pair_style mace makes): energy (eV), forces (eV/Å), per-atom
     energies, on ASE's neighbour list (all periodic images within r_max)."""
 
-    implemented_properties = ["energy", "free_energy", "forces", "energies"]
+    per_atom = True
 
     def __init__(self, module):
-        super().__init__()
+        super().__init__(next(module.model.parameters()).dtype, module.atomic_numbers)
         self.module = module
         self.r_max = float(module.r_max)
-        self.numbers = [int(z) for z in module.atomic_numbers]
-        self.dtype = next(module.model.parameters()).dtype
+        self.numbers = self.atomic_numbers  # model type order
 
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+    def evaluate(self, a) -> Evaluation:
         from ase.neighborlist import primitive_neighbor_list
 
-        super().calculate(atoms, properties, system_changes)
-        a = self.atoms
         i, j, shift = primitive_neighbor_list("ijS", a.pbc, a.cell.array, a.positions,
                                               self.r_max, self_interaction=False)
         n, dt = len(a), self.dtype
-        pos = torch.tensor(a.positions, dtype=dt, requires_grad=True)
+        pos = self.positions(a.positions)
         types = torch.tensor([self.numbers.index(int(z)) for z in a.numbers])
         cell = torch.tensor(np.asarray(a.cell.array), dtype=dt)
         unit = torch.tensor(shift, dtype=dt)
@@ -307,10 +300,8 @@ class LammpsMACECalculator(Calculator):
                 "shifts": unit @ cell, "unit_shifts": unit, "cell": cell.view(1, 3, 3),
                 "batch": torch.zeros(n, dtype=torch.long), "ptr": torch.tensor([0, n])}
         out = self.module(data, torch.ones(n, dtype=dt), False)
-        node = out["node_energy"].detach().numpy().astype(float)
-        self.results = {"energy": float(node.sum()), "free_energy": float(node.sum()),
-                        "energies": node,
-                        "forces": out["forces"].detach().numpy().astype(float)}
+        return Evaluation(forces=out["forces"].detach().numpy().astype(float),
+                          energies=out["node_energy"].detach().numpy().astype(float))
 
 
 # -- the staged path (message passing across LAMMPS ranks) ---------------------------------

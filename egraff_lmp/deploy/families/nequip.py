@@ -22,9 +22,10 @@ import warnings
 import torch
 
 from ...errors import located
-from . import Source, StagingUnsupported
+from . import Source, StagingUnsupported, registry
 
-NAME = "nequip"
+FAMILY = registry.of_module(__name__)
+NAME = FAMILY.name
 
 
 class NequIPEnergy(torch.nn.Module):
@@ -44,11 +45,6 @@ class NequIPEnergy(torch.nn.Module):
             "edge_cell_shift": shift,
         }
         return self.func(data)["atomic_energy"].view(-1)
-
-
-def claims(path) -> bool:
-    p = str(path)
-    return p.endswith(".ckpt") or p.endswith(".nequip.zip")
 
 
 def _versions() -> dict:
@@ -104,10 +100,10 @@ def _source(path, inner, type_names, r_max, dtype, reference) -> Source:
         raise located(path, f"the model's species are not given: type names "
                             f"{', '.join(not_elements)} are not element symbols")
     children = dict(inner.named_children())
-    if "allegro" in children:
+    if "allegro" in children:  # the artifact says allegro (FAMILY.artifact_families)
         family, layers, local = "allegro", int(children["allegro"].num_layers), True
     else:
-        family = "nequip"
+        family = NAME
         layers = sum(1 for name in children if name.endswith("_convnet"))
         local = False
     versions = _versions()

@@ -33,10 +33,12 @@ import warnings
 import torch
 
 from ...errors import located
-from . import Source
+from . import Source, refuse, registry
+from .offsets import PerTypeAffine
+from .species import resolve as resolve_species
 
-NAME = "schnetpack"
-ACCEPTS_SPECIES = True  # its model files record none: --species or the training database
+FAMILY = registry.of_module(__name__)  # accepts --species: its model files record none
+NAME = FAMILY.name
 
 
 def import_schnetpack():
@@ -109,7 +111,8 @@ class _Generic(torch.nn.Module):
 
 class SchNetPackEnergy(torch.nn.Module):
     """Per-atom energies (eV) of a SchNetPack representation + ``Atomwise`` network from
-    explicit edges and shifts, with the per-atom offsets of its post-processing."""
+    explicit edges and shifts, with the per-atom offsets of its post-processing
+    (``offset_per_z``: eV by atomic number, in the model's dtype)."""
 
     def __init__(self, representation, outnet, atomic_numbers: list[int],
                  offset_per_z: torch.Tensor):
@@ -119,7 +122,7 @@ class SchNetPackEnergy(torch.nn.Module):
                                else _Generic(representation))
         self.outnet = outnet
         self.register_buffer("z_of_type", torch.tensor(atomic_numbers, dtype=torch.long))
-        self.register_buffer("offset", offset_per_z)
+        self.offsets = PerTypeAffine(None, offset_per_z[self.z_of_type], offset_per_z.dtype)
 
     def forward(self, pos: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
                 shift: torch.Tensor) -> torch.Tensor:
@@ -127,11 +130,7 @@ class SchNetPackEnergy(torch.nn.Module):
         i, j = edge_index[0], edge_index[1]
         r_ij = pos.index_select(0, j) - pos.index_select(0, i) + shift
         y = self.outnet(self.representation(z, r_ij, i, j)).view(-1)
-        return y.to(self.offset.dtype) + self.offset[z]
-
-
-def claims(path) -> bool:
-    return False  # a pickle named anything: told by content (sniff: schnetpack classes)
+        return self.offsets(y, types)
 
 
 def _load_model(path):
@@ -161,12 +160,10 @@ def _parts(path, model):
         raise located(path, f"no Atomwise output module predicts '{key}'")
     atomwise = atomwise[0]
     if atomwise.aggregation_mode != "sum":
-        raise located(path, f"Atomwise aggregation '{atomwise.aggregation_mode}': the energy "
-                            "is not a sum over atoms")
+        refuse.not_a_sum(path, f"Atomwise aggregation '{atomwise.aggregation_mode}'")
     rep = model.representation
     if len(getattr(rep, "electronic_embeddings", [])) > 0:
-        raise located(path, "a SchNetPack model with electronic (charge/spin) embeddings: "
-                            "LAMMPS passes positions and types only")
+        refuse.charge_spin(path, FAMILY.model, "electronic (charge/spin) embeddings")
     n_z = int(rep.embedding.num_embeddings)
     offset = torch.zeros(n_z, dtype=torch.float64)
     if model.do_postprocessing:
@@ -175,11 +172,11 @@ def _parts(path, model):
             if kind == "CastTo64":
                 continue
             if kind != "AddOffsets" or post._property != key:
-                raise located(path, f"post-processor {kind} is not reproduced in the artifact")
+                refuse.not_reproduced(path, f"post-processor {kind}")
             if post.add_mean:
                 if not post.is_extensive:
-                    raise located(path, "AddOffsets adds a non-extensive mean energy: not a "
-                                        "per-atom energy")
+                    refuse.global_energy_mean(path, float(post.mean.view(-1)[0]),
+                                              "AddOffsets' non-extensive mean")
                 offset = offset + float(post.mean.view(-1)[0])
             if post.add_atomrefs:
                 ref = post.atomref.detach().double().view(-1)
@@ -212,9 +209,8 @@ def _training_databases(path):
 
 
 def _species_from_training_data(path):
-    """(element symbols sorted by atomic number, where from) of the training database, or
+    """(atomic numbers in increasing order, where from) of the training database, or
     None."""
-    from ase.data import chemical_symbols
     from ase.db import connect
 
     for db in _training_databases(path):
@@ -224,43 +220,32 @@ def _species_from_training_data(path):
         except Exception:  # noqa: BLE001 - not an ASE database: look further
             continue
         if z:
-            return ([chemical_symbols[v] for v in z],
-                    f"training data ({db.name}, the SchNetPack database beside the model)")
+            return z, f"training data ({db.name}, the SchNetPack database beside the model)"
     return None
 
 
 def load(path, species=None) -> Source:
-    from ase.data import atomic_numbers
-
     spk = import_schnetpack()
     model = _load_model(path)
     rep, atomwise, offset = _parts(path, model)
-    species_from = "--species"
-    if not species:
-        found = _species_from_training_data(path)
-        if found is None:
-            raise located(path, "a SchNetPack model embeds atomic numbers and records no "
-                                "species (nor training database found beside it): give "
-                                "--species, e.g. --species Ge,Te")
-        species, species_from = found
-    unknown = [s for s in species if s not in atomic_numbers]
-    if unknown:
-        raise located(path, f"--species: {', '.join(unknown)} not element symbols")
-    z = [atomic_numbers[s] for s in species]
+    found = resolve_species(path, FAMILY.model, species,
+                            found=lambda: _species_from_training_data(path),
+                            searched="nor was a training database found beside it")
+    z = found.numbers
     cutoff = getattr(rep, "cutoff", None)
     if cutoff is None:
-        raise located(path, "the representation has no cutoff: cannot size neighbour lists")
+        refuse.no_cutoff(path, "cutoff", "the representation")
     cutoff = float(cutoff)
     layers = len(rep.interactions)
     dtype = next(rep.parameters()).dtype
     energy = SchNetPackEnergy(rep, atomwise.outnet, z, offset.to(dtype))
     return Source(
-        family=NAME, energy_model=energy, type_names=list(species), r_max=cutoff,
+        family=NAME, energy_model=energy, type_names=found.symbols, r_max=cutoff,
         num_layers=layers, strictly_local=False, dtype=dtype,
         family_version=spk.__version__,
         reference=lambda: _calculator(path, cutoff),
         stages_unavailable="SchNetPack models are not split into stages yet",
-        extra={"species_from": species_from, "model": type(rep).__name__})
+        extra={"species_from": found.where, "model": type(rep).__name__})
 
 
 def _calculator(path, cutoff):

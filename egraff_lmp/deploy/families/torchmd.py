@@ -39,13 +39,15 @@ import warnings
 from pathlib import Path
 
 import torch
-from ase.calculators.calculator import Calculator, all_changes
 
 from ...errors import located
-from . import Source
+from . import Source, refuse, registry
+from .offsets import PerTypeAffine
+from .reference import Evaluation, ReferenceCalculator
+from .species import resolve as resolve_species
 
-NAME = "torchmd"
-ACCEPTS_SPECIES = True  # its checkpoints record none: --species or the training data
+FAMILY = registry.of_module(__name__)  # accepts --species: its checkpoints record none
+NAME = FAMILY.name
 
 _PRIORS_REFUSED = {"ZBL": "a ZBL repulsion on its own neighbour list",
                    "D2": "a D2 dispersion on its own neighbour list",
@@ -108,7 +110,6 @@ class TorchMDETEnergy(torch.nn.Module):
         dtype = rep.embedding.weight.dtype
         self.register_buffer("z_of_type", torch.tensor(atomic_numbers, dtype=torch.long))
         std = net.std if net.std is not None else torch.ones(())
-        self.register_buffer("std", std.detach().clone().to(dtype))
         ref = torch.zeros(int(max(atomic_numbers)) + 1, dtype=dtype)
         for prior in (net.prior_model or []):
             if type(prior).__name__ == "Atomref" and prior.enable:
@@ -116,7 +117,8 @@ class TorchMDETEnergy(torch.nn.Module):
                 n = min(len(ref), len(w))
                 ref = ref.clone()
                 ref[:n] = ref[:n] + w[:n]
-        self.register_buffer("atomref", ref)
+        # std and the Atomref prior's reference energies (eV) of each model type
+        self.offsets = PerTypeAffine(std, ref[self.z_of_type], dtype)
 
     def forward(self, pos: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
                 shift: torch.Tensor) -> torch.Tensor:
@@ -158,11 +160,7 @@ class TorchMDETEnergy(torch.nn.Module):
         else:
             batch = torch.zeros(n, dtype=torch.long, device=pos.device)
             e = self.output_model.pre_reduce(x, v, z, pos, batch)
-        return e.view(-1) * self.std + self.atomref[z]
-
-
-def claims(path) -> bool:
-    return False  # *.ckpt is shared with nequip-train: told apart by content (sniff)
+        return self.offsets(e.view(-1), types)
 
 
 def _checkpoint(path) -> dict:
@@ -194,26 +192,6 @@ def _species_from_training_data(path, hp) -> tuple[list[int], str] | None:
     return None
 
 
-def _species(path, hp, species) -> tuple[list[int], str]:
-    from ase.data import atomic_numbers, chemical_symbols
-
-    if species:
-        unknown = [s for s in species if s not in atomic_numbers]
-        if unknown:
-            raise located(path, f"--species: {', '.join(unknown)} not element symbols")
-        return [atomic_numbers[s] for s in species], "--species"
-    found = _species_from_training_data(path, hp)
-    if found is None:
-        raise located(path, "a TorchMD-Net model embeds atomic numbers and its checkpoint "
-                            "records no species (nor training data found): give --species, "
-                            "e.g. --species Ge,Te")
-    z, where = found
-    bad = [v for v in z if not 0 < v < len(chemical_symbols)]
-    if bad:
-        raise located(path, f"the training data's atomic numbers {bad} are not elements")
-    return z, where
-
-
 def _refused_settings(path, hp):
     """One line for a hyper-parameter the artifact cannot reproduce (before loading)."""
     model = hp.get("model")
@@ -221,13 +199,11 @@ def _refused_settings(path, hp):
         raise located(path, f"a TorchMD-Net '{model}' model: egraff-lmp deploys TorchMD-Net's "
                             "equivariant-transformer")
     if hp.get("cutoff_upper") is None:
-        raise located(path, "the checkpoint has no cutoff_upper: cannot size neighbour lists")
+        refuse.no_cutoff(path, "cutoff_upper", "the checkpoint's hyper-parameters")
     if hp.get("charge") or hp.get("spin"):
-        raise located(path, "a TorchMD-Net model with charge/spin inputs: not deployable "
-                            "(LAMMPS passes positions and types only)")
+        refuse.charge_spin(path, FAMILY.model)
     if hp.get("reduce_op", "add") != "add":
-        raise located(path, f"reduce_op '{hp.get('reduce_op')}': the energy is not a sum "
-                            "over atoms, so it cannot be split over atoms or ranks")
+        refuse.not_a_sum(path, f"reduce_op '{hp.get('reduce_op')}'")
 
 
 def _refused_parts(path, net):
@@ -236,16 +212,12 @@ def _refused_parts(path, net):
     if out not in ("Scalar", "EquivariantScalar"):
         raise located(path, f"output model {out} is not an energy")
     if net.mean is not None and float(net.mean.abs().max()) != 0.0:
-        raise located(path, f"the checkpoint adds a global mean energy "
-                            f"({float(net.mean):.6g} eV, standardize: true) after the sum "
-                            "over atoms: not a per-atom energy; train with an Atomref prior "
-                            "and standardize: false")
+        refuse.global_energy_mean(path, float(net.mean), "standardize: true",
+                                  "train with an Atomref prior and standardize: false")
     for prior in (net.prior_model or []):
         name = type(prior).__name__
         if name in _PRIORS_REFUSED:
-            raise located(path, f"the {name} prior ({_PRIORS_REFUSED[name]}) is not "
-                                "reproduced in the artifact: deploy a model trained without "
-                                "it")
+            refuse.not_reproduced(path, f"the {name} prior ({_PRIORS_REFUSED[name]})")
         if name != "Atomref":
             raise located(path, f"unknown TorchMD-Net prior {name}")
     if getattr(net.representation_model, "extra_energy", None) is not None:
@@ -265,50 +237,45 @@ def load(path, species=None) -> Source:
 
     hp = _checkpoint(path)
     _refused_settings(path, hp)
-    z, species_from = _species(path, hp, species)
+    found = resolve_species(path, FAMILY.model, species,
+                            found=lambda: _species_from_training_data(path, hp),
+                            searched="nor was the training data the checkpoint names found")
+    z = found.numbers
     try:
         net = _load_net(path)
     except Exception as exc:  # noqa: BLE001 - TorchMD-Net raises many kinds
         raise located(path, f"TorchMD-Net's load_model failed ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
     _refused_parts(path, net)
-    from ase.data import chemical_symbols
-
     layers = int(hp["num_layers"])
     cutoff = float(hp["cutoff_upper"])
     hops = layers + (1 if hp.get("neighbor_embedding") else 0)
     dtype = net.representation_model.embedding.weight.dtype
     return Source(
         family=NAME, energy_model=TorchMDETEnergy(net, z),
-        type_names=[chemical_symbols[v] for v in z], r_max=cutoff, num_layers=layers,
+        type_names=found.symbols, r_max=cutoff, num_layers=layers,
         strictly_local=False, dtype=dtype, family_version=torchmdnet.__version__,
         reference=lambda: TorchMDNetReference(_load_net(path)),
         stages_unavailable="TorchMD-Net's layers are not split into stages yet",
         reach=hops * cutoff, reference_min_width=2.0 * cutoff,
-        extra={"species_from": species_from, "model": hp["model"],
+        extra={"species_from": found.where, "model": hp["model"],
                "neighbor_embedding": bool(hp.get("neighbor_embedding"))})
 
 
-class TorchMDNetReference(Calculator):
+class TorchMDNetReference(ReferenceCalculator):
     """TorchMD-Net's own forward (its own neighbour list, periodic in the atoms' cell) as
-    an ASE calculator, for the parity checks: energy and forces (autograd, as TorchMD-Net's
-    ``derivative``); no per-atom energies (its forward returns the total only). Cells must
-    satisfy TorchMD-Net's box rules (lower triangular, each width ≥ 2 × cutoff_upper)."""
-
-    implemented_properties = ["energy", "forces", "free_energy"]
+    an ASE calculator, for the parity checks: energy (eV) and forces (eV/Å; autograd, as
+    TorchMD-Net's ``derivative``); no per-atom energies (its forward returns the total
+    only). Cells must satisfy TorchMD-Net's box rules (lower triangular, each width ≥ 2 ×
+    cutoff_upper)."""
 
     def __init__(self, net):
-        super().__init__()
+        super().__init__(net.representation_model.embedding.weight.dtype)
         self.net = net
-        self.dtype = net.representation_model.embedding.weight.dtype
 
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        a = self.atoms
-        pos = torch.tensor(a.positions, dtype=self.dtype, requires_grad=True)
+    def evaluate(self, a) -> Evaluation:
+        pos = self.positions(a.positions)
         z = torch.tensor(a.numbers, dtype=torch.long)
         box = torch.tensor(a.cell[:], dtype=self.dtype) if a.pbc.all() else None
         y, _ = self.net(z, pos, box=box)
-        (g,) = torch.autograd.grad(y.sum(), pos)
-        e = float(y.detach().sum())
-        self.results = {"energy": e, "free_energy": e, "forces": (-g).detach().double().numpy()}
+        return Evaluation(forces=self.forces(y.sum(), pos), energy=float(y.detach().sum()))
