@@ -135,8 +135,9 @@ def staged_two_ranks(work: Path, plugin) -> dict:
 
 
 def md_timing(work: Path, plugin, steps: int) -> dict:
-    from egraff_lmp.run.driver import Watch, execute
+    from egraff_lmp.run.driver import execute
     from egraff_lmp.run.engines import PluginEngine
+    from egraff_lmp.run.watch import Watch
 
     out = {}
     for device in (GPU, "cpu"):
@@ -146,9 +147,9 @@ def md_timing(work: Path, plugin, steps: int) -> dict:
         rundir.mkdir()
         status = execute(ROOT / "inputs/gete.in", rundir, {"steps": steps},
                          PluginEngine(plugin, None, device), Watch(), progress=False)
-        out[rundir.name] = {"ms_per_step": status["ms_per_step"], "steps": status["steps_done"],
-                       "failed_at_step": status["failed_at_step"],
-                       "pair_mode": status.get("pair_mode")}
+        out[rundir.name] = {"ms_per_step": status.ms_per_step, "steps": status.steps_done,
+                            "failed_at_step": status.failed_at_step,
+                            "pair_mode": status.pair_mode}
     return out
 
 

@@ -1,5 +1,5 @@
-"""The typed hand-off between run and evaluate: RunSpec and RunRecord, versioned on disk,
-and run directories written before the versions existed."""
+"""The typed hand-off between run and evaluate: RunSpec, RunStatus and RunRecord, versioned
+on disk, and run directories written by earlier versions."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import json
 import pytest
 
 from egraff_lmp.errors import EgraffError
-from egraff_lmp.run import RunRecord, RunSpec, Watch
+from egraff_lmp.run import RunRecord, RunSpec, RunStatus, Watch
 from egraff_lmp.run.__main__ import main as run_spec_main
+from egraff_lmp.run.record import RunPart
 
 
 def test_run_spec_round_trips_through_its_versioned_json(tmp_path):
@@ -28,18 +29,66 @@ def test_run_spec_round_trips_through_its_versioned_json(tmp_path):
 
 def test_run_record_saves_and_loads_with_its_spec(tmp_path):
     spec = RunSpec(input="/x/gete.in", rundir=str(tmp_path))
+    result = RunStatus(steps_requested=20, steps_done=20, ms_per_step=12.5,
+                       runs=[RunPart(steps=20, ms_per_step=12.5, setup_ms=40.0)],
+                       target_temperature_k=920.0, symbols=["Ge", "Te"], pair_mode="images",
+                       warnings=["w"])
     rec = RunRecord(spec=spec, engine="plugin", engine_reason="asked for", status="ok",
-                    steps_requested=20, steps_done=20, ms_per_step=12.5,
-                    runs=[{"steps": 20, "ms_per_step": 12.5, "setup_ms": 40.0}],
-                    symbols=["Ge", "Te"], pair_mode="images", warnings=["w"],
-                    metrics={"wf": 1.0})
+                    result=result, metrics={"wf": 1.0})
     rec.save()
     d = json.loads((tmp_path / "run.json").read_text())
-    assert d["format"] == "egraff-lmp-run" and d["spec"]["input"] == "/x/gete.in"
+    assert d["format"] == "egraff-lmp-run" and d["version"] == 2
+    assert d["spec"]["input"] == "/x/gete.in"
+    # the status' fields at the top level, as every version of run.json had them
+    assert d["steps_done"] == 20 and d["target_temperature_k"] == 920.0
+    assert d["runs"] == [{"steps": 20, "ms_per_step": 12.5, "setup_ms": 40.0}]
     assert "metrics" not in d  # metrics.json holds those
     back = RunRecord.load(tmp_path)
     assert back == rec and back.metrics is None and back.finished
+    assert back.result.runs[0] == RunPart(20, 12.5, 40.0)
+    assert back.steps_done == 20 and back.symbols == ["Ge", "Te"]  # read through the record
     assert back.dump == tmp_path / "dump.lammpstrj"
+    with pytest.raises(AttributeError):
+        back.no_such_field  # noqa: B018
+
+
+def test_run_status_round_trips_through_its_versioned_json():
+    """What rank 0 hands the launcher under mpiexec."""
+    status = RunStatus(steps_requested=10, steps_done=5, failed_at_step=5,
+                       failure="largest force", runs=[RunPart(5, 3.0, 20.0)],
+                       target_temperature_k=300.0, timestep_ps=0.001, n_atoms=4)
+    d = json.loads(json.dumps(status.to_dict()))
+    assert d["format"] == "egraff-lmp-run-status" and d["version"] == 1
+    assert RunStatus.from_dict(d) == status
+    with pytest.raises(EgraffError, match="not a run status this egraff-lmp reads"):
+        RunStatus.from_dict({**d, "version": 2})
+    with pytest.raises(EgraffError, match="not a run status"):
+        RunStatus.from_dict({**d, "format": "egraff-lmp-run-spec"})
+
+
+def test_run_json_version_1_is_read(tmp_path):
+    """Version 1 of run.json named the target temperature without its unit."""
+    spec = RunSpec(input="/x/gete.in", rundir=str(tmp_path))
+    old = {"format": "egraff-lmp-run", "version": 1, "spec": spec.to_dict(),
+           "engine": "ase", "engine_reason": "asked for", "status": "ok",
+           "steps_requested": 20, "steps_done": 20, "failed_at_step": None, "failure": None,
+           "error": None, "ms_per_step": 54.6, "runs": [{"steps": 20, "ms_per_step": 54.6}],
+           "target_temperature": 920.0, "symbols": ["Ge", "Te"], "artifact": "/a.pt",
+           "timestep_ps": 0.00119, "n_atoms": 200, "pair_mode": None, "warnings": [],
+           "energy_drift": {"ev_per_ps": -0.26}, "versions": {"lammps": "x"},
+           "started_at": "t", "finished_at": "t2", "resumed_from_step": None,
+           "resumed_at": None}
+    (tmp_path / "run.json").write_text(json.dumps(old))
+    rec = RunRecord.load(tmp_path)
+    assert rec.result.target_temperature_k == 920.0 and rec.result.n_atoms == 200
+    assert rec.result.runs == [RunPart(steps=20, ms_per_step=54.6, setup_ms=None)]
+    assert rec.energy_drift == {"ev_per_ps": -0.26} and rec.finished_at == "t2"
+    d = rec.to_dict()
+    assert d["version"] == 2 and "target_temperature" not in d
+    assert d["target_temperature_k"] == 920.0
+    (tmp_path / "run.json").write_text(json.dumps({**old, "version": 3}))
+    with pytest.raises(EgraffError, match="written by a newer egraff-lmp"):
+        RunRecord.load(tmp_path)
 
 
 def test_run_json_of_earlier_versions_is_read(tmp_path):
@@ -60,6 +109,7 @@ def test_run_json_of_earlier_versions_is_read(tmp_path):
     assert rec.spec.variables == {"steps": "10"} and rec.spec.restart_every == 5
     assert (rec.status, rec.failed_at_step, rec.failure) == ("failed", 5, "largest force")
     assert rec.finished and rec.symbols == ["Ar"]
+    assert rec.result.target_temperature_k == 900.0 and rec.result.timestep_ps == 0.001
 
 
 @pytest.mark.parametrize("text", ["{}", "not json", json.dumps({"format": "other"})])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -19,22 +20,18 @@ GETE_IN = ROOT / "inputs" / "gete.in"
 
 
 def _input(tmp_path, text_replacements, name="test.in"):
-    """A copy of inputs/gete.in next to its data (so relative paths still work)."""
+    """A copy of inputs/gete.in in ``tmp_path`` whose paths into inputs/ (gete/...,
+    models/...) are made absolute (nothing is written into the checkout, even by a test
+    that is killed)."""
     text = GETE_IN.read_text()
     for old, new in text_replacements:
         assert old in text, old
         text = text.replace(old, new)
-    path = ROOT / "inputs" / f".{tmp_path.name}-{name}"
+    text = re.sub(r"(?<![\w/.])(gete|models)/", lambda m: f"{ROOT / 'inputs' / m.group(1)}/",
+                  text)
+    path = tmp_path / name
     path.write_text(text)
     return path
-
-
-@pytest.fixture
-def inputs_cleanup():
-    made = []
-    yield made
-    for p in made:
-        p.unlink(missing_ok=True)
 
 
 def _run(capsys, *argv):
@@ -68,9 +65,8 @@ NVE = [("fix             nvt all nvt temp ${temperature} ${temperature} 0.119",
 
 @pytest.mark.parametrize("kind", ["mace", "nequip"])
 def test_plugin_and_callback_engines_agree_on_an_nve_trajectory(kind, artifacts, tmp_path,
-                                                               capsys, inputs_cleanup):
+                                                               capsys):
     inp = _input(tmp_path, NVE)
-    inputs_cleanup.append(inp)
     runs = {}
     for engine in ("plugin", "callback"):
         rundir = tmp_path / engine
@@ -91,9 +87,8 @@ def test_plugin_and_callback_engines_agree_on_an_nve_trajectory(kind, artifacts,
     np.testing.assert_allclose(ta["Press"], tb["Press"], rtol=1e-6, atol=1e-3)
 
 
-def test_two_ranks_give_the_one_rank_thermo(artifacts, tmp_path, capsys, inputs_cleanup):
+def test_two_ranks_give_the_one_rank_thermo(artifacts, tmp_path, capsys):
     inp = _input(tmp_path, NVE)
-    inputs_cleanup.append(inp)
     logs = {}
     for np_ in (1, 2):
         rundir = tmp_path / f"np{np_}"
@@ -153,8 +148,7 @@ def test_an_unstable_run_is_stopped_and_its_data_kept(tmp_path, capsys, lattice,
     assert dump.n_frames >= 1  # what was written before the stop is all there
 
 
-def test_bad_inputs_of_run_give_one_line_and_exit_2(artifacts, tmp_path, capsys,
-                                                     inputs_cleanup):
+def test_bad_inputs_of_run_give_one_line_and_exit_2(artifacts, tmp_path, capsys):
     cases = []
     typo = _input(tmp_path, [("timestep        0.00119", "timestap        0.00119")], "typo.in")
     cases.append(([typo], "LAMMPS error: Unknown command"))
@@ -169,7 +163,6 @@ def test_bad_inputs_of_run_give_one_line_and_exit_2(artifacts, tmp_path, capsys,
     existing.mkdir()
     (existing / "run.json").write_text("{}")
     cases.append(([GETE_IN, "-o", existing], "already holds a run"))
-    inputs_cleanup.extend([typo, species])
     for k, (argv, message) in enumerate(cases):
         rundir = tmp_path / f"bad{k}"
         extra = [] if "-o" in map(str, argv) else ["-o", rundir]
@@ -335,10 +328,9 @@ def test_plugin_callback_and_ase_engines_agree(kind, artifacts, tmp_path, capsys
             assert thermo[engine][s][1] == pytest.approx(thermo["plugin"][s][1], rel=1e-5)
 
 
-def test_ase_engine_names_what_it_cannot_run(tmp_path, capsys, inputs_cleanup):
+def test_ase_engine_names_what_it_cannot_run(tmp_path, capsys):
     inp = _input(tmp_path, [("timestep        0.00119", "timestep        0.00119\n"
                              "compute         msd all msd")], "msd.in")
-    inputs_cleanup.append(inp)
     code, _, err = _run(capsys, "run", inp, "-o", tmp_path / "r", "--engine", "ase",
                         "--var", "steps=5", "--no-progress")
     assert code == 2 and err.count("\n") == 1
@@ -398,8 +390,7 @@ def test_cutoff_and_ghost_shell_larger_than_the_box_are_counted_image_by_image(
 
 
 @pytest.mark.parametrize("np_", [1, 2])
-def test_strictly_local_model_in_chunks_equals_one_call(np_, artifacts, tmp_path, capsys,
-                                                         inputs_cleanup):
+def test_strictly_local_model_in_chunks_equals_one_call(np_, artifacts, tmp_path, capsys):
     """pair_style egraff ARTIFACT chunk N: Allegro evaluated in spatial chunks of about N
     centres gives the energies, forces and pressure of one call, along a trajectory."""
     thermo, frames = {}, {}
@@ -407,7 +398,6 @@ def test_strictly_local_model_in_chunks_equals_one_call(np_, artifacts, tmp_path
         inp = _input(tmp_path, NVE + [("pair_style      egraff ${model}",
                                        f"pair_style      egraff ${{model}} chunk {chunk}")],
                      f"chunk{chunk}.in")
-        inputs_cleanup.append(inp)
         rundir = tmp_path / f"chunk{chunk}"
         code, _, err = _run(capsys, "run", inp, "-o", rundir, "--np", np_, "--var", "steps=10",
                             "--var", f"model={artifacts['allegro']}", "--no-progress")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import EgraffError
+from .choices import LazyChoices, pair_mode_names
 from .compare import print_comparison
 
 
@@ -29,9 +30,11 @@ def add_parser(sub) -> None:
     p.add_argument("--np", type=int, default=1, help="MPI ranks (plugin engine)")
     p.add_argument("--device", metavar="cpu|cuda|cuda:N",
                    help="where the model runs (default cpu; cuda: one GPU per rank)")
-    p.add_argument("--pair-mode", choices=["auto", "images", "ghosts", "staged"],
-                   help="force the plugin's mode (default auto: images on one rank, staged "
-                        "on several where the artifact has stages, else ghosts)")
+    p.add_argument("--pair-mode", choices=LazyChoices(pair_mode_names), metavar="MODE",
+                   help="force the plugin's mode: %(choices)s (default auto: on one rank "
+                        "staged where the artifact has stages and more than chunk N atoms "
+                        "(default 512), else images; on several ranks staged where the "
+                        "artifact has stages, else ghosts)")
     p.add_argument("--calculator", metavar="MODULE:FACTORY",
                    help="ASE calculator for the callback engine (any model)")
     p.add_argument("--ref", metavar="TRAJ",
@@ -42,7 +45,8 @@ def add_parser(sub) -> None:
     g.add_argument("--temp-factor", type=float, default=3.0,
                    help="stop above this factor × the target temperature (default 3)")
     g.add_argument("--max-temp", type=float, help="K; overrides --temp-factor")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress (a bar on a terminal, else a line every 10 %%)")
     p.set_defaults(func=main)
 
 
@@ -52,7 +56,7 @@ def main(args) -> int:
     if args.resume:
         rec = resume(args.resume, progress=not args.no_progress)
         print(f"{rec.rundir}: resumed at step {rec.resumed_from_step}, "
-              f"{rec.steps_done} steps done with the {rec.engine} engine")
+              f"{rec.result.steps_done} steps done with the {rec.engine} engine")
         if rec.metrics:
             print_comparison(rec.metrics)
         return 0
@@ -72,9 +76,10 @@ def main(args) -> int:
                    restart_every=args.restart_every, ref=args.ref,
                    progress=not args.no_progress)
     rec = run(spec)
-    speed = f", {rec.ms_per_step:.1f} ms/step" if rec.ms_per_step else ""
-    mode = f", pair mode {rec.pair_mode}" if rec.pair_mode else ""
-    print(f"{rec.rundir}: {rec.steps_done} steps with the {rec.engine} engine "
+    result = rec.result
+    speed = f", {result.ms_per_step:.1f} ms/step" if result.ms_per_step else ""
+    mode = f", pair mode {result.pair_mode}" if result.pair_mode else ""
+    print(f"{rec.rundir}: {result.steps_done} steps with the {rec.engine} engine "
           f"({rec.engine_reason}){mode}{speed}")
     if rec.metrics:
         print_comparison(rec.metrics)

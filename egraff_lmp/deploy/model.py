@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-CALLING_CONVENTION = 1
+from .schema import CALLING_CONVENTION  # noqa: F401  (the artifact's, stated once)
 
 
 def edge_inputs(pos: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor,

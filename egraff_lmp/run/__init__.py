@@ -6,6 +6,14 @@ The run directory holds ``log.lammps``, whatever dumps the input writes (by conv
 versions) and, when a reference trajectory is known (``--ref`` or the input's
 ``variable reference index PATH``), ``metrics.json`` (the ``compare`` output) and
 ``compare.png``.
+
+The package's parts, each importing only those before it: ``input`` (an input's commands),
+``watch``, ``guards``, ``record`` (RunSpec, RunStatus, RunRecord), ``progress``, ``engines``
+(the LAMMPS engines: they translate the input's commands), ``ase_engine`` (the ASE engine:
+it reads the input into a protocol), ``driver`` (LAMMPS command by command), ``ase_md``
+(a protocol with ASE's integrators and observers), ``launch`` (the one launcher: in this
+process, under mpiexec or in ASE) and this module (the engine chosen, the run directory,
+resume, the comparison).
 """
 
 from __future__ import annotations
@@ -19,10 +27,12 @@ from ..files import write_json
 from .ase_engine import AseEngine
 from .engines import CallbackEngine, PluginEngine
 from .input import logical_commands
-from .record import DUMP, RunRecord, RunSpec
+from .launch import launch
+from .record import DUMP, RunRecord, RunSpec, RunStatus
 from .watch import Watch
 
-__all__ = ["ENGINES", "RunRecord", "RunSpec", "Watch", "choose_engine", "resume", "run"]
+__all__ = ["ENGINES", "RunRecord", "RunSpec", "RunStatus", "Watch", "choose_engine", "resume",
+           "run"]
 
 ENGINES = ("auto", "plugin", "callback", "ase")
 
@@ -161,7 +171,7 @@ def resume(rundir, progress=True) -> RunRecord:
     eng, why = choose_engine(record.spec)
     record.engine, record.engine_reason = eng.name, why
     record.resumed_from_step, record.resumed_at = step, _now()
-    record.failed_at_step = record.failure = record.error = None
+    record.result.failed_at_step = record.result.failure = record.error = None
     record.status = "running"
     record.save()
     return _execute(record, eng, (str(restart_file), step))
@@ -169,23 +179,22 @@ def resume(rundir, progress=True) -> RunRecord:
 
 def _execute(record: RunRecord, eng, resume_from) -> RunRecord:
     try:
-        status = eng.execute(record.spec, resume_from)
+        result = launch(record.spec, eng, resume_from)
     except EgraffError as exc:
         record.status, record.error = "error", str(exc)
         record.save()
         raise
     if resume_from is not None:
-        status["steps_done"] += int(resume_from[1])
-    status.pop("rank", None)
-    record.absorb(status)
-    record.energy_drift = energy_drift(record.rundir / "log.lammps", record.timestep_ps,
-                                       record.n_atoms or 0)
+        result.steps_done += int(resume_from[1])
+    record.result = result
+    record.energy_drift = energy_drift(record.rundir / "log.lammps", result.timestep_ps,
+                                       result.n_atoms or 0)
     record.finished_at = _now()
-    record.status = "failed" if record.failed_at_step is not None else "ok"
+    record.status = "failed" if result.failed_at_step is not None else "ok"
     record.save()
     if record.status == "failed":
-        raise EgraffError(f"{record.spec.input}: run stopped at step {record.failed_at_step}: "
-                          f"{record.failure}; everything written so far is kept in "
+        raise EgraffError(f"{record.spec.input}: run stopped at step {result.failed_at_step}: "
+                          f"{result.failure}; everything written so far is kept in "
                           f"{record.rundir}")
     ref = Path(record.spec.ref) if record.spec.ref else reference_of(record.spec.input)
     if ref is not None:
@@ -222,7 +231,7 @@ def _compare(record: RunRecord, ref: Path):
         print(f"egraff-lmp: note: no {record.dump}: nothing to compare with {ref}",
               file=sys.stderr)
         return None
-    traj = read_trajectory(record.dump, types=record.symbols,
+    traj = read_trajectory(record.dump, types=record.result.symbols,
                            log=record.rundir / "log.lammps")
     out = compare(traj, read_trajectory(ref))
     write_json(record.rundir / "metrics.json", out.to_dict())

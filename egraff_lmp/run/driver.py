@@ -9,22 +9,24 @@ temperature above ``temp_factor`` × the target (from ``fix nvt/npt/langevin`` o
 failure stops the run there (within ``every`` steps), closes LAMMPS so that every dump and
 the log keep what they hold, and is reported with its step and reason.
 
-Run as ``python -m egraff_lmp.run.driver SPEC.json`` under mpiexec for several ranks.
+The driver knows LAMMPS, not the engines: the engine given transforms the commands, the
+launcher (:mod:`egraff_lmp.run.launch`) calls :func:`execute` here or on every rank under
+mpiexec.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import EgraffError, located
 from .input import logical_commands, run_steps
+from .progress import Progress
+from .record import RunPart, RunStatus
 from .watch import Watch, target_temperature
 
 LMP_STYLE_GLOBAL = LMP_TYPE_SCALAR = 0
@@ -75,12 +77,16 @@ def _resume_commands(commands, input_path, restart_file):
 
 
 def execute(input_path, rundir, variables: dict, engine, watch: Watch,
-            progress: bool = True, restart_every: int = 0, resume=None) -> dict:
-    """Run ``input_path`` with ``engine``; returns the run's status (see run.json).
+            progress: bool = True, restart_every: int = 0, resume=None,
+            tty: bool | None = None) -> RunStatus:
+    """Run ``input_path`` in LAMMPS in this process (one rank of several under mpiexec)
+    with ``engine`` (a :class:`~egraff_lmp.run.engines.LammpsEngine`); returns what the run
+    did.
 
     ``restart_every`` > 0 writes ``RUNDIR/restart.<step>`` every that many steps;
     ``resume`` = (restart file, its step) continues a run from there: runs that had ended
-    before that step are skipped, the one it falls in runs its remaining steps."""
+    before that step are skipped, the one it falls in runs its remaining steps. ``tty``:
+    whether the progress goes to a terminal (default: whether stderr is one)."""
     from ..lammps.env import start_lammps
 
     input_path, rundir = Path(input_path).resolve(), Path(rundir).resolve()
@@ -93,16 +99,14 @@ def execute(input_path, rundir, variables: dict, engine, watch: Watch,
     args = ["-nocite", "-screen", "none", "-log", "none", "-var", "rundir", str(rundir)]
     for k, v in variables.items():
         args += ["-var", k, str(v)]
-    status = {"steps_requested": 0, "steps_done": 0, "runs": [], "failed_at_step": None,
-              "failure": None, "ms_per_step": None, "target_temperature": None,
-              "watch": asdict(watch), "symbols": None, "artifact": None}
+    status = RunStatus()
     lmp = start_lammps(args)
     lmp.command("log " + " ".join(f'"{w}"' if " " in w else w for w in log[1:]))
     rank = lmp.extract_setting("world_rank")
     bar = None
     seconds = 0.0
     planned = 0  # the step each run starts at in a run from the beginning
-    restart_set = False
+    restart_set = warned = False
     try:
         with _cwd(input_path.parent):
             engine.start(lmp)
@@ -115,8 +119,9 @@ def execute(input_path, rundir, variables: dict, engine, watch: Watch,
                     _command(lmp, engine, cmd, n, input_path, status)
                     continue
                 engine.before_run(lmp)
-                if not status["runs"] and "warnings" not in status:
-                    status["warnings"] = _warn(engine.physical_warnings(lmp), rank)
+                if not warned:
+                    status.warnings = _warn(engine.physical_warnings(lmp), rank)
+                    warned = True
                 start, planned = planned, planned + steps
                 if resume_step is not None:
                     if planned <= resume_step:
@@ -125,35 +130,29 @@ def execute(input_path, rundir, variables: dict, engine, watch: Watch,
                 if restart_every and not restart_set:
                     lmp.command(f"restart {restart_every} {rundir}/restart.*")
                     restart_set = True
-                status["steps_requested"] += steps
+                status.steps_requested += steps
                 if progress and rank == 0:
                     if bar is None:
-                        from tqdm.auto import tqdm
-
-                        bar = tqdm(total=0, unit="step", desc=f"{engine.name} engine",
-                                   file=sys.stderr)
-                    bar.total += steps
-                    bar.refresh()
-                done_before = status["steps_done"]
+                        bar = Progress(f"{engine.name} engine", tty=tty)
+                    bar.add(steps)
+                done_before = status.steps_done
                 dt, setup, failed = _run(lmp, steps, watch, status, bar, start, planned)
                 seconds += dt
-                k = status["steps_done"] - done_before
-                status["runs"].append({"steps": k, "ms_per_step": 1000 * dt / k if k else None,
-                                       "setup_ms": 1000 * setup})
+                k = status.steps_done - done_before
+                status.runs.append(RunPart(steps=k, ms_per_step=1000 * dt / k if k else None,
+                                           setup_ms=1000 * setup))
                 if failed:
                     break
     finally:
         if bar is not None:
             bar.close()
-        status["symbols"], status["artifact"] = engine.symbols, engine.artifact
-        if hasattr(engine, "mode") and status["runs"]:
-            status["pair_mode"] = engine.mode(lmp)
-        status["timestep_ps"] = lmp.extract_global("dt")
-        status["n_atoms"] = int(lmp.get_natoms())
-        if status["steps_done"]:
-            status["ms_per_step"] = 1000 * seconds / status["steps_done"]
+        status.symbols, status.artifact = engine.symbols, engine.artifact
+        if status.runs:
+            status.pair_mode = engine.mode(lmp)
+        status.timestep_ps = lmp.extract_global("dt")
+        status.n_atoms = int(lmp.get_natoms())
+        status.finish(seconds)
         lmp.close()  # flushes and closes dumps and the log: a failed run keeps its data
-    status["rank"] = rank
     return status
 
 
@@ -168,7 +167,7 @@ def _command(lmp, engine, cmd, n, input_path, status):
     words = lmp.expand(cmd).split() if "$" in cmd else cmd.split()
     target = target_temperature(words)
     if target is not None:
-        status["target_temperature"] = target
+        status.target_temperature_k = target
     for c in engine.transform(lmp, cmd):
         try:
             lmp.command(c)
@@ -190,13 +189,12 @@ def _check(lmp, watch, status, natoms0) -> str | None:
     pe = lmp.extract_compute("thermo_pe", LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR)
     temp = lmp.extract_compute("thermo_temp", LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR)
     fmax = lmp.extract_compute("egraff_fmax", LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR)
-    return watch.verdict(pe, temp, fmax, status["target_temperature"],
+    return watch.verdict(pe, temp, fmax, status.target_temperature_k,
                          lost=natoms0 - lmp.get_natoms(), natoms=natoms0)
 
 
-def _stop(lmp, status, reason: str) -> bool:
-    status["failed_at_step"] = int(lmp.get_thermo("step"))
-    status["failure"] = reason
+def _stop(lmp, status: RunStatus, reason: str) -> bool:
+    status.stop(lmp.get_thermo("step"), reason)
     return True
 
 
@@ -236,57 +234,9 @@ def _run(lmp, steps, watch, status, bar, start, stop) -> tuple[float, float, boo
         t0 = time.perf_counter()
         if not _lammps(lmp, f"run {k} {bounds} pre no post no", status):
             return seconds, setup, True
-        seconds += time.perf_counter() - t0
+        dt = time.perf_counter() - t0
+        seconds += dt
         done += k
-        status["steps_done"] += k
+        status.steps_done += k
         if bar is not None:
-            bar.update(k)
-
-
-def run_mpi(spec, plugin_path, resume_from=None) -> dict:
-    """The plugin engine on ``spec.np`` ranks: this module, one process per rank, under
-    mpich's mpiexec; returns rank 0's status."""
-    import subprocess
-    import tempfile
-
-    from ..lammps.env import library_env, mpiexec
-
-    with tempfile.TemporaryDirectory() as tmp:
-        job = Path(tmp) / "job.json"
-        status_file = Path(tmp) / "status.json"
-        job.write_text(json.dumps({"spec": spec.to_dict(), "plugin": str(plugin_path),
-                                   "resume": resume_from, "status_file": str(status_file)}))
-        cmd = [mpiexec(), "-n", str(spec.np), sys.executable, "-m", "egraff_lmp.run.driver",
-               str(job)]
-        r = subprocess.run(cmd, env=library_env(), stdout=subprocess.PIPE,
-                           stderr=None if spec.progress else subprocess.PIPE, text=True)
-        if not status_file.exists():
-            raise EgraffError(f"{spec.np} MPI ranks ended without a result "
-                              f"(exit {r.returncode})")
-        status = json.loads(status_file.read_text())
-    if "error" in status:
-        raise EgraffError(status["error"])
-    return status
-
-
-def main(argv=None):
-    """Entry point of one rank under mpiexec: ``JOB.json`` holds the run spec, the
-    plugin, the restart to resume from and where rank 0 writes its status."""
-    from .engines import PluginEngine
-    from .record import RunSpec
-
-    job = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
-    spec = RunSpec.from_dict(job["spec"])
-    engine = PluginEngine(job["plugin"], spec.pair_mode, spec.device)
-    try:
-        status = execute(spec.input, spec.rundir, spec.variables, engine, spec.watch,
-                         progress=spec.progress, restart_every=spec.restart_every,
-                         resume=job.get("resume"))
-    except EgraffError as exc:
-        status = {"error": str(exc)}
-    if int(os.environ.get("PMI_RANK", "0")) == 0:
-        Path(job["status_file"]).write_text(json.dumps(status))
-
-
-if __name__ == "__main__":
-    main()
+            bar.update(k, dt)

@@ -1,4 +1,6 @@
-"""The engines behind ``egraff-lmp run``: they differ only in how forces reach LAMMPS.
+"""The engines behind ``egraff-lmp run``: how an input's forces are made, nothing more.
+
+An engine translates the input; the launcher (:mod:`egraff_lmp.run.launch`) runs it.
 
 - ``plugin``: LAMMPS loads egraff-lmp's ``pair_style egraff`` plugin; the input's
   ``pair_style egraff ARTIFACT`` runs as written, on any number of MPI ranks.
@@ -6,9 +8,13 @@
   and ``fix external pf/callback`` asks an ASE calculator for energy, forces and virial every
   step (``DeployedCalculator(ARTIFACT)``, or any calculator from ``--calculator
   module:factory``). One rank.
+- ``ase`` (:mod:`egraff_lmp.run.ase_engine`): no LAMMPS; the input is read once into a
+  protocol that ASE's integrators run.
 
-Each engine transforms input commands (``transform``) and prepares what a ``run`` needs
-(``before_run``).
+The LAMMPS engines (:class:`LammpsEngine`) transform the input's commands (``transform``),
+add what goes before them (``start``) and prepare what a ``run`` needs (``before_run``); the
+LAMMPS driver executes the result. Every engine reports the elements of the LAMMPS types
+(``symbols``) and the artifact it found in the input.
 """
 
 from __future__ import annotations
@@ -17,15 +23,24 @@ import os
 
 import numpy as np
 
+from ..deploy.schema import EXTRACT_MODE, MODE_NAMES, mode_name
 from ..errors import EgraffError
 
 
 class Engine:
+    """What every engine has: its name, what runs the translated input (``host``: "lammps",
+    the LAMMPS driver, or "ase") and what it learnt from the input."""
+
     name = "?"
+    host = "lammps"
 
     def __init__(self):
         self.symbols: list[str] | None = None  # element of each LAMMPS type (pair_coeff)
         self.artifact: str | None = None
+
+
+class LammpsEngine(Engine):
+    """An engine whose input LAMMPS executes, command by command (the driver)."""
 
     def start(self, lmp):
         """Commands before the input's first one."""
@@ -49,14 +64,9 @@ class Engine:
     def before_run(self, lmp):
         pass
 
-    def execute(self, spec, resume_from=None) -> dict:
-        """Run ``spec`` (a :class:`~egraff_lmp.run.record.RunSpec`) in LAMMPS in this
-        process; the driver's status (the RunRecord's fields)."""
-        from .driver import execute
-
-        return execute(spec.input, spec.rundir, spec.variables, self, spec.watch,
-                       progress=spec.progress, restart_every=spec.restart_every,
-                       resume=resume_from)
+    def mode(self, lmp) -> str | None:
+        """The pair style's mode at the last run (the plugin's; None for others)."""
+        return None
 
     def physical_warnings(self, lmp) -> list[str]:
         """Masses against pair_coeff's elements and the timestep's bound (guards)."""
@@ -85,10 +95,11 @@ def egraff_style(words: list[str]) -> list[str] | None:
     return None
 
 
-PAIR_MODES = ("auto", "images", "ghosts", "staged")
+#: the plugin's modes (the schema's, as the C++ enum has them)
+PAIR_MODES = MODE_NAMES
 
 
-class PluginEngine(Engine):
+class PluginEngine(LammpsEngine):
     """``pair_mode`` (auto, images, ghosts, staged) and ``device`` (cpu, cuda, cuda:N) set
     the plugin's ``mode`` and ``device`` keywords on the input's ``pair_style egraff``
     (see deploy/plugin/pair_egraff.h)."""
@@ -105,14 +116,6 @@ class PluginEngine(Engine):
 
     def start(self, lmp):
         lmp.command(f"plugin load {self.plugin_path}")
-
-    def execute(self, spec, resume_from=None) -> dict:
-        """In this process on one rank; on ``spec.np`` ranks through mpiexec."""
-        if spec.np > 1:
-            from .driver import run_mpi
-
-            return run_mpi(spec, self.plugin_path, resume_from)
-        return super().execute(spec, resume_from)
 
     def transform(self, lmp, cmd: str) -> list[str]:
         out = super().transform(lmp, cmd)
@@ -134,13 +137,13 @@ class PluginEngine(Engine):
     def mode(self, lmp) -> str | None:
         """The mode the plugin chose at the last run (None: no pair_style egraff)."""
         try:
-            value = lmp.extract_pair("egraff_mode")
+            value = lmp.extract_pair(EXTRACT_MODE)
         except Exception:  # older LAMMPS without extract_pair, or no pair style
             return None
-        return PAIR_MODES[int(value)] if value is not None else None
+        return mode_name(value) if value is not None else None
 
 
-class CallbackEngine(Engine):
+class CallbackEngine(LammpsEngine):
     name = "callback"
 
     def __init__(self, calculator_spec: str | None = None, device: str = "cpu"):
