@@ -15,12 +15,13 @@ from conftest import GETE_TEST
 
 from egraff_lmp.cli import main
 from egraff_lmp.evaluate.config import load as load_config
+from egraff_lmp.evaluate.records import DatasetPlan, Evaluation, RunMetrics
 from egraff_lmp.metrics import geometric_mean, jensen_shannon
 
 TABLES = ["Table 1: static errors", "Table 2: structure", "Table 3: energy and force",
           "Table 4: stability and cost", "Beyond the study"]
-REQUIRED = ["e_mae_mev", "f_mae_mev_per_a", "wf", "jsd", "ev", "ev_std", "fv", "fv_std",
-            "stable_runs", "ms_per_step"]
+REQUIRED = ["static.e_mae_mev", "static.f_mae_mev_per_a", "wf_percent", "jsd_nats", "ev",
+            "ev_std", "fv", "fv_std", "stable_runs", "ms_per_step"]
 
 
 def _config(path, models: dict, datasets=("gete",), **protocol):
@@ -66,9 +67,8 @@ def test_evaluation_writes_every_table_plot_and_metric(evaluation):
     for title in TABLES:
         assert title in md
     # best of a row in bold, second in italics: the F MAE row, from the numbers themselves
-    metrics = json.loads((out / "metrics.json").read_text())
-    f_mae = {m: metrics["results"][m]["gete"]["f_mae_mev_per_a"] for m in ("mace",
-                                                                            "allegro")}
+    ev = Evaluation.load(out / "metrics.json")
+    f_mae = {m: ev.cell(m, "gete").static.f_mae_mev_per_a for m in ("mace", "allegro")}
     header = next(x for x in md.splitlines() if x.startswith("| |"))
     order = [c.strip() for c in header.strip("|").split("|")][1:]
     row = next(x for x in md.splitlines() if x.startswith("| gete — F MAE"))
@@ -78,62 +78,67 @@ def test_evaluation_writes_every_table_plot_and_metric(evaluation):
     assert cells[best].startswith("**") and cells[worst].startswith("*")
     assert not cells[worst].startswith("**")
     assert "FV decorrelation" in md and "sits near 0.7" in md
-    metrics = json.loads((out / "metrics.json").read_text())
+    from egraff_lmp.evaluate.report import field_value
+
+    reference = ev.reference["gete"]
     for model in ("mace", "allegro"):
-        x = metrics["results"][model]["gete"]
-        for key in REQUIRED:
-            assert x[key] is not None, key
-        assert x["runs"] == 2 and x["stable_runs"] == 2
-        assert x["wf"] > 0 and x["f_mae_mev_per_a"] > 0
+        x = ev.cell(model, "gete")
+        for name in REQUIRED:
+            assert field_value(x, name) is not None, name
+        assert x.runs == 2 and x.stable_runs == 2
+        assert x.wf_percent > 0 and x.static.f_mae_mev_per_a > 0
         # FV: the mean over the runs of each run's geometric mean of its FV(t) (the runs'
         # own comparisons are cached in their directories), and so for the bond angles
-        runs = [json.loads(p.read_text()) for p in out.rglob("evaluation.json")]
-        runs = [r for r in runs if r.get("model") == model and r.get("fv_t")]
+        runs = [RunMetrics.load(p) for p in (out / "runs" / model).rglob("evaluation.json")]
+        runs = [r for r in runs if r.fv_t]
         assert len(runs) == 2
         for r in runs:
-            assert r["fv"] == pytest.approx(geometric_mean(r["fv_t"]), rel=1e-12)
-            assert r["adf_jsd"] == pytest.approx(jensen_shannon(
-                r["adf"], metrics["reference"]["gete"]["adf"]), rel=1e-9)
-        assert x["fv"] == pytest.approx(np.mean([r["fv"] for r in runs]), rel=1e-12)
-        assert x["adf_jsd"] == pytest.approx(np.mean([r["adf_jsd"] for r in runs]), rel=1e-12)
-        assert set(x["wf_pairs"]) == {"Ge-Ge", "Ge-Te", "Te-Te"}
-        assert len(x["curves"]["fv_t"]) == 9  # 8 steps, dump at the reference spacing
-        assert x["nve_steps_done"] == 10 and x["nve_drift_mev_per_atom_per_ps"] is not None
-        assert len(x["curves"]["adf"]) == 90
+            assert r.fv == pytest.approx(geometric_mean(r.fv_t), rel=1e-12)
+            assert r.adf_jsd_nats == pytest.approx(jensen_shannon(
+                r.adf_per_degree, reference.adf_per_degree), rel=1e-9)
+        assert x.fv == pytest.approx(np.mean([r.fv for r in runs]), rel=1e-12)
+        assert x.adf_jsd_nats == pytest.approx(np.mean([r.adf_jsd_nats for r in runs]),
+                                               rel=1e-12)
+        assert set(x.wf_pairs_percent) == {"Ge-Ge", "Ge-Te", "Te-Te"}
+        assert len(x.curves.fv_t) == 9  # 8 steps, dump at the reference spacing
+        assert x.nve.steps_done == 10 and x.nve.drift_mev_per_atom_per_ps is not None
+        assert len(x.curves.adf_per_degree) == 90
     # the reference against itself: two disjoint 9-frame stretches (8 steps, dumped every
     # step), the same comparison as a run's, beside WF, JSD, EV and FV
-    itself = metrics["reference"]["gete"]["itself"]
-    assert itself["frames"] == itself["simulation_frames"] == 9
+    itself = reference.itself
+    assert itself.frames == itself.simulation_frames == 9
     from egraff_lmp.compare import compare
     from egraff_lmp.evaluate.plan import reference_trajectory
 
     ref = reference_trajectory(next(t for t in load_config(cfg).datasets))
     c = compare(ref, ref, start=0, stop=9, ref_start=9, ref_stop=18,
-                rmax=metrics["protocol"]["rdf_rmax"], dr=metrics["protocol"]["rdf_dr"])
-    assert (itself["wf"], itself["fv"]) == (pytest.approx(c.wf_percent), pytest.approx(c.fv))
+                rmax=ev.protocol.rdf_rmax_a, dr=ev.protocol.rdf_dr_a)
+    assert (itself.wf_percent, itself.fv) == (pytest.approx(c.wf_percent), pytest.approx(c.fv))
     assert "| reference vs itself |" in md and "two disjoint stretches of 9" in md
     from egraff_lmp.analysis.angles import BondAngles
 
-    cut = metrics["reference"]["gete"]["bond_cutoff"]
+    cut = reference.bond_cutoff_a
     adf = [BondAngles(ref, cut).run(a, a + 9).results.adf["total"] for a in (0, 9)]
-    assert itself["adf_jsd"] == pytest.approx(jensen_shannon(*adf))
+    assert itself.adf_jsd_nats == pytest.approx(jensen_shannon(*adf))
     assert "| gete — bond angles JSD |" in md
     # the VDOS: each run against the reference over the same frames, and the floor
     from egraff_lmp.analysis import VDOS
 
     vd = [VDOS(ref, 1.19).run(a, a + 9).results.vdos["total"] for a in (0, 9)]
-    assert itself["vdos_jsd"] == pytest.approx(jensen_shannon(*vd))
+    assert itself.vdos_jsd_nats == pytest.approx(jensen_shannon(*vd))
     for r in runs:
-        start = r["start_frame"]
+        start = r.start_frame
         want = VDOS(ref, 1.19).run(start, start + 9).results.vdos["total"]
-        assert r["vdos_jsd"] == pytest.approx(jensen_shannon(r["vdos"], want), rel=1e-9)
+        assert r.vdos_jsd_nats == pytest.approx(jensen_shannon(r.vdos_per_thz, want),
+                                                rel=1e-9)
     assert "| gete — VDOS JSD |" in md
-    ds = metrics["datasets"]["gete"]
-    assert ds["timestep_fs"] == pytest.approx(1.19) and "reference's own" in ds["velocities"]
-    assert ds["start_frames"][0] >= 1
+    plan = ev.datasets["gete"].plan
+    assert plan.timestep_fs == pytest.approx(1.19) and "reference's own" in plan.velocities
+    assert plan.start_frames[0] >= 1
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("model,dataset,e_mae_mev") and len(rows) == 3
-    assert metrics["format"] == "egraff-lmp-evaluation" and metrics["version"] == 1
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["format"] == "egraff-lmp-evaluation" and metrics["version"] == 2
     for name in ("rdf_gete", "evfv_gete", "msd_vdos_adf_gete", "static_vs_dynamic"):
         assert (out / "plots" / f"{name}.png").stat().st_size > 1000
     page = _Page()
@@ -157,18 +162,18 @@ def test_runs_start_from_the_reference_state_with_its_velocities(evaluation, art
     artifacts_allegro = artifacts["allegro"]
     ref = ConcatTrajectory([read_trajectory(GETE_TEST),
                             read_trajectory(GETE_TEST.with_name("gete_val.npz"))])
-    starts = json.loads((out / "starts" / "gete" / "starts.json").read_text())["starts"]
+    starts = DatasetPlan.load(out / "starts" / "gete" / "starts.json").start_frames
     for k, s in enumerate(starts):
         dump = read_trajectory(out / "runs" / "allegro" / "gete" / f"run-{k}" / "dump.lammpstrj")
         d = dump[0].positions - ref[s].positions
         frac = np.linalg.solve(ref[s].cell.T, d.T).T
         assert np.abs((frac - np.round(frac)) @ ref[s].cell).max() < 1e-5
-        run = json.loads((out / "runs" / "allegro" / "gete" / f"run-{k}" /
-                          "evaluation.json").read_text())
+        run = RunMetrics.load(out / "runs" / "allegro" / "gete" / f"run-{k}" /
+                              "evaluation.json")
         atoms = Atoms(ref.symbols, positions=ref[s].positions, cell=ref[s].cell, pbc=True)
         atoms.calc = DeployedCalculator(artifacts_allegro)
         fv0 = float(force_violation(atoms.get_forces(), ref[s].forces))
-        assert run["fv_t"][0] == pytest.approx(fv0, rel=1e-4)
+        assert run.fv_t[0] == pytest.approx(fv0, rel=1e-4)
 
 
 def test_a_killed_evaluation_resumes_without_redoing_finished_runs(evaluation, capsys):
@@ -272,11 +277,10 @@ def test_dataset_without_energies_refuses_ev_and_runs_the_rest(artifacts, tmp_pa
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     code, _, err = _evaluate(capsys, tmp_path / "cfg.yaml", "-o", tmp_path / "out")
     assert code == 0, err
-    x = json.loads((tmp_path / "out" / "metrics.json").read_text())["results"]["allegro"][
-        "gete-noenergy"]
-    assert x["ev"] is None and x["e_mae_mev"] is None
-    assert x["fv"] is not None and x["wf"] is not None and x["f_mae_mev_per_a"] is not None
-    assert any("no energies" in n for n in x["notes"])
+    x = Evaluation.load(tmp_path / "out" / "metrics.json").cell("allegro", "gete-noenergy")
+    assert x.ev is None and x.static.e_mae_mev is None
+    assert x.fv is not None and x.wf_percent is not None and x.static.f_mae_mev_per_a is not None
+    assert any("no energies" in n for n in x.notes)
 
 
 def test_decorrelated_reference_starts_from_maxwell_boltzmann_and_aligns_nothing(
@@ -288,13 +292,12 @@ def test_decorrelated_reference_starts_from_maxwell_boltzmann_and_aligns_nothing
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     code, _, err = _evaluate(capsys, tmp_path / "cfg.yaml", "-o", tmp_path / "out")
     assert code == 0, err
-    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert "Maxwell-Boltzmann at 920 K, seed 77" in m["datasets"]["gete-decorrelated"][
-        "velocities"]
+    m = Evaluation.load(tmp_path / "out" / "metrics.json")
+    assert "Maxwell-Boltzmann at 920 K, seed 77" in m.datasets["gete-decorrelated"].plan.velocities
     assert "velocity        all create 920 ${seed}" in (
         tmp_path / "out" / "inputs" / "gete-decorrelated.in").read_text()
-    x = m["results"]["allegro"]["gete-decorrelated"]
-    assert x["fv"] is None and x["wf"] is not None
+    x = m.cell("allegro", "gete-decorrelated")
+    assert x.fv is None and x.wf_percent is not None
 
 
 def test_dask_cluster_on_loopback_runs_the_simulations(artifacts, tmp_path, capsys):
@@ -306,8 +309,8 @@ def test_dask_cluster_on_loopback_runs_the_simulations(artifacts, tmp_path, caps
         code, _, err = _evaluate(capsys, cfg, "-o", tmp_path / "out", "--dask-scheduler",
                                  cluster.scheduler_address)
     assert code == 0, err
-    x = json.loads((tmp_path / "out" / "metrics.json").read_text())["results"]["allegro"]
-    assert x["gete"]["stable_runs"] == 2
+    x = Evaluation.load(tmp_path / "out" / "metrics.json").cell("allegro", "gete")
+    assert x.stable_runs == 2
 
 
 def test_slurm_array_script_runs_each_task_and_evaluate_collects(artifacts, tmp_path, capsys):
@@ -339,22 +342,23 @@ def test_molecules_run_in_a_shrink_wrapped_box_and_compare_as_molecules(tmp_path
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     code, _, err = _evaluate(capsys, tmp_path / "cfg.yaml", "-o", tmp_path / "out")
     assert code == 0, err
-    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    m = Evaluation.load(tmp_path / "out" / "metrics.json")
     assert "boundary        s s s" in (tmp_path / "out" / "inputs" / "acac-600K.in").read_text()
-    assert m["datasets"]["acac-600K"]["temperature"] == 600
-    assert "Maxwell-Boltzmann at 600 K" in m["datasets"]["acac-600K"]["velocities"]
-    x = m["results"]["lj"]["acac-600K"]
-    assert x["stable_runs"] == 2 and x["wf"] is not None and x["fv"] is None
-    assert x["e_mae_mev"] is not None and x["f_mae_mev_per_a"] is not None
-    assert set(x["wf_pairs"]) == {"C-C", "C-H", "C-O", "H-H", "H-O", "O-O"}
-    ref = m["reference"]["acac-600K"]  # analysed as a molecule
-    assert ref["molecule"] and ref["rdf_normalisation"] == "pair-distance-density"
-    assert ref["bond_rule"] == "covalent radii × 1.2" and set(ref["bond_cutoff"]) == {
+    assert m.datasets["acac-600K"].temperature_k == 600
+    assert "Maxwell-Boltzmann at 600 K" in m.datasets["acac-600K"].plan.velocities
+    x = m.cell("lj", "acac-600K")
+    assert x.stable_runs == 2 and x.wf_percent is not None and x.fv is None
+    assert x.static.e_mae_mev is not None and x.static.f_mae_mev_per_a is not None
+    assert set(x.wf_pairs_percent) == {"C-C", "C-H", "C-O", "H-H", "H-O", "O-O"}
+    ref = m.reference["acac-600K"]  # analysed as a molecule
+    assert ref.molecule and ref.rdf_normalisation == "pair-distance-density"
+    assert ref.bond_rule == "covalent radii × 1.2" and set(ref.bond_cutoff_a) == {
         "C-C", "C-H", "C-O", "H-H", "H-O", "O-O"}
-    assert "vdos" not in ref and x["curves"]["vdos"] is None  # not a trajectory: no VDOS
-    run = json.loads(next((tmp_path / "out" / "runs").rglob("evaluation.json")).read_text())
-    assert run["msd_internal"] and run["diffusivity"] == {}
-    assert x["diffusivity"] == {}
+    # not a trajectory: no VDOS
+    assert ref.vdos_per_thz is None and x.curves.vdos_per_thz is None
+    run = RunMetrics.load(next((tmp_path / "out" / "runs").rglob("evaluation.json")))
+    assert run.msd_internal and run.diffusivity_a2_per_ps == {}
+    assert x.diffusivity_a2_per_ps == {}
 
 
 def test_start_frames_share_one_comparison_window():
@@ -400,8 +404,8 @@ def test_an_evaluation_killed_mid_run_resumes_where_it_stopped(artifacts, tmp_pa
     assert code == 0, err
     assert int(re.search(r"(\d+) already done", err).group(1)) >= 1
     assert (first / "dump.lammpstrj").stat().st_mtime_ns == kept
-    x = json.loads((out / "metrics.json").read_text())["results"]["allegro"]["gete"]
-    assert x["runs"] == 3 and x["stable_runs"] == 3
+    x = Evaluation.load(out / "metrics.json").cell("allegro", "gete")
+    assert x.runs == 3 and x.stable_runs == 3
 
 
 def test_a_model_given_as_an_ase_calculator_runs_through_the_callback_engine(
@@ -416,8 +420,8 @@ def test_a_model_given_as_an_ase_calculator_runs_through_the_callback_engine(
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     code, _, err = _evaluate(capsys, tmp_path / "cfg.yaml", "-o", tmp_path / "out")
     assert code == 0, err
-    x = json.loads((tmp_path / "out" / "metrics.json").read_text())["results"]["mine"]["gete"]
-    assert x["engine"] == ["callback"] and x["stable_runs"] == 1 and x["f_mae_mev_per_a"] > 0
+    x = Evaluation.load(tmp_path / "out" / "metrics.json").cell("mine", "gete")
+    assert x.engines == ["callback"] and x.stable_runs == 1 and x.static.f_mae_mev_per_a > 0
 
 
 def test_a_model_column_with_one_artifact_per_dataset(artifacts, tmp_path, capsys):
@@ -437,21 +441,21 @@ def test_a_model_column_with_one_artifact_per_dataset(artifacts, tmp_path, capsy
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     code, _, err = _evaluate(capsys, tmp_path / "cfg.yaml", "-o", tmp_path / "out")
     assert code == 0, err
-    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert set(m["results"]["per"]) == {"acetylacetone", "gete"}
-    assert set(m["results"]["lj"]) == {"acetylacetone"}
-    assert m["models"]["per"]["artifacts"]["gete"] == str(artifacts["allegro"])
+    m = Evaluation.load(tmp_path / "out" / "metrics.json")
+    assert set(m.results["per"]) == {"acetylacetone", "gete"}
+    assert set(m.results["lj"]) == {"acetylacetone"}
+    assert m.models["per"].artifacts["gete"] == str(artifacts["allegro"])
     runs = sorted(p.parent.relative_to(tmp_path / "out" / "runs").as_posix()
                   for p in (tmp_path / "out" / "runs").rglob("run.json"))
     assert runs == ["lj/acetylacetone/run-0", "per/acetylacetone/run-0", "per/gete/run-0"]
     # which frames each model saw in training, in the report
-    assert m["models"]["per"]["trained_on_per_dataset"] == {
+    assert m.models["per"].trained_on_per_dataset == {
         "acetylacetone": "nothing (a Lennard-Jones model)", "gete": "8 GeTe val frames"}
     md = (tmp_path / "out" / "report.md").read_text()
     assert ("Model per was trained on acetylacetone: nothing (a Lennard-Jones model); gete: "
             "8 GeTe val frames.") in md
     # GeTe is judged against its test split only, which no shipped model saw
-    assert m["datasets"]["gete"]["trajectory_files"] == m["datasets"]["gete"]["test_files"]
+    assert m.datasets["gete"].trajectory_files == m.datasets["gete"].test_files
 
     cfg["models"]["lj"]["artifacts"]["3bpa"] = str(art)
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))

@@ -140,6 +140,5 @@ def test_static_errors_cached_by_an_earlier_version_are_read_with_their_units(tm
                                  "f_mae": 150.0, "ev_static": 1e-8, "fv_static": 0.3}))
     out = static_errors(SimpleNamespace(name="mace"), SimpleNamespace(label="gete"), None,
                         tmp_path)
-    assert (out["e_mae_mev"], out["e_mae_mev_per_atom"], out["f_mae_mev_per_a"]) == (
-        12.0, 0.06, 150.0)
-    assert "e_mae" not in out and out["fv_static"] == 0.3
+    assert (out.e_mae_mev, out.e_mae_mev_per_atom, out.f_mae_mev_per_a) == (12.0, 0.06, 150.0)
+    assert (out.ev, out.fv) == (1e-8, 0.3)

@@ -51,6 +51,7 @@ def main(args) -> int:
     evaluate(args.config, args.output, args.runs, args.steps, args.jobs, args.dask_scheduler,
              args.slurm, log=main_log)
     if args.results and not args.slurm:
+        from ..evaluate.evaldir import EvalDir
         from ..evaluate.report import write_results_page
 
         command = ["egraff-lmp", "evaluate", args.config, "-o", args.output]
@@ -58,7 +59,7 @@ def main(args) -> int:
             if value is not None:
                 command += [flag, str(value)]
         command += ["--results", args.results]
-        write_results_page(Path(args.output) / "report.md", Path(args.results),
+        write_results_page(EvalDir(args.output).report_md, Path(args.results),
                            shlex.join(command))
         main_log(f"wrote the results page {args.results}")
     return 0

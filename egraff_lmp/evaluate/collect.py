@@ -1,27 +1,38 @@
-"""From run directories and models to the numbers of the study's tables (and beyond).
+"""From run directories and models to the numbers of the study's tables (and beyond): the
+records of :mod:`.records` (units in their field names).
 
-Units in every result: the unit is in the key where it is not one of these: WF in %,
-JSD in nats, times in fs unless the key says ps, ms_per_step in ms, diffusivity in Å²/ps.
-Each run's numbers are cached in its directory (``evaluation.json``) and each model's static
-errors under ``static/``, so a resumed evaluation recomputes nothing already done.
+Each run's :class:`RunMetrics` is cached in its directory, each model's
+:class:`StaticErrors` under ``static/`` and each dataset's :class:`ReferenceAnalysis` under
+``reference/`` (see :class:`~.evaldir.EvalDir`), so a resumed evaluation recomputes nothing
+already done; caches an earlier egraff-lmp wrote are read as they are (:mod:`.legacy`).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 
 from .. import metrics
 from ..compare import compare
 from ..errors import EgraffError
-from ..files import write_json
 from ..run.record import RunRecord
-from .config import Config, DatasetTask, Model
+from . import legacy
+from .config import DatasetTask, Model
+from .evaldir import EvalDir
 from .plan import RunTask, reference_trajectory, test_trajectory
-
-STATIC_CACHE_VERSION = 1
+from .records import (
+    CellResult,
+    Curves,
+    DatasetPlan,
+    NveDrift,
+    Protocol,
+    ReferenceAnalysis,
+    ReferenceFloor,
+    RunMetrics,
+    StaticErrors,
+)
 
 
 def _calculator(model: Model):
@@ -30,42 +41,37 @@ def _calculator(model: Model):
     return resolve_calculator(model.artifact, model.calculator)
 
 
-def static_errors(model: Model, task: DatasetTask, cfg: Config, outdir: Path) -> dict:
+def _evaldir(evaldir) -> EvalDir:
+    return evaldir if isinstance(evaldir, EvalDir) else EvalDir(evaldir)
+
+
+def static_errors(model: Model, task: DatasetTask, protocol: Protocol | None,
+                  evaldir: EvalDir) -> StaticErrors:
     """Energy/force MAE and static EV/FV of the model on the test frames (Table 1)."""
     from ..io import read_trajectory
     from ..predict import predict, write_npz
 
-    cache = outdir / "static" / model.name / f"{task.label}.json"
+    evaldir = _evaldir(evaldir)
+    cache = evaldir.static(model.name, task.label)
     if cache.exists():
-        old = json.loads(cache.read_text())
-        for before, now in STATIC_KEYS_BEFORE.items():  # written by an earlier egraff-lmp
-            if before in old:
-                old[now] = old.pop(before)
-        return old
+        return StaticErrors.load(cache)  # also what an earlier egraff-lmp wrote
     test = test_trajectory(task)
-    n = cfg.protocol["static_frames"] or test.n_frames
+    n = protocol.static_frames or test.n_frames
     sel = test.frame_range(0, test.n_frames, max(1, test.n_frames // n))
-    npz = cache.with_suffix(".npz")
+    npz = evaldir.static_predictions(model.name, task.label)
     write_npz(npz, test, predict(_calculator(model), test, sel.start, sel.stop, sel.step))
     c = compare(read_trajectory(npz), test, ref_start=sel.start, ref_step=sel.step,
-                rmax=cfg.protocol["rdf_rmax"], dr=cfg.protocol["rdf_dr"])
+                rmax=protocol.rdf_rmax_a, dr=protocol.rdf_dr_a)
     has_e = c.e_mae_ev is not None
-    out = {"frames": len(sel), "n_atoms": test.n_atoms,
-           "e_mae_mev": 1000 * c.e_mae_ev if has_e else None,
-           "e_mae_mev_per_atom": 1000 * c.e_mae_ev_per_atom if has_e else None,
-           "f_mae_mev_per_a": 1000 * c.f_mae_ev_per_a if c.f_mae_ev_per_a is not None
-           else None,
-           "ev_static": c.ev, "fv_static": c.fv,
-           "ev_referenced_static": c.ev_referenced,
-           "notes": ([] if has_e else ["the test frames carry no energies: energy MAE and EV "
-                                       "refused"])}
-    write_json(cache, out)
-    return out
-
-
-#: the static errors' keys before they carried their units (read from old directories)
-STATIC_KEYS_BEFORE = {"e_mae": "e_mae_mev", "e_mae_per_atom": "e_mae_mev_per_atom",
-                      "f_mae": "f_mae_mev_per_a"}
+    StaticErrors(
+        frames=len(sel), n_atoms=test.n_atoms,
+        e_mae_mev=1000 * c.e_mae_ev if has_e else None,
+        e_mae_mev_per_atom=1000 * c.e_mae_ev_per_atom if has_e else None,
+        f_mae_mev_per_a=1000 * c.f_mae_ev_per_a if c.f_mae_ev_per_a is not None else None,
+        ev=c.ev, fv=c.fv, ev_referenced=c.ev_referenced,
+        notes=[] if has_e else ["the test frames carry no energies: energy MAE and EV "
+                                "refused"]).save(cache)
+    return StaticErrors.load(cache)
 
 
 def decorrelation_time(fv_t, dt_frame_fs: float, threshold: float) -> float | None:
@@ -76,120 +82,119 @@ def decorrelation_time(fv_t, dt_frame_fs: float, threshold: float) -> float | No
     return float(above[0] * dt_frame_fs) if len(above) else None
 
 
-def run_metrics(run: RunTask, task: DatasetTask, info: dict, cfg: Config, ref,
-                ref_adf: dict | None = None) -> dict:
-    """The comparison of one finished run with the reference, cached in its directory;
-    ``ref_adf`` ({"cutoff", "adf"}) adds the bond-angle distribution and its JSD."""
+def run_metrics(run: RunTask, plan: DatasetPlan, protocol: Protocol, ref,
+                reference: ReferenceAnalysis | None = None) -> RunMetrics:
+    """The comparison of one finished run with the reference ``ref`` (a trajectory), cached
+    in its directory; with the dataset's ``reference`` analysis, the bond-angle distribution
+    (bonds by its cutoff) and its JSD."""
     from ..analysis import MSD, VDOS
     from ..analysis.angles import BondAngles
     from ..io import read_trajectory
     from ..io.lammps_write import from_lammps, needs_orientation, prism
 
-    cache = run.rundir / "evaluation.json"
+    cache = EvalDir.run_metrics(run.rundir)
     if cache.exists():
-        return json.loads(cache.read_text())
+        return RunMetrics.load(cache)
     rec = RunRecord.load(run.rundir)
-    out = {"model": run.model, "dataset": run.dataset, "k": run.k,
-           "start_frame": run.start_frame, "velocities": run.velocities,
-           "status": rec.status, "steps_done": rec.steps_done,
-           "failed_at_step": rec.failed_at_step, "failure": rec.failure,
-           "ms_per_step": rec.ms_per_step, "engine": rec.engine,
-           "timestep_fs": info["timestep_fs"]}
-    traj = read_trajectory(rec.dump, types=rec.symbols, log=run.rundir / "log.lammps")
-    aligned = info["aligned"]
+    done = rec.result
+    out = RunMetrics(model=run.model, dataset=run.dataset, k=run.k,
+                     start_frame=run.start_frame, velocities=run.velocities,
+                     status=rec.status, steps_done=done.steps_done,
+                     failed_at_step=done.failed_at_step, failure=done.failure,
+                     ms_per_step=done.ms_per_step, engine=rec.engine,
+                     timestep_fs=plan.timestep_fs)
+    traj = read_trajectory(rec.dump, types=done.symbols, log=run.rundir / "log.lammps")
+    aligned = plan.aligned
     ref_cell = ref[run.start_frame].cell
     if needs_orientation(ref_cell):  # LAMMPS rotated/reduced the cell: forces back for FV
         from ..trajectory import TransformedTrajectory
 
         box = prism(ref_cell)
         traj = TransformedTrajectory(traj, lambda fr: from_lammps(fr, ref_cell, box))
-    frames_usable = traj.n_frames
-    if frames_usable < 2:
-        out["notes"] = ["fewer than 2 frames: nothing to compare"]
-        write_json(cache, out)
+    if traj.n_frames < 2:
+        out.notes = ["fewer than 2 frames: nothing to compare"]
+        out.save(cache)
         return out
-    c = compare(traj, ref, rmax=cfg.protocol["rdf_rmax"], dr=cfg.protocol["rdf_dr"],
+    c = compare(traj, ref, rmax=protocol.rdf_rmax_a, dr=protocol.rdf_dr_a,
                 ref_start=run.start_frame if aligned else None, time_aligned=aligned)
-    dt_frame = info["timestep_fs"] * info["dump_every"]
-    # a run's cached numbers (evaluation.json): WF in %, JSD in nats, r in Å
-    out.update(wf=c.wf_percent, wf_sqrt=c.wf_sqrt_percent, jsd=c.jsd_nats,
-               wf_pairs=c.wf_pairs_percent, jsd_pairs=c.jsd_pairs_nats, ev=c.ev,
-               ev_std=c.ev_std, fv=c.fv, fv_std=c.fv_std, ev_t=c.ev_t, fv_t=c.fv_t,
-               ev_referenced=c.ev_referenced, ev_referenced_t=c.ev_referenced_t,
-               n_frames_compared=c.n_frames_compared, notes=c.notes, r=c.r_a, rdf=c.rdf)
+    dt_frame = plan.dt_frame_fs
+    out = replace(out, wf_percent=c.wf_percent, wf_sqrt_percent=c.wf_sqrt_percent,
+                  jsd_nats=c.jsd_nats, wf_pairs_percent=c.wf_pairs_percent,
+                  jsd_pairs_nats=c.jsd_pairs_nats, ev=c.ev, ev_std=c.ev_std, fv=c.fv,
+                  fv_std=c.fv_std, ev_t=c.ev_t, fv_t=c.fv_t, ev_referenced=c.ev_referenced,
+                  ev_referenced_std=c.ev_referenced_std, ev_referenced_t=c.ev_referenced_t,
+                  n_frames_compared=c.n_frames_compared, notes=c.notes, r_a=c.r_a,
+                  rdf=c.rdf)
     for key in ("ev", "fv", "ev_referenced"):  # every run over one window (start_frames)
-        series = out[f"{key}_t"]
+        series = getattr(out, f"{key}_t")
         if series is not None:
-            series = np.asarray(series)[:info["window"] + 1]
-            out.update({f"{key}_t": series, key: metrics.geometric_mean(series),
-                        f"{key}_std": float(np.std(series))})
-    out["n_frames_compared"] = min(out["n_frames_compared"], info["window"] + 1)
-    out["t_decorrelation_fs"] = decorrelation_time(c.fv_t, dt_frame,
-                                                   cfg.protocol["decorrelation_fv"])
+            series = np.asarray(series)[:plan.window_frames + 1]
+            setattr(out, f"{key}_t", series)
+            setattr(out, key, metrics.geometric_mean(series))
+            setattr(out, f"{key}_std", float(np.std(series)))
+    out.n_frames_compared = min(out.n_frames_compared, plan.window_frames + 1)
+    out.t_decorrelation_fs = decorrelation_time(c.fv_t, dt_frame, protocol.decorrelation_fv)
     # transport over as many frames as the reference analysis uses (reference_analysis)
-    n_msd = min(traj.n_frames, info["n_reference_frames"])
+    n_msd = min(traj.n_frames, plan.n_reference_frames)
     msd = MSD(traj, dt_frame).run(0, n_msd).results
-    out.update(msd_t=msd.lagtimes, msd=msd.msd["total"], diffusivity=msd.diffusivity,
-               msd_internal=msd.internal)
+    out.msd_t_fs, out.msd_a2 = msd.lagtimes, msd.msd["total"]
+    out.diffusivity_a2_per_ps, out.msd_internal = msd.diffusivity, msd.internal
     if n_msd >= 5 and aligned:  # a VDOS is compared only with a trajectory's
         vd = VDOS(traj, dt_frame).run(0, n_msd).results
-        out.update(vdos_freq=vd.frequency, vdos=vd.vdos["total"],
-                   vdos_extent_thz=vd.f_extent_thz)
+        out.vdos_freq_thz, out.vdos_per_thz = vd.frequency, vd.vdos["total"]
+        out.vdos_extent_thz = vd.f_extent_thz
         # the JSD over as many frames as the floor's stretches (floor_frames), the run's
         # first ones against the reference's from the run's start: the same resolution
-        n_v = min(floor_frames(ref.n_frames, info, cfg), traj.n_frames,
+        n_v = min(floor_frames(ref.n_frames, plan, protocol), traj.n_frames,
                   ref.n_frames - run.start_frame)
         if n_v >= 5:
             a = VDOS(traj, dt_frame).run(0, n_v).results.vdos["total"]
             b = VDOS(ref, dt_frame).run(run.start_frame, run.start_frame + n_v).results
-            out.update(vdos_jsd=metrics.jensen_shannon(a, b.vdos["total"]),
-                       vdos_jsd_frames=n_v)
-    if ref_adf:
-        adf = BondAngles(traj, ref_adf["cutoff"]).run().results
-        out.update(adf=adf.adf["total"],
-                   adf_jsd=metrics.jensen_shannon(adf.adf["total"], ref_adf["adf"]))
-    write_json(cache, out)
-    return json.loads(cache.read_text())
+            out.vdos_jsd_nats = metrics.jensen_shannon(a, b.vdos["total"])
+            out.vdos_jsd_frames = n_v
+    if reference is not None:
+        adf = BondAngles(traj, reference.bond_cutoff_a).run().results
+        out.adf_per_degree = adf.adf["total"]
+        out.adf_jsd_nats = metrics.jensen_shannon(adf.adf["total"], reference.adf_per_degree)
+    out.save(cache)
+    return RunMetrics.load(cache)  # as JSON has it (NaN: None), as a resumed run reads it
 
 
-def nve_drift(run: RunTask) -> dict:
+def nve_drift(run: RunTask) -> NveDrift:
     """Total-energy drift of the NVE run (``egraff-lmp run`` computes it from the log)."""
     rec = RunRecord.load(run.rundir)
     d = rec.energy_drift or {}
-    drift = d.get("mev_per_atom_per_ps")
-    return {"nve_drift_mev_per_atom_per_ps": drift,
-            "nve_abs_drift": abs(drift) if drift is not None else None,
-            "nve_max_abs_dev_ev": d.get("max_abs_dev_ev"),
-            "nve_steps_done": rec.steps_done, "nve_status": rec.status}
+    return NveDrift(drift_mev_per_atom_per_ps=d.get("mev_per_atom_per_ps"),
+                    max_abs_dev_ev=d.get("max_abs_dev_ev"),
+                    steps_done=rec.result.steps_done, status=rec.status)
 
 
-def reference_analysis(task: DatasetTask, info: dict, cfg: Config, outdir: Path) -> dict:
+def reference_analysis(task: DatasetTask, plan: DatasetPlan, protocol: Protocol,
+                       evaldir: EvalDir) -> ReferenceAnalysis:
     """RDF and bond-angle distribution of the whole reference and, for a trajectory, its
     MSD/diffusivity and VDOS."""
     from ..analysis import MSD, RDF, VDOS, default_rmax
     from ..analysis.angles import BondAngles, covalent_cutoffs, first_minimum
 
-    cache = outdir / "reference" / f"{task.label}.json"
+    cache = evaldir.reference(task.label)
     if cache.exists():
-        out = json.loads(cache.read_text())
-        have = set(out.get("itself", {}))
-        need = {"adf_jsd", "wf_pairs"} | ({"vdos_jsd", "diffusivity"}
-                                          if task.dataset.contiguous else set())
-        if not need <= have:
+        raw = json.loads(cache.read_text())
+        out = ReferenceAnalysis.from_dict(raw, cache)
+        if legacy.itself_incomplete(raw, task.dataset.contiguous):
             # written by an earlier version
-            out["itself"] = reference_itself(reference_trajectory(task), task, info, cfg,
-                                             out.get("bond_cutoff"))
-            write_json(cache, out)
+            out.itself = reference_itself(reference_trajectory(task), task, plan, protocol,
+                                          out.bond_cutoff_a)
+            out.save(cache)
         return out
     ref = reference_trajectory(task)
-    rmax = cfg.protocol["rdf_rmax"] or default_rmax(ref[0])
-    rdf = RDF(ref, rmax=rmax, dr=cfg.protocol["rdf_dr"]).run().results
+    rmax = protocol.rdf_rmax_a or default_rmax(ref[0])
+    rdf = RDF(ref, rmax=rmax, dr=protocol.rdf_dr_a).run().results
     molecule = ref[0].cell is None
-    out = {"label": task.label, "n_frames": ref.n_frames, "n_atoms": ref.n_atoms,
-           "r": rdf.r, "rdf": rdf.rdf, "rdf_normalisation": rdf.normalisation,
-           "molecule": molecule, "has_energy": ref[0].energy is not None}
-    if cfg.protocol["bond_cutoff"]:
-        cutoff, rule = float(cfg.protocol["bond_cutoff"]), "protocol.bond_cutoff"
+    out = ReferenceAnalysis(label=task.label, n_frames=ref.n_frames, n_atoms=ref.n_atoms,
+                            r_a=rdf.r, rdf=rdf.rdf, rdf_normalisation=rdf.normalisation,
+                            molecule=molecule, has_energy=ref[0].energy is not None)
+    if protocol.bond_cutoff_a:
+        cutoff, rule = float(protocol.bond_cutoff_a), "protocol.bond_cutoff"
     elif molecule:  # bonds, not the first shell of a pair density that mixes neighbours
         cutoff = {f"{a}-{b}": v for (a, b), v in covalent_cutoffs(ref.species).items()
                   if a <= b}
@@ -198,45 +203,46 @@ def reference_analysis(task: DatasetTask, info: dict, cfg: Config, outdir: Path)
         cutoff = first_minimum(rdf.r, rdf.rdf["total"])
         rule = "the first minimum of the reference RDF"
     adf = BondAngles(ref, cutoff).run().results
-    out.update(bond_cutoff=cutoff, bond_rule=rule, angles=adf.angles, adf=adf.adf["total"])
+    out.bond_cutoff_a, out.bond_rule = cutoff, rule
+    out.angles_deg, out.adf_per_degree = adf.angles, adf.adf["total"]
     if task.dataset.contiguous:
         # MSD over the simulations' span; the VDOS over the whole reference (its resolution
         # is 1 / the reference's length), and the runs over as many frames as they have
         dt = task.dataset.frame_spacing_fs
-        n = min(ref.n_frames, cfg.protocol["steps"] // info["dump_every"] + 1)
+        n = min(ref.n_frames, protocol.steps // plan.dump_every_steps + 1)
         msd = MSD(ref, dt).run(0, n).results
-        out.update(msd_t=msd.lagtimes, msd=msd.msd["total"], diffusivity=msd.diffusivity,
-                   msd_internal=msd.internal)
+        out.msd_t_fs, out.msd_a2 = msd.lagtimes, msd.msd["total"]
+        out.diffusivity_a2_per_ps, out.msd_internal = msd.diffusivity, msd.internal
         if ref.n_frames >= 5:
             vd = VDOS(ref, dt).run().results
-            out.update(vdos_freq=vd.frequency, vdos=vd.vdos["total"],
-                       vdos_resolution_thz=vd.resolution_thz,
-                       vdos_extent_thz=vd.f_extent_thz)
-    out["itself"] = reference_itself(ref, task, info, cfg, cutoff)
-    write_json(cache, out)
-    return json.loads(cache.read_text())
+            out.vdos_freq_thz, out.vdos_per_thz = vd.frequency, vd.vdos["total"]
+            out.vdos_resolution_thz, out.vdos_extent_thz = vd.resolution_thz, vd.f_extent_thz
+    out.itself = reference_itself(ref, task, plan, protocol, cutoff)
+    out.save(cache)
+    return ReferenceAnalysis.load(cache)
 
 
-def simulation_frames(info: dict, cfg: Config) -> int:
-    return cfg.protocol["steps"] // info["dump_every"] + 1
+def simulation_frames(plan: DatasetPlan, protocol: Protocol) -> int:
+    return protocol.steps // plan.dump_every_steps + 1
 
 
-def floor_frames(n_ref: int, info: dict, cfg: Config) -> int:
+def floor_frames(n_ref: int, plan: DatasetPlan, protocol: Protocol) -> int:
     """Frames of each of the reference's two stretches in :func:`reference_itself` (and of
     the runs' VDOS comparisons): a simulation's frame count where the reference holds two
     such stretches, else half the reference."""
-    n_sim = simulation_frames(info, cfg)
+    n_sim = simulation_frames(plan, protocol)
     return n_sim if 2 * n_sim <= n_ref else n_ref // 2
 
 
-def reference_itself(ref, task: DatasetTask, info: dict, cfg: Config,
-                     bond_cutoff: float | None = None) -> dict:
+def reference_itself(ref, task: DatasetTask, plan: DatasetPlan, protocol: Protocol,
+                     bond_cutoff=None) -> ReferenceFloor:
     """The reference against itself: the floor that sampling alone sets under WF, JSD, EV
     and FV. Two disjoint stretches with the simulations' frame count where the reference
     holds twice that many, else its two halves (said in ``how``); compared as a run is
     (RDF of each stretch, and frame by frame in time where the reference is a
-    trajectory), and the bond-angle distributions of the two stretches (``adf_jsd``)."""
-    n_sim, n = simulation_frames(info, cfg), floor_frames(ref.n_frames, info, cfg)
+    trajectory), and the bond-angle distributions of the two stretches (``adf_jsd_nats``;
+    ``bond_cutoff`` in Å, or per element pair)."""
+    n_sim, n = simulation_frames(plan, protocol), floor_frames(ref.n_frames, plan, protocol)
     if n == n_sim:
         how = (f"two disjoint stretches of {n} reference frames, the frame count of a "
                "simulation")
@@ -244,29 +250,30 @@ def reference_itself(ref, task: DatasetTask, info: dict, cfg: Config,
         how = (f"the two halves of the reference, {n} frames each (a simulation has {n_sim}; "
                f"the reference {ref.n_frames})")
     if n < 1:
-        return {"how": "the reference has fewer than 2 frames: no comparison", "frames": 0}
-    c = compare(ref, ref, rmax=cfg.protocol["rdf_rmax"], dr=cfg.protocol["rdf_dr"], start=0,
+        return ReferenceFloor(how="the reference has fewer than 2 frames: no comparison",
+                              frames=0)
+    c = compare(ref, ref, rmax=protocol.rdf_rmax_a, dr=protocol.rdf_dr_a, start=0,
                 stop=n, ref_start=n, ref_stop=2 * n, time_aligned=task.dataset.contiguous)
-    out = {"how": how, "frames": n, "simulation_frames": n_sim, "wf": c.wf_percent,
-           "jsd": c.jsd_nats, "ev": c.ev, "ev_referenced": c.ev_referenced, "fv": c.fv,
-           "wf_pairs": c.wf_pairs_percent}
+    out = ReferenceFloor(how=how, frames=n, simulation_frames=n_sim, wf_percent=c.wf_percent,
+                         jsd_nats=c.jsd_nats, ev=c.ev, ev_referenced=c.ev_referenced,
+                         fv=c.fv, wf_pairs_percent=c.wf_pairs_percent)
     if bond_cutoff:
         from ..analysis.angles import BondAngles
 
         a = BondAngles(ref, bond_cutoff).run(0, n).results.adf["total"]
         b = BondAngles(ref, bond_cutoff).run(n, 2 * n).results.adf["total"]
-        out["adf_jsd"] = metrics.jensen_shannon(a, b)
+        out.adf_jsd_nats = metrics.jensen_shannon(a, b)
     if task.dataset.contiguous and n >= 5:
         from ..analysis import VDOS
 
         dt = task.dataset.frame_spacing_fs
         a = VDOS(ref, dt).run(0, n).results.vdos["total"]
         b = VDOS(ref, dt).run(n, 2 * n).results.vdos["total"]
-        out["vdos_jsd"] = metrics.jensen_shannon(a, b)
+        out.vdos_jsd_nats = metrics.jensen_shannon(a, b)
         # the second stretch's diffusivity, beside the reference's over the first
         from ..analysis import MSD
 
-        out["diffusivity"] = MSD(ref, dt).run(n, 2 * n).results.diffusivity
+        out.diffusivity_a2_per_ps = MSD(ref, dt).run(n, 2 * n).results.diffusivity
     return out
 
 
@@ -288,61 +295,57 @@ def _mean_curve(curves):
     return np.mean([c[:n] for c in curves], axis=0)
 
 
-def aggregate(model: Model, task: DatasetTask, static: dict, runs: list[dict],
-              info: dict, cfg: Config) -> dict:
+def aggregate(model: Model, task: DatasetTask, static: StaticErrors, runs: list[RunMetrics],
+              plan: DatasetPlan, protocol: Protocol, nve: NveDrift | None = None
+              ) -> CellResult:
     """Per model × dataset: the study's numbers and the ones beyond it."""
     if not runs:
         raise EgraffError(f"{model.name} on {task.label}: no run finished")
-    done = [r for r in runs if r.get("wf") is not None]
-    failed = [r for r in runs if r["status"] == "failed"]
-    pairs = sorted({k for r in done for k in (r.get("wf_pairs") or {})})
-    out = dict(static)
-    out.update({
-        "runs": len(runs), "steps": cfg.protocol["steps"],
-        "timestep_fs": info["timestep_fs"], "temperature": task.dataset.temperature,
-        "wf": _mean(r["wf"] for r in done), "wf_std": _std(r["wf"] for r in done),
-        "jsd": _mean(r["jsd"] for r in done), "jsd_std": _std(r["jsd"] for r in done),
-        "wf_pairs": {p: _mean((r.get("wf_pairs") or {}).get(p) for r in done) for p in pairs},
-        "jsd_pairs": {p: _mean((r.get("jsd_pairs") or {}).get(p) for r in done)
-                      for p in pairs},
-        "ev": _mean(r.get("ev") for r in done), "ev_std": _std(r.get("ev") for r in done),
-        "ev_referenced": _mean(r.get("ev_referenced") for r in done),
-        "ev_referenced_std": _std(r.get("ev_referenced") for r in done),
-        "fv": _mean(r.get("fv") for r in done), "fv_std": _std(r.get("fv") for r in done),
-        "t_decorrelation_fs": _mean(r.get("t_decorrelation_fs") for r in done),
-        "adf_jsd": _mean(r.get("adf_jsd") for r in done),
-        "vdos_jsd": _mean(r.get("vdos_jsd") for r in done),
-        "stable_runs": len(runs) - len(failed),
-        "time_to_failure_ps": _mean(r["failed_at_step"] * info["timestep_fs"] / 1000
-                                    for r in failed),
-        "ms_per_step": _mean(r.get("ms_per_step") for r in runs),
-        "training_time_s": model.training_time_s,
-        "diffusivity": {s: _mean(r["diffusivity"].get(s) for r in done if r.get("diffusivity"))
-                        for s in sorted({k for r in done for k in (r.get("diffusivity") or {})})},
-        "engine": sorted({r.get("engine") for r in runs if r.get("engine")}),
-        "vdos_extent_thz": max((r.get("vdos_extent_thz") or 0.0 for r in done), default=None),
-    })
-    out["inference_s_per_1000_steps"] = out["ms_per_step"]  # x ms/step = x s per 1000 steps
-    out["curves"] = {
-        "r": done[0]["r"] if done else None,
-        "rdf": {k: _mean_curve(r["rdf"][k] for r in done) for k in (done[0]["rdf"] if done
-                                                                      else {})},
-        "ev_t": _mean_curve(r.get("ev_t") for r in done),
-        "fv_t": _mean_curve(r.get("fv_t") for r in done),
-        "dt_frame_fs": info["timestep_fs"] * info["dump_every"],
-        "msd_t": done[0]["msd_t"] if done else None,
-        "msd": _mean_curve(r.get("msd") for r in done),
+    done = [r for r in runs if r.wf_percent is not None]
+    failed = [r for r in runs if r.status == "failed"]
+    pairs = sorted({k for r in done for k in (r.wf_pairs_percent or {})})
+    species = sorted({k for r in done for k in (r.diffusivity_a2_per_ps or {})})
+    longest_vdos = max((len(r.vdos_per_thz or []) for r in done), default=0)
+    curves = Curves(
+        r_a=done[0].r_a if done else None,
+        rdf={k: _mean_curve(r.rdf[k] for r in done) for k in (done[0].rdf if done else {})},
+        ev_t=_mean_curve(r.ev_t for r in done),
+        fv_t=_mean_curve(r.fv_t for r in done),
+        dt_frame_fs=plan.dt_frame_fs,
+        msd_t_fs=done[0].msd_t_fs if done else None,
+        msd_a2=_mean_curve(r.msd_a2 for r in done),
         # runs cut short have a coarser frequency grid: the full-length runs' mean
-        "vdos_freq": max((r.get("vdos_freq") for r in done if r.get("vdos_freq") is not None),
-                         key=len, default=None),
-        "vdos": _mean_curve(r.get("vdos") for r in done
-                            if r.get("vdos") is not None and len(r["vdos"]) == max(
-                                len(x.get("vdos") or []) for x in done)),
-        "adf": _mean_curve(r.get("adf") for r in done),
-    }
-    notes = list(static.get("notes", [])) + list(info.get("notes", []))
-    for r in runs:
-        if r["status"] == "failed":
-            notes.append(f"run {r['k']} stopped at step {r['failed_at_step']}: {r['failure']}")
-    out["notes"] = notes
-    return out
+        vdos_freq_thz=max((r.vdos_freq_thz for r in done if r.vdos_freq_thz is not None),
+                          key=len, default=None),
+        vdos_per_thz=_mean_curve(r.vdos_per_thz for r in done
+                                 if r.vdos_per_thz is not None
+                                 and len(r.vdos_per_thz) == longest_vdos),
+        adf_per_degree=_mean_curve(r.adf_per_degree for r in done))
+    notes = list(static.notes) + list(plan.notes)
+    notes += [f"run {r.k} stopped at step {r.failed_at_step}: {r.failure}" for r in failed]
+    return CellResult(
+        static=static, runs=len(runs), steps=protocol.steps, timestep_fs=plan.timestep_fs,
+        temperature_k=task.dataset.temperature,
+        wf_percent=_mean(r.wf_percent for r in done),
+        wf_std_percent=_std(r.wf_percent for r in done),
+        jsd_nats=_mean(r.jsd_nats for r in done), jsd_std_nats=_std(r.jsd_nats for r in done),
+        wf_pairs_percent={p: _mean((r.wf_pairs_percent or {}).get(p) for r in done)
+                          for p in pairs},
+        jsd_pairs_nats={p: _mean((r.jsd_pairs_nats or {}).get(p) for r in done)
+                        for p in pairs},
+        ev=_mean(r.ev for r in done), ev_std=_std(r.ev for r in done),
+        ev_referenced=_mean(r.ev_referenced for r in done),
+        ev_referenced_std=_std(r.ev_referenced for r in done),
+        fv=_mean(r.fv for r in done), fv_std=_std(r.fv for r in done),
+        t_decorrelation_fs=_mean(r.t_decorrelation_fs for r in done),
+        adf_jsd_nats=_mean(r.adf_jsd_nats for r in done),
+        vdos_jsd_nats=_mean(r.vdos_jsd_nats for r in done),
+        stable_runs=len(runs) - len(failed),
+        time_to_failure_ps=_mean(r.failed_at_step * plan.timestep_fs / 1000 for r in failed),
+        ms_per_step=_mean(r.ms_per_step for r in runs),
+        training_time_s=model.training_time_s,
+        diffusivity_a2_per_ps={s: _mean(r.diffusivity_a2_per_ps.get(s) for r in done
+                                        if r.diffusivity_a2_per_ps) for s in species},
+        engines=sorted({r.engine for r in runs if r.engine}),
+        vdos_extent_thz=max((r.vdos_extent_thz or 0.0 for r in done), default=None),
+        curves=curves, nve=nve, notes=notes)

@@ -24,31 +24,18 @@ from pathlib import Path
 
 from .. import datasets
 from ..errors import EgraffError, located
+from .records import Protocol
 
 MODEL_KEYS = {"artifact", "artifacts", "calculator", "species", "label", "training_time_s",
               "trained_on"}
 DATASET_KEYS = {"name", "label", "temperature", "timestep_fs", "frame_spacing_fs", "split",
                 "trajectory_split", "files", "trajectory_files", "species", "periodic"}
-PROTOCOL_DEFAULTS = {
-    "runs": 5,              # K simulations per model and dataset
-    "steps": 1000,          # N MD steps each
-    "engine": "auto",       # egraff-lmp run --engine
-    "np": 1,                # MPI ranks per run
-    "seed": 4928,           # Maxwell-Boltzmann seed of run k is seed + k
-    "tdamp_steps": 100,     # Nose-Hoover damping, in timesteps
-    "static_frames": 0,     # 0: every test frame
-    "rdf_dr": 0.05,         # Å
-    "rdf_rmax": None,       # Å; None: the largest both sides allow
-    "max_force": 50.0,      # stability watch, eV/Å
-    "temp_factor": 3.0,     # stability watch: stop above this factor x T
-    "decorrelation_fv": 0.5,  # FV(t) above this: the trajectories have decorrelated
-    "bond_cutoff": None,    # Å, bond-angle distributions; None: first minimum of the ref. RDF
-    "nve_steps": 0,         # > 0: one NVE run of this many steps per model and dataset
-}
+#: the protocol's config keys and defaults (what each means, and its unit: ``Protocol``)
+PROTOCOL_DEFAULTS = Protocol().config_dict()
 TOP_KEYS = {"title", "models", "datasets", "protocol"}
 
 
-def _check_keys(where: str, given, known, path) -> None:
+def check_keys(where: str, given, known, path) -> None:
     if not isinstance(given, dict):
         raise located(path, f"{where} must be a mapping, got {type(given).__name__}")
     for key in given:
@@ -101,7 +88,7 @@ class Config:
     title: str
     models: list[Model]
     datasets: list[DatasetTask]
-    protocol: dict
+    protocol: Protocol
     raw: dict
 
 
@@ -117,19 +104,12 @@ def load(path, overrides: dict | None = None) -> Config:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         raise located(path, f"not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    _check_keys("the config", raw, TOP_KEYS, path)
+    check_keys("the config", raw, TOP_KEYS, path)
     base = path.parent.resolve()
-    protocol = dict(PROTOCOL_DEFAULTS)
-    _check_keys("protocol", raw.get("protocol") or {}, PROTOCOL_DEFAULTS, path)
-    protocol.update(raw.get("protocol") or {})
-    protocol.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    if not isinstance(protocol["nve_steps"], int) or protocol["nve_steps"] < 0:
-        raise located(path, f"protocol.nve_steps must be 0 or a positive integer, got "
-                            f"{protocol['nve_steps']!r}")
-    for key in ("runs", "steps", "np"):
-        if not isinstance(protocol[key], int) or protocol[key] < 1:
-            raise located(path, f"protocol.{key} must be a positive integer, got "
-                                f"{protocol[key]!r}")
+    given = raw.get("protocol") or {}
+    check_keys("protocol", given, PROTOCOL_DEFAULTS, path)
+    protocol = Protocol.from_config(
+        {**given, **{k: v for k, v in (overrides or {}).items() if v is not None}}, path)
     models = [_model(name, spec, base, path) for name, spec in (raw.get("models") or {}).items()]
     if not models:
         raise located(path, "names no models (models: NAME: {artifact: FILE})")
@@ -159,7 +139,7 @@ def load(path, overrides: dict | None = None) -> Config:
 def _model(name, spec, base, path) -> Model:
     if isinstance(spec, str):
         spec = {"artifact": spec}
-    _check_keys(f"model {name}", spec, MODEL_KEYS, path)
+    check_keys(f"model {name}", spec, MODEL_KEYS, path)
     if spec.get("artifacts") is not None:
         if spec.get("artifact") or spec.get("calculator") or \
                 not isinstance(spec["artifacts"], dict) or not spec["artifacts"]:
@@ -194,7 +174,7 @@ def _model(name, spec, base, path) -> Model:
 def _dataset(entry, base, path) -> DatasetTask:
     if isinstance(entry, str):
         entry = {"name": entry}
-    _check_keys(f"dataset {entry.get('name', '?')}", entry, DATASET_KEYS, path)
+    check_keys(f"dataset {entry.get('name', '?')}", entry, DATASET_KEYS, path)
     if "name" in entry and str(entry["name"]) in datasets.REGISTRY:
         ds = datasets.get(str(entry["name"]))
         if "files" in entry:  # e.g. one LiPS20 composition: the registry's settings, own files

@@ -19,9 +19,11 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import EgraffError
 from ..files import atomic_path
+from .evaldir import EvalDir
 
 
 def run_one(spec_path: str) -> tuple[int, str]:
@@ -82,25 +84,32 @@ SLURM_TEMPLATE = """\
 #SBATCH --array=0-{last}
 #SBATCH --ntasks={np}
 #SBATCH --cpus-per-task=1
-#SBATCH --output={outdir}/slurm/%A_%a.out
+#SBATCH --output={logs}
 set -euo pipefail
 spec=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" {tasks})
 {python} -m egraff_lmp.run "$spec"
 """
 
 
-def write_slurm(outdir: Path, spec_paths: list, np_: int, collect: str) -> Path:
+class SlurmArray(NamedTuple):
+    """A written job array: its script and how many array tasks (runs) it has."""
+
+    script: Path
+    tasks: int
+
+
+def write_slurm(evaldir: EvalDir, spec_paths: list, np_: int, collect: str) -> SlurmArray:
     """Write ``slurm/tasks.txt`` (one saved run spec a line) and ``slurm/array.sbatch``."""
     shell_lines = [str(p) for p in spec_paths]
-    d = Path(outdir) / "slurm"
-    d.mkdir(parents=True, exist_ok=True)
-    tasks, script = d / "tasks.txt", d / "array.sbatch"
+    evaldir.slurm.mkdir(parents=True, exist_ok=True)
+    tasks, script = evaldir.slurm_tasks, evaldir.slurm_script
     with atomic_path(tasks) as tmp:
         tmp.write_text("".join(line + "\n" for line in shell_lines))
     with atomic_path(script) as tmp:
         tmp.write_text(SLURM_TEMPLATE.format(
-            outdir=shlex.quote(str(outdir)), script=shlex.quote(str(script)),
+            outdir=shlex.quote(str(evaldir.root)), script=shlex.quote(str(script)),
             collect=collect, last=max(0, len(shell_lines) - 1), np=np_,
-            tasks=shlex.quote(str(tasks)), python=shlex.quote(sys.executable)))
+            logs=shlex.quote(evaldir.slurm_logs), tasks=shlex.quote(str(tasks)),
+            python=shlex.quote(sys.executable)))
     script.chmod(0o755)
-    return script
+    return SlurmArray(script, len(shell_lines))

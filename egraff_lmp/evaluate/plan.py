@@ -14,15 +14,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from ..errors import EgraffError
-from ..files import atomic_path, write_json
+from ..files import atomic_path
 from ..run.record import DUMP, RunSpec
 from ..run.watch import Watch
 from ..trajectory import minimum_image
-from .config import Config, DatasetTask, Model
+from .config import DatasetTask, Model
+from .evaldir import EvalDir
+from .records import DatasetPlan, Protocol
 
 
 @dataclass
@@ -64,14 +67,19 @@ def test_trajectory(task: DatasetTask):
     return _joined(task.test_files, task.dataset.periodic)
 
 
-def timing(task: DatasetTask, steps: int) -> dict:
+class Timing(NamedTuple):
+    timestep_fs: float
+    dump_every_steps: int
+    aligned: bool  # the dumped frames line up with the reference's
+
+
+def timing(task: DatasetTask, steps: int) -> Timing:
     """MD timestep (fs) and dump interval (steps) of a dataset task (see module doc)."""
     ds = task.dataset
     if ds.contiguous:
         m = max(1, round(ds.frame_spacing_fs / ds.timestep_fs))
-        return {"timestep_fs": ds.frame_spacing_fs / m, "dump_every": m, "aligned": True}
-    return {"timestep_fs": ds.timestep_fs, "dump_every": max(1, steps // 1000),
-            "aligned": False}
+        return Timing(ds.frame_spacing_fs / m, m, True)
+    return Timing(ds.timestep_fs, max(1, steps // 1000), False)
 
 
 def start_frames(n_frames: int, runs: int, span: int, contiguous: bool):
@@ -152,86 +160,83 @@ run             ${{steps}}
 """
 
 
-def prepare_dataset(task: DatasetTask, cfg: Config, outdir: Path) -> dict:
+def prepare_dataset(task: DatasetTask, protocol: Protocol, evaldir: EvalDir) -> DatasetPlan:
     """Write the dataset's LAMMPS input and start data files; return what was chosen."""
     from ..io.lammps_write import write_lammps_data
 
-    ds, proto = task.dataset, cfg.protocol
+    ds = task.dataset
     ref = reference_trajectory(task)
     molecule = ref[0].cell is None
-    t = timing(task, proto["steps"])
-    span = proto["steps"] // t["dump_every"]
-    starts, window, note = start_frames(ref.n_frames, proto["runs"], span, t["aligned"])
-    planned = outdir / "starts" / task.label / "starts.json"
+    t = timing(task, protocol.steps)
+    span = protocol.steps // t.dump_every_steps
+    starts, window, note = start_frames(ref.n_frames, protocol.runs, span, t.aligned)
+    planned = evaldir.plan(task.label)
     if planned.exists():
-        import json
-
-        old = json.loads(planned.read_text()).get("starts")
+        old = DatasetPlan.load(planned).start_frames
         if old != starts:
-            raise EgraffError(f"{outdir} was planned with start frames {old} for "
+            raise EgraffError(f"{evaldir.root} was planned with start frames {old} for "
                               f"{task.label}, this version plans {starts}: give another -o")
     species = sorted(set(ref.symbols))
-    velocities = ("the reference's own, central differences" if t["aligned"] else
-                  f"Maxwell-Boltzmann at {ds.temperature:g} K, seed {proto['seed']} + k")
+    velocities = ("the reference's own, central differences" if t.aligned else
+                  f"Maxwell-Boltzmann at {ds.temperature:g} K, seed {protocol.seed} + k")
     fmt = dict(
         label=task.label, dump=DUMP, boundary="s s s" if molecule else "p p p",
-        temperature=ds.temperature, timestep_fs=t["timestep_fs"],
-        velocities=velocities, species=" ".join(species), timestep_ps=t["timestep_fs"] / 1000,
-        dump_every=t["dump_every"],
-        velocity_line="" if t["aligned"] else
+        temperature=ds.temperature, timestep_fs=t.timestep_fs,
+        velocities=velocities, species=" ".join(species), timestep_ps=t.timestep_fs / 1000,
+        dump_every=t.dump_every_steps,
+        velocity_line="" if t.aligned else
         f"velocity        all create {ds.temperature:g} ${{seed}} mom yes rot yes "
         "dist gaussian")
-    inp = outdir / "inputs" / f"{task.label}.in"
-    tdamp = proto["tdamp_steps"] * t["timestep_fs"] / 1000
-    with atomic_path(inp) as tmp:
+    plan = DatasetPlan(input=evaldir.input(task.label),
+                       nve_input=evaldir.input(task.label, nve=True) if protocol.nve_steps
+                       else None, start_frames=starts, species=species,
+                       velocities=velocities, n_reference_frames=ref.n_frames,
+                       window_frames=window, notes=[note] if note else [],
+                       timestep_fs=t.timestep_fs, dump_every_steps=t.dump_every_steps,
+                       aligned=t.aligned)
+    tdamp = protocol.tdamp_steps * t.timestep_fs / 1000
+    with atomic_path(plan.input) as tmp:
         tmp.write_text(INPUT_TEMPLATE.format(
             ensemble="NVT", integrator=f"fix             nvt all nvt temp {ds.temperature:g} "
                                        f"{ds.temperature:g} {tdamp:.10g}", **fmt))
-    if proto["nve_steps"]:
-        with atomic_path(inp.with_name(f"{task.label}-nve.in")) as tmp:
+    if protocol.nve_steps:
+        with atomic_path(plan.nve_input) as tmp:
             tmp.write_text(INPUT_TEMPLATE.format(
                 ensemble="NVE (energy drift)", integrator="fix             nve all nve", **fmt))
-    data_files = []
     for k, s in enumerate(starts):
         frame = boxed(ref[s]) if molecule else ref[s]
-        v = reference_velocities(ref, s, ds.frame_spacing_fs) if t["aligned"] else None
-        path = outdir / "starts" / task.label / f"start-{k}.data"
+        v = reference_velocities(ref, s, ds.frame_spacing_fs) if t.aligned else None
+        path = evaldir.start_data(task.label, k)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:
                 write_lammps_data(tmp, frame, ref.symbols, species, velocities=v)
-        data_files.append(path)
-    info = {"input": inp, "starts": starts, "data_files": data_files, "species": species,
-            "velocities": velocities, "n_reference_frames": ref.n_frames,
-            "window": window, "notes": [note] if note else [], **t}
-    write_json(outdir / "starts" / task.label / "starts.json",
-               {k: (str(v) if isinstance(v, Path) else v) for k, v in info.items()
-                if k != "data_files"})
-    return info
+        plan.data_files.append(path)
+    plan.save(planned)
+    return plan
 
 
-def run_tasks(model: Model, task: DatasetTask, info: dict, cfg: Config,
-              outdir: Path) -> list[RunTask]:
+def run_tasks(model: Model, task: DatasetTask, plan: DatasetPlan, protocol: Protocol,
+              evaldir: EvalDir) -> list[RunTask]:
     """The K NVT runs and, with ``protocol.nve_steps``, one NVE run from the first start."""
-    proto = cfg.protocol
-    plan = [(k, s, data, "nvt", f"run-{k}", proto["steps"], info["input"])
-            for k, (s, data) in enumerate(zip(info["starts"], info["data_files"]))]
-    if proto["nve_steps"]:
-        plan.append((0, info["starts"][0], info["data_files"][0], "nve", "run-nve",
-                     proto["nve_steps"], info["input"].with_name(f"{task.label}-nve.in")))
+    runs = [(k, s, data, "nvt", f"run-{k}", protocol.steps, plan.input)
+            for k, (s, data) in enumerate(zip(plan.start_frames, plan.data_files))]
+    if protocol.nve_steps:
+        runs.append((0, plan.start_frames[0], plan.data_files[0], "nve", "run-nve",
+                     protocol.nve_steps, plan.nve_input))
     out = []
-    for k, s, data, kind, name, steps, inp in plan:
-        rundir = outdir / "runs" / model.name / task.label / name
+    for k, s, data, kind, name, steps, inp in runs:
         spec = RunSpec(
-            input=str(inp), rundir=str(rundir),
+            input=str(inp), rundir=str(evaldir.rundir(model.name, task.label, name)),
             variables={"model": str(model.artifact or "calculator"), "start": str(data),
-                       "steps": str(steps), "seed": str(proto["seed"] + k)},
-            engine="callback" if model.calculator else proto["engine"], np=proto["np"],
+                       "steps": str(steps), "seed": str(protocol.seed + k)},
+            engine="callback" if model.calculator else protocol.engine, np=protocol.np,
             calculator=model.calculator,
-            watch=Watch(max_force=proto["max_force"], temp_factor=proto["temp_factor"]),
+            watch=Watch(max_force=protocol.max_force_ev_per_a,
+                        temp_factor=protocol.temp_factor),
             progress=False)
-        path = outdir / "specs" / model.name / task.label / f"{name}.json"
+        path = evaldir.spec(model.name, task.label, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         spec.save(path)
-        out.append(RunTask(model.name, task.label, k, s, info["velocities"], spec, path, kind))
+        out.append(RunTask(model.name, task.label, k, s, plan.velocities, spec, path, kind))
     return out

@@ -1,18 +1,35 @@
 """The evaluation report: the study's tables (datasets as rows, models as columns, best of a
 row in bold and second in italics), plots, ``report.md``, a self-contained ``report.html``
-(plots inlined), ``metrics.json`` and ``metrics.csv`` (one row per model × dataset)."""
+(plots inlined), ``metrics.json`` and ``metrics.csv`` (one row per model × dataset).
+
+Everything is read from an :class:`~.records.Evaluation`; each table row names the
+:class:`~.records.CellResult` field it shows (:class:`Row`); the report is a list of
+:mod:`.sections`, written once (:func:`report_sections`) and rendered to Markdown and HTML."""
 
 from __future__ import annotations
 
-import base64
 import csv
-import html
-import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_path, write_json
+from ..files import atomic_path
+from .evaldir import EvalDir
+from .records import Evaluation
+from .sections import (
+    Bullets,
+    Cell,
+    Figures,
+    Notes,
+    Paragraph,
+    Section,
+    Strong,
+    Table,
+    Text,
+    html_page,
+    markdown,
+)
 
 EXPLAINER = (
     "EV(t) and FV(t) compare the simulation with the reference frame by frame in time, so "
@@ -29,37 +46,66 @@ EXPLAINER = (
     "composition: the reference's mean energy), where it measures the error against the "
     "energy's fluctuation; the row 'EV' is the study's, on the files' energies.")
 
-# (title, key, unit, format, lower is better, source)
+@dataclass(frozen=True)
+class Row:
+    """One row of a table per dataset: ``value`` names the :class:`CellResult` field (dotted
+    through its records: ``static.f_mae_mev_per_a``), ``std`` the field of its spread over the
+    runs (shown as ± beside it), ``itself`` the :class:`ReferenceFloor` field of the reference
+    against itself (a last, unranked column of the tables with one)."""
+
+    name: str
+    value: str
+    unit: str = ""
+    fmt: str = ".3g"
+    lower_is_better: bool = True
+    std: str | None = None
+    itself: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name + (f" ({self.unit})" if self.unit else "")
+
+
 TABLES = [
     ("Table 1: static errors on the test frames", [
-        ("E MAE", "e_mae_mev_per_atom", "meV/atom", ".3g", True),
-        ("E MAE", "e_mae_mev", "meV", ".4g", True),
-        ("F MAE", "f_mae_mev_per_a", "meV/Å", ".4g", True)]),
+        Row("E MAE", "static.e_mae_mev_per_atom", "meV/atom", ".3g"),
+        Row("E MAE", "static.e_mae_mev", "meV", ".4g"),
+        Row("F MAE", "static.f_mae_mev_per_a", "meV/Å", ".4g")]),
     ("Table 2: structure (RDF) versus the reference", [
-        ("WF", "wf", "%", ".3g", True),
-        ("JSD", "jsd", "", ".3g", True)]),
+        Row("WF", "wf_percent", "%", std="wf_std_percent", itself="wf_percent"),
+        Row("JSD", "jsd_nats", std="jsd_std_nats", itself="jsd_nats")]),
     ("Table 3: energy and force violation (geometric mean ± std over the runs)", [
-        ("EV", "ev", "", ".3g", True),
-        ("EV, energies from fitted per-species references", "ev_referenced", "", ".3g",
-         True),
-        ("FV", "fv", "", ".3g", True)]),
+        Row("EV", "ev", std="ev_std", itself="ev"),
+        Row("EV, energies from fitted per-species references", "ev_referenced",
+            std="ev_referenced_std", itself="ev_referenced"),
+        Row("FV", "fv", std="fv_std", itself="fv")]),
     ("Table 4: stability and cost", [
-        ("stable runs", "stable_runs", "", "d", False),
-        ("time to failure", "time_to_failure_ps", "ps", ".3g", False),
-        ("inference", "inference_s_per_1000_steps", "s/1000 steps", ".3g", True),
-        ("training", "training_time_s", "s", ".4g", True)]),
+        Row("stable runs", "stable_runs", fmt="d", lower_is_better=False),
+        Row("time to failure", "time_to_failure_ps", "ps", lower_is_better=False),
+        Row("inference", "inference_s_per_1000_steps", "s/1000 steps"),
+        Row("training", "training_time_s", "s", ".4g")]),
     ("Beyond the study: what tells models apart", [
-        ("FV decorrelation", "t_decorrelation_fs", "fs", ".4g", False),
-        ("NVE drift, absolute", "nve_abs_drift", "meV/atom/ps", ".3g", True),
-        ("bond angles JSD", "adf_jsd", "", ".3g", True),
-        ("VDOS JSD", "vdos_jsd", "", ".3g", True),
-        ("static EV", "ev_static", "", ".3g", True),
-        ("static EV, fitted per-species references", "ev_referenced_static", "", ".3g",
-         True),
-        ("static FV", "fv_static", "", ".3g", True)]),
+        Row("FV decorrelation", "t_decorrelation_fs", "fs", ".4g", lower_is_better=False),
+        Row("NVE drift, absolute", "nve.abs_drift_mev_per_atom_per_ps", "meV/atom/ps"),
+        Row("bond angles JSD", "adf_jsd_nats", itself="adf_jsd_nats"),
+        Row("VDOS JSD", "vdos_jsd_nats", itself="vdos_jsd_nats"),
+        Row("static EV", "static.ev"),
+        Row("static EV, fitted per-species references", "static.ev_referenced"),
+        Row("static FV", "static.fv")]),
 ]
-STD = {"ev": "ev_std", "fv": "fv_std", "wf": "wf_std", "jsd": "jsd_std",
-       "ev_referenced": "ev_referenced_std"}
+EXTRAS_TITLE = ("Beyond the study: partial RDFs and diffusivity (the reference's own over a "
+                "second stretch beside it)")
+
+
+def field_value(record, path: str | None):
+    """The field ``path`` (dotted: ``static.ev``) of ``record``; None where the record, or a
+    record on the way, is missing."""
+    value = record
+    for name in (path.split(".") if path else [None]):
+        if value is None or name is None:
+            return None
+        value = getattr(value, name)
+    return value
 
 
 def _fmt(v, spec):
@@ -70,59 +116,71 @@ def _fmt(v, spec):
     return format(float(v), spec)
 
 
-#: beside these, a column of the reference against itself (unranked)
-ITSELF = ("wf", "jsd", "ev", "ev_referenced", "fv", "adf_jsd", "vdos_jsd")
 ITSELF_COLUMN = "reference vs itself"
 
 
-def table_rows(metrics, spec):
-    """[(row label, [(text, rank)] per model)] with rank 1 best, 2 second, else 0; tables
-    with a key of ``ITSELF`` get the reference against itself as a last, unranked column,
-    and leave out rows with no number at all (EV/FV where the reference is not a
-    trajectory: nothing is time-aligned there)."""
-    models = list(metrics["models"])
-    itself = any(key in ITSELF for _, key, *_ in spec)
-    rows = []
-    for ds in metrics["datasets"]:
-        floor = (metrics.get("reference", {}).get(ds) or {}).get("itself") or {}
-        for name, key, unit, fmt, lower in spec:
-            vals = [metrics["results"].get(m, {}).get(ds, {}).get(key) for m in models]
-            order = sorted({v for v in vals if v is not None}, reverse=not lower)
+def _ranks(values, lower_is_better=True) -> list[int]:
+    """1 for the best of ``values``, 2 for the second, 0 otherwise (and where fewer than two
+    differ, or a value is None)."""
+    order = sorted({v for v in values if v is not None}, reverse=not lower_is_better)
+    out = []
+    for v in values:
+        rank = (order.index(v) + 1) if v is not None and len(order) > 1 else 0
+        out.append(rank if rank <= 2 else 0)
+    return out
+
+
+def table(ev: Evaluation, rows: list[Row]) -> Table:
+    """Datasets × ``rows`` as rows, the models as columns (rank 1 best, 2 second); a table
+    with a row of the reference against itself gets it as a last, unranked column, and
+    leaves out rows with no number at all (EV/FV where the reference is not a trajectory:
+    nothing is time-aligned there)."""
+    models = list(ev.models)
+    itself = any(r.itself for r in rows)
+    out = []
+    for ds in ev.datasets:
+        ref = ev.reference.get(ds)
+        floor = ref.itself if ref is not None else None
+        for row in rows:
+            cellres = [ev.cell(m, ds) for m in models]
+            vals = [field_value(c, row.value) for c in cellres]
             cells = []
-            for m, v in zip(models, vals):
-                text = _fmt(v, fmt)
-                std = metrics["results"].get(m, {}).get(ds, {}).get(STD.get(key, ""), None)
+            for c, v, rank in zip(cellres, vals, _ranks(vals, row.lower_is_better)):
+                text = _fmt(v, row.fmt)
+                std = field_value(c, row.std)
                 if v is not None and std is not None:
-                    text += f" ± {_fmt(std, fmt)}"
-                rank = (order.index(v) + 1) if v is not None and len(order) > 1 else 0
-                cells.append((text, rank if rank <= 2 else 0))
+                    text += f" ± {_fmt(std, row.fmt)}"
+                cells.append(Cell(text, rank))
             if itself:
-                cells.append((_fmt(floor.get(key), fmt), 0))
-                if all(text == "–" for text, _ in cells):
+                cells.append(Cell(_fmt(field_value(floor, row.itself), row.fmt)))
+                if all(c.text == "–" for c in cells):
                     continue
-            label = f"{ds} — {name}" + (f" ({unit})" if unit else "")
-            rows.append((label, cells))
-    return (models + [ITSELF_COLUMN] if itself else models), rows
+            out.append((f"{ds} — {row.label}", cells))
+    return Table(models + [ITSELF_COLUMN] if itself else models, out)
 
 
-def _md_table(models, rows):
-    out = ["| | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
-    for label, cells in rows:
-        out.append(f"| {label} | " + " | ".join(
-            f"**{t}**" if r == 1 else f"*{t}*" if r == 2 else t for t, r in cells) + " |")
-    return "\n".join(out)
-
-
-def _html_table(models, rows):
-    head = "".join(f"<th>{html.escape(m)}</th>" for m in models)
-    body = []
-    for label, cells in rows:
-        tds = "".join(
-            f"<td><b>{html.escape(t)}</b></td>" if r == 1 else
-            f"<td><i>{html.escape(t)}</i></td>" if r == 2 else f"<td>{html.escape(t)}</td>"
-            for t, r in cells)
-        body.append(f"<tr><th>{html.escape(label)}</th>{tds}</tr>")
-    return f"<table><tr><th></th>{head}</tr>{''.join(body)}</table>"
+def extras_table(ev: Evaluation) -> Table:
+    """Partial-RDF WF and diffusivities: rows per dataset × pair/species, with the reference
+    against itself (its second stretch's) as a last, unranked column."""
+    models = list(ev.models)
+    rows = []
+    for ds, ref in ev.reference.items():
+        floor = ref.itself
+        cells = [ev.cell(m, ds) for m in models]
+        pairs = sorted({p for c in cells if c is not None for p in c.wf_pairs_percent})
+        for p in pairs:
+            vals = [c.wf_pairs_percent.get(p) if c is not None else None for c in cells]
+            rows.append((f"{ds} — WF {p} (%)", [
+                Cell(_fmt(v, ".3g"), rank) for v, rank in zip(vals, _ranks(vals))]
+                + [Cell(_fmt((floor.wf_pairs_percent or {}).get(p), ".3g"))]))
+        for s, d_ref in (ref.diffusivity_a2_per_ps or {}).items():
+            vals = [c.diffusivity_a2_per_ps.get(s) if c is not None else None for c in cells]
+            err = [abs(v - d_ref) if v is not None and d_ref is not None else None
+                   for v in vals]
+            rows.append((f"{ds} — D {s} (Å²/ps; reference {_fmt(d_ref, '.3g')})", [
+                Cell(_fmt(v, ".3g"), rank) for v, rank in zip(vals, _ranks(err))]
+                + [Cell(_fmt((floor.diffusivity_a2_per_ps or {}).get(s), ".3g"))]))
+    return Table(models + [ITSELF_COLUMN], rows)
 
 
 # -- plots ---------------------------------------------------------------------------------
@@ -148,75 +206,75 @@ def _save(fig, path: Path):
     return path
 
 
-def plots(metrics, outdir: Path) -> dict[str, list[Path]]:
+def plots(ev: Evaluation, evaldir: EvalDir) -> dict[str, list[Path]]:
     """PNG files per dataset (RDF overlays, EV/FV curves, MSD, VDOS) and the scatter."""
     plt = _plt()
     figs: dict[str, list[Path]] = {}
-    thr = metrics["protocol"]["decorrelation_fv"]
-    for ds, ref in metrics["reference"].items():
-        res = {m: metrics["results"][m][ds] for m in metrics["models"]
-               if ds in metrics["results"].get(m, {})}
+    thr = ev.protocol.decorrelation_fv
+    for ds, ref in ev.reference.items():
+        res = {m: ev.results[m][ds] for m in ev.models if ds in ev.results.get(m, {})}
         figs[ds] = []
-        keys = list(ref["rdf"])
+        keys = list(ref.rdf)
         fig, axes = plt.subplots(len(keys), 1, figsize=(7, 2.6 * len(keys)), squeeze=False)
         for ax, key in zip(axes[:, 0], keys):
-            ax.plot(ref["r"], ref["rdf"][key], color="k", lw=2, label="reference")
+            ax.plot(ref.r_a, ref.rdf[key], color="k", lw=2, label="reference")
             for m, x in res.items():
-                if x["curves"]["rdf"].get(key) is not None:
-                    ax.plot(x["curves"]["r"], x["curves"]["rdf"][key], lw=1, label=m)
-            density = ref.get("rdf_normalisation") == "pair-distance-density"
+                if x.curves.rdf.get(key) is not None:
+                    ax.plot(x.curves.r_a, x.curves.rdf[key], lw=1, label=m)
+            density = ref.rdf_normalisation == "pair-distance-density"
             ax.set_title(f"{ds}: {'pair-distance density' if density else 'RDF'} {key}")
             ax.set_xlabel("r (Å)")
             ax.set_ylabel("p(r) (1/Å)" if density else "g(r)")
             _legend(ax)
-        figs[ds].append(_save(fig, outdir / "plots" / f"rdf_{ds}.png"))
-        if any(x["curves"]["fv_t"] is not None for x in res.values()):
+        figs[ds].append(_save(fig, evaldir.plot(f"rdf_{ds}")))
+        if any(x.curves.fv_t is not None for x in res.values()):
             fig, axes = plt.subplots(2, 1, figsize=(7, 5.2))
             for m, x in res.items():
-                c = x["curves"]
-                for ax, key in zip(axes, ("ev_t", "fv_t")):
-                    if c[key] is not None:
-                        ax.plot(np.arange(len(c[key])) * c["dt_frame_fs"], c[key], label=m)
+                c = x.curves
+                for ax, series in zip(axes, (c.ev_t, c.fv_t)):
+                    if series is not None:
+                        ax.plot(np.arange(len(series)) * c.dt_frame_fs, series, label=m)
             axes[1].axhline(thr, color="grey", ls="--", lw=1, label=f"FV = {thr}")
             for ax, name in zip(axes, ("EV(t)", "FV(t)")):
                 ax.set_xlabel("t (fs)")
                 ax.set_ylabel(name)
                 ax.set_title(f"{ds}: {name}, mean over the runs")
                 _legend(ax)
-            figs[ds].append(_save(fig, outdir / "plots" / f"evfv_{ds}.png"))
+            figs[ds].append(_save(fig, evaldir.plot(f"evfv_{ds}")))
         fig, axes = plt.subplots(3, 1, figsize=(7, 7.8))
-        if ref.get("adf") is not None:
-            axes[2].plot(ref["angles"], ref["adf"], color="k", lw=2, label="reference")
+        if ref.adf_per_degree is not None:
+            axes[2].plot(ref.angles_deg, ref.adf_per_degree, color="k", lw=2,
+                         label="reference")
             for m, x in res.items():
-                if x["curves"].get("adf") is not None:
-                    axes[2].plot(ref["angles"], x["curves"]["adf"], label=m)
+                if x.curves.adf_per_degree is not None:
+                    axes[2].plot(ref.angles_deg, x.curves.adf_per_degree, label=m)
             from ..analysis.angles import cutoff_label
 
-            rule = (ref.get("bond_rule") if isinstance(ref["bond_cutoff"], dict) else
-                    f"within {cutoff_label(ref['bond_cutoff'])}")
+            rule = (ref.bond_rule if isinstance(ref.bond_cutoff_a, dict) else
+                    f"within {cutoff_label(ref.bond_cutoff_a)}")
             axes[2].set(xlabel="angle (degrees)", ylabel="density (1/degree)",
                         title=f"{ds}: bond angles (bonds {rule})")
             _legend(axes[2])
-        if ref.get("msd") is not None:
-            axes[0].plot(ref["msd_t"], ref["msd"], color="k", lw=2, label="reference")
-        if ref.get("vdos") is not None:
-            axes[1].plot(ref["vdos_freq"], ref["vdos"], color="k", lw=2, label="reference")
+        if ref.msd_a2 is not None:
+            axes[0].plot(ref.msd_t_fs, ref.msd_a2, color="k", lw=2, label="reference")
+        if ref.vdos_per_thz is not None:
+            axes[1].plot(ref.vdos_freq_thz, ref.vdos_per_thz, color="k", lw=2,
+                         label="reference")
         for m, x in res.items():
-            c = x["curves"]
-            if c["msd"] is not None:
-                axes[0].plot(c["msd_t"][:len(c["msd"])], c["msd"], label=m)
-            if c["vdos"] is not None:
-                axes[1].plot(c["vdos_freq"][:len(c["vdos"])], c["vdos"], label=m)
-        internal = ref.get("molecule")
+            c = x.curves
+            if c.msd_a2 is not None:
+                axes[0].plot(c.msd_t_fs[:len(c.msd_a2)], c.msd_a2, label=m)
+            if c.vdos_per_thz is not None:
+                axes[1].plot(c.vdos_freq_thz[:len(c.vdos_per_thz)], c.vdos_per_thz, label=m)
+        internal = ref.molecule
         axes[0].set(xlabel="lag time (fs)", ylabel="internal MSD (Å²)" if internal else
                     "MSD (Å²)", title=f"{ds}: " + ("internal MSD (centre of mass and "
                                                     "rotation removed)" if internal else "MSD"))
-        extent = max([ref.get("vdos_extent_thz") or 0.0]
-                     + [x.get("vdos_extent_thz") or 0.0 for x in res.values()])
-        res_thz = ref.get("vdos_resolution_thz")
-        run_res = [np.diff(x["curves"]["vdos_freq"][:2])[0] for x in res.values()
-                   if x["curves"].get("vdos_freq") is not None
-                   and len(x["curves"]["vdos_freq"]) > 1]
+        extent = max([ref.vdos_extent_thz or 0.0]
+                     + [x.vdos_extent_thz or 0.0 for x in res.values()])
+        res_thz = ref.vdos_resolution_thz
+        run_res = [np.diff(x.curves.vdos_freq_thz[:2])[0] for x in res.values()
+                   if x.curves.vdos_freq_thz is not None and len(x.curves.vdos_freq_thz) > 1]
         axes[1].set(xlabel="frequency (THz)", ylabel="VDOS (1/THz)",
                     title=f"{ds}: VDOS" + (f" (resolution: reference {res_thz:.2g} THz"
                                            + (f", runs {max(run_res):.2g} THz" if run_res
@@ -224,17 +282,17 @@ def plots(metrics, outdir: Path) -> dict[str, list[Path]]:
                                            else " (the reference is not a trajectory)"))
         if extent:
             axes[1].set_xlim(0, 1.1 * extent)
-        if ref.get("vdos") is None and all(x["curves"].get("vdos") is None
-                                           for x in res.values()):
+        if ref.vdos_per_thz is None and all(x.curves.vdos_per_thz is None
+                                            for x in res.values()):
             axes[1].text(0.5, 0.5, "no VDOS: the reference is not a trajectory",
                          ha="center", va="center", transform=axes[1].transAxes)
             axes[1].set_xticks([])
             axes[1].set_yticks([])
         for ax in axes[:2]:
             _legend(ax)
-        figs[ds].append(_save(fig, outdir / "plots" / f"msd_vdos_adf_{ds}.png"))
-    pts = [(m, ds, x.get("f_mae_mev_per_a"), x.get("wf"), x.get("t_decorrelation_fs"))
-           for m, by in metrics["results"].items() for ds, x in by.items()]
+        figs[ds].append(_save(fig, evaldir.plot(f"msd_vdos_adf_{ds}")))
+    pts = [(m, ds, x.static.f_mae_mev_per_a, x.wf_percent, x.t_decorrelation_fs)
+           for m, by in ev.results.items() for ds, x in by.items()]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for m, ds, f, wf, td in pts:
         if f is not None and wf is not None:
@@ -246,57 +304,35 @@ def plots(metrics, outdir: Path) -> dict[str, list[Path]]:
     axes[0].set(xlabel="static F MAE (meV/Å)", ylabel="WF (%)", title="static vs structure")
     axes[1].set(xlabel="static F MAE (meV/Å)", ylabel="FV decorrelation (fs)",
                 title="static vs dynamics")
-    figs["_scatter"] = [_save(fig, outdir / "plots" / "static_vs_dynamic.png")]
+    figs["_scatter"] = [_save(fig, evaldir.plot("static_vs_dynamic"))]
     return figs
 
 
 # -- documents -----------------------------------------------------------------------------
-SCALARS = ["e_mae_mev", "e_mae_mev_per_atom", "f_mae_mev_per_a", "wf", "wf_std", "jsd",
-           "jsd_std", "ev", "ev_std", "ev_referenced", "ev_referenced_std", "fv", "fv_std",
-           "ev_static", "fv_static", "ev_referenced_static",
-           "t_decorrelation_fs",
-           "stable_runs", "runs", "time_to_failure_ps", "ms_per_step",
-           "inference_s_per_1000_steps", "training_time_s", "steps", "timestep_fs",
-           "temperature"]
+#: metrics.csv: one row per model × dataset, a column per field (dotted: of a nested record)
+CSV_COLUMNS = [
+    ("e_mae_mev", "static.e_mae_mev"), ("e_mae_mev_per_atom", "static.e_mae_mev_per_atom"),
+    ("f_mae_mev_per_a", "static.f_mae_mev_per_a"), ("wf_percent", "wf_percent"),
+    ("wf_std_percent", "wf_std_percent"), ("jsd_nats", "jsd_nats"),
+    ("jsd_std_nats", "jsd_std_nats"), ("ev", "ev"), ("ev_std", "ev_std"),
+    ("ev_referenced", "ev_referenced"), ("ev_referenced_std", "ev_referenced_std"),
+    ("fv", "fv"), ("fv_std", "fv_std"), ("static_ev", "static.ev"),
+    ("static_fv", "static.fv"), ("static_ev_referenced", "static.ev_referenced"),
+    ("t_decorrelation_fs", "t_decorrelation_fs"), ("stable_runs", "stable_runs"),
+    ("runs", "runs"), ("time_to_failure_ps", "time_to_failure_ps"),
+    ("ms_per_step", "ms_per_step"), ("inference_s_per_1000_steps", "inference_s_per_1000_steps"),
+    ("training_time_s", "training_time_s"), ("steps", "steps"), ("timestep_fs", "timestep_fs"),
+    ("temperature_k", "temperature_k")]
 
 
-def write_csv(metrics, path: Path):
+def write_csv(ev: Evaluation, path: Path):
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["model", "dataset", *SCALARS])
-        for m, by in metrics["results"].items():
+        w.writerow(["model", "dataset", *(name for name, _ in CSV_COLUMNS)])
+        for m, by in ev.results.items():
             for ds, x in by.items():
-                w.writerow([m, ds, *("" if x.get(k) is None else x.get(k) for k in SCALARS)])
-
-
-def _extras(metrics):
-    """Partial-RDF WF and diffusivities: rows per dataset × pair/species, with the reference
-    against itself (its second stretch's) as a last, unranked column."""
-    models = list(metrics["models"])
-    rows = []
-    for ds, ref in metrics["reference"].items():
-        floor = ref.get("itself") or {}
-        pairs = sorted({p for m in models
-                        for p in metrics["results"].get(m, {}).get(ds, {}).get("wf_pairs", {})})
-        for p in pairs:
-            vals = [metrics["results"].get(m, {}).get(ds, {}).get("wf_pairs", {}).get(p)
-                    for m in models]
-            order = sorted({v for v in vals if v is not None})
-            rows.append((f"{ds} — WF {p} (%)", [
-                (_fmt(v, ".3g"), (order.index(v) + 1) if v is not None and len(order) > 1
-                 and order.index(v) < 2 else 0) for v in vals]
-                + [(_fmt((floor.get("wf_pairs") or {}).get(p), ".3g"), 0)]))
-        for s, d_ref in (ref.get("diffusivity") or {}).items():
-            vals = [metrics["results"].get(m, {}).get(ds, {}).get("diffusivity", {}).get(s)
-                    for m in models]
-            err = [abs(v - d_ref) if v is not None and d_ref is not None else None
-                   for v in vals]
-            order = sorted({e for e in err if e is not None})
-            rows.append((f"{ds} — D {s} (Å²/ps; reference {_fmt(d_ref, '.3g')})", [
-                (_fmt(v, ".3g"), (order.index(e) + 1) if e is not None and len(order) > 1
-                 and order.index(e) < 2 else 0) for v, e in zip(vals, err)]
-                + [(_fmt((floor.get("diffusivity") or {}).get(s), ".3g"), 0)]))
-    return models + [ITSELF_COLUMN], rows
+                w.writerow([m, ds, *("" if field_value(x, path) is None
+                                     else field_value(x, path) for _, path in CSV_COLUMNS)])
 
 
 RESULTS_MARK = "<!-- written by egraff-lmp evaluate --results"
@@ -340,93 +376,85 @@ def write_results_page(report_md: Path, target: Path, command: str) -> None:
         tmp.write_text(page)
 
 
-def write_report(metrics, outdir: Path) -> None:
-    outdir = Path(outdir)
-    figs = plots(metrics, outdir)
-    write_json(outdir / "metrics.json", metrics)
-    write_csv(metrics, outdir / "metrics.csv")
-    thr = metrics["protocol"]["decorrelation_fv"]
-    p = metrics["protocol"]
-    intro = (f"{len(metrics['models'])} model(s) × {len(metrics['datasets'])} dataset(s); "
-             f"{p['runs']} NVT runs of {p['steps']} steps each per model and dataset.")
-    md = [f"# {metrics['title']}", "", intro, ""]
-    hbody = [f"<h1>{html.escape(metrics['title'])}</h1><p>{html.escape(intro)}</p>"]
-    for m, info in metrics["models"].items():
-        per = info.get("trained_on_per_dataset") or {}
-        seen = (info.get("trained_on") if set(per.values()) <= {info.get("trained_on")}
-                else "; ".join(f"{ds}: {t}" for ds, t in per.items()))
-        if seen:
-            line = f"Model {m} was trained on {seen.rstrip('.')}."
-            md += [f"- {line}"]
-            hbody.append(f"<p>{html.escape(line)}</p>")
-    for ds, d in metrics["datasets"].items():
-        floor = (metrics.get("reference", {}).get(ds) or {}).get("itself") or {}
-        n_ref = (metrics.get("reference", {}).get(ds) or {}).get("n_frames")
-        frames = (f" Each simulation's RDF averages {floor.get('simulation_frames')} frames, "
-                  f"the reference's up to {n_ref}; '{ITSELF_COLUMN}' compares "
-                  f"{floor.get('how')}: WF {_fmt(floor.get('wf'), '.3g')} %, JSD "
-                  f"{_fmt(floor.get('jsd'), '.3g')}, FV {_fmt(floor.get('fv'), '.3g')}, "
-                  "what sampling alone gives." if floor.get("frames") else "")
-        est = set(d.get("estimated") or [])
-        spacing = d.get("frame_spacing_fs")
-        spacing = ("" if spacing is None else f", reference frames {spacing:g} fs apart" +
-                   (" (estimated from the data)" if "frame_spacing_fs" in est else ""))
-        temp_src = (d.get("sources") or {}).get("temperature", "")
-        temp_src = temp_src.removeprefix(f"{d['temperature']:g} K: ")
-        ref = metrics.get("reference", {}).get(ds) or {}
-        molecule = (f" Analysed as a molecule: pair-distance density p(r), internal MSD, "
-                    f"bonds by {ref.get('bond_rule')}." if ref.get("molecule") else "")
-        line = (f"**{ds}** ({d['name']}): {d['temperature']:g} K"
-                + (" (estimated from the data)" if "temperature" in est else "")
-                + (f" ({temp_src})" if temp_src and "temperature" not in est else "")
-                + f", timestep {d['timestep_fs']:.4g} fs{spacing}, dump every "
-                f"{d['dump_every']} steps; start frames {d['start_frames']}; velocities: "
-                f"{d['velocities']}. {d['provenance'].rstrip('. ')}." + molecule + frames)
-        md += [f"- {line}"]
-        hbody.append(f"<p>{html.escape(line.replace('**', ''))}</p>")
-    tables = [(title, table_rows(metrics, spec)) for title, spec in TABLES]
-    tables.append(("Beyond the study: partial RDFs and diffusivity (the reference's own over "
-                   "a second stretch beside it)", _extras(metrics)))
-    for title, (models, rows) in tables:
-        md += ["", f"## {title}", "", _md_table(models, rows)]
-        hbody.append(f"<h2>{html.escape(title)}</h2>{_html_table(models, rows)}")
+def _trained_on(m: str, entry) -> Text | None:
+    per = entry.trained_on_per_dataset
+    seen = (entry.trained_on if set(per.values()) <= {entry.trained_on}
+            else "; ".join(f"{ds}: {t}" for ds, t in per.items()))
+    return f"Model {m} was trained on {seen.rstrip('.')}." if seen else None
+
+
+def _dataset_line(ev: Evaluation, ds: str) -> list[Text]:
+    """What was evaluated on dataset ``ds``: temperature, timestep, frames, velocities,
+    provenance, molecule analysis and the reference against itself."""
+    d = ev.datasets[ds]
+    ref = ev.reference.get(ds)
+    floor = ref.itself if ref is not None else None
+    frames = (f" Each simulation's RDF averages {floor.simulation_frames} frames, the "
+              f"reference's up to {ref.n_frames}; '{ITSELF_COLUMN}' compares {floor.how}: WF "
+              f"{_fmt(floor.wf_percent, '.3g')} %, JSD {_fmt(floor.jsd_nats, '.3g')}, FV "
+              f"{_fmt(floor.fv, '.3g')}, what sampling alone gives."
+              if floor is not None and floor.frames else "")
+    est = set(d.estimated)
+    spacing = d.frame_spacing_fs
+    spacing = ("" if spacing is None else f", reference frames {spacing:g} fs apart" +
+               (" (estimated from the data)" if "frame_spacing_fs" in est else ""))
+    temp_src = d.sources.get("temperature", "").removeprefix(f"{d.temperature_k:g} K: ")
+    molecule = (f" Analysed as a molecule: pair-distance density p(r), internal MSD, bonds by "
+                f"{ref.bond_rule}." if ref is not None and ref.molecule else "")
+    plan = d.plan
+    return [Strong(ds), f" ({d.name}): {d.temperature_k:g} K"
+            + (" (estimated from the data)" if "temperature" in est else "")
+            + (f" ({temp_src})" if temp_src and "temperature" not in est else "")
+            + f", timestep {plan.timestep_fs:.4g} fs{spacing}, dump every "
+            f"{plan.dump_every_steps} steps; start frames {plan.start_frames}; velocities: "
+            f"{plan.velocities}. {d.provenance.rstrip('. ')}." + molecule + frames]
+
+
+def report_sections(ev: Evaluation, figs: dict[str, list[Path]], root: Path
+                    ) -> list[Section]:
+    """The whole report, once: what was evaluated, the tables, stability, errors, plots
+    (``figs``, PNG files under ``root``)."""
+    p = ev.protocol
+    intro = (f"{len(ev.models)} model(s) × {len(ev.datasets)} dataset(s); {p.runs} NVT runs "
+             f"of {p.steps} steps each per model and dataset.")
+    what = [line for m, entry in ev.models.items()
+            if (line := _trained_on(m, entry)) is not None]
+    what += [_dataset_line(ev, ds) for ds in ev.datasets]
+    out = [Section(ev.title, [Paragraph(intro), Notes(what)], level=1)]
+    for title, rows in TABLES:
+        blocks = [table(ev, rows)]
         if title.startswith("Table 3"):
-            md += ["", EXPLAINER.format(thr=thr)]
-            hbody.append(f"<p>{html.escape(EXPLAINER.format(thr=thr))}</p>")
-    md += ["", "## Stability", ""]
-    hbody.append("<h2>Stability</h2><ul>")
-    for m, by in metrics["results"].items():
-        for ds, x in by.items():
-            line = (f"{m} on {ds}: {x['stable_runs']}/{x['runs']} runs stable over "
-                    f"{x['steps']} steps" + ("" if not x["notes"] else
-                                            "; " + "; ".join(x["notes"])))
-            md.append(f"- {line}")
-            hbody.append(f"<li>{html.escape(line)}</li>")
-    hbody.append("</ul>")
-    if metrics["errors"]:
-        md += ["", "## Errors", ""] + [f"- {e}" for e in metrics["errors"]]
-        hbody.append("<h2>Errors</h2><ul>" + "".join(
-            f"<li>{html.escape(e)}</li>" for e in metrics["errors"]) + "</ul>")
-    md += ["", "## Plots", ""]
-    hbody.append("<h2>Plots</h2>")
-    for _, paths in figs.items():
-        for path in paths:
-            rel = path.relative_to(outdir)
-            md.append(f"![{path.stem}]({rel.as_posix()})")
-            data = base64.b64encode(path.read_bytes()).decode()
-            hbody.append(f'<figure><img alt="{html.escape(path.stem)}" '
-                         f'src="data:image/png;base64,{data}"><figcaption>'
-                         f"{html.escape(path.stem)}</figcaption></figure>")
-    md.append("")
-    with atomic_path(outdir / "report.md") as tmp:
-        tmp.write_text("\n".join(md))
-    style = ("body{font-family:sans-serif;max-width:60em;margin:auto}table{border-collapse:"
-             "collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:"
-             "right}th{text-align:left}img{max-width:100%}")
-    page = io.StringIO()
-    page.write(f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>"
-               f"{html.escape(metrics['title'])}</title><style>{style}</style></head><body>")
-    page.write("".join(hbody))
-    page.write("</body></html>\n")
-    with atomic_path(outdir / "report.html") as tmp:
-        tmp.write_text(page.getvalue())
+            blocks.append(Paragraph(EXPLAINER.format(thr=p.decorrelation_fv)))
+        out.append(Section(title, blocks))
+    out.append(Section(EXTRAS_TITLE, [extras_table(ev)]))
+    stability = [f"{m} on {ds}: {x.stable_runs}/{x.runs} runs stable over {x.steps} steps"
+                 + ("" if not x.notes else "; " + "; ".join(x.notes))
+                 for m, by in ev.results.items() for ds, x in by.items()]
+    out.append(Section("Stability", [Bullets(stability)]))
+    if ev.errors:
+        out.append(Section("Errors", [Bullets(list(ev.errors))]))
+    out.append(Section("Plots", [Figures([f for paths in figs.values() for f in paths], root)]))
+    return out
+
+
+def write_report(ev: Evaluation, evaldir) -> None:
+    """Plots, ``metrics.json``, ``metrics.csv``, ``report.md`` and ``report.html`` of the
+    evaluation (every number from ``ev``)."""
+    evaldir = evaldir if isinstance(evaldir, EvalDir) else EvalDir(evaldir)
+    figs = plots(ev, evaldir)
+    ev.save(evaldir.metrics_json)
+    write_csv(ev, evaldir.metrics_csv)
+    sections = report_sections(ev, figs, evaldir.root)
+    with atomic_path(evaldir.report_md) as tmp:
+        tmp.write_text(markdown(sections))
+    with atomic_path(evaldir.report_html) as tmp:
+        tmp.write_text(html_page(sections, ev.title))
+
+
+def regenerate(outdir) -> Evaluation:
+    """Write the report of an evaluation directory again from its ``metrics.json`` (also one
+    an earlier egraff-lmp wrote, read through :mod:`.legacy`); nothing is recomputed."""
+    evaldir = EvalDir(outdir)
+    ev = Evaluation.load(evaldir.metrics_json)
+    write_report(ev, evaldir)
+    return ev
