@@ -13,6 +13,8 @@ from pathlib import Path
 
 from conftest import ROOT
 
+from egraff_lmp.run.record import RECORD_FORMAT, RECORD_VERSION
+
 
 def _sh(cmd, cwd, env):
     r = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True,
@@ -76,7 +78,7 @@ def test_wheel_carries_the_plugin_and_examples_and_runs_them_from_site_packages(
     assert "with the plugin engine" in out
     rec = json.loads((work / "run" / "run.json").read_text())
     assert rec["status"] == "ok" and rec["steps_done"] == 3 and rec["spec"]["input"] == gete
-    assert rec["format"] == "egraff-lmp-run" and rec["version"] == 1
+    assert (rec["format"], rec["version"]) == (RECORD_FORMAT, RECORD_VERSION)
     assert rec["artifact"].startswith(site) and rec["pair_mode"] == "images"
     assert (work / "run" / "metrics.json").exists()  # compared with the shipped reference
 
