@@ -47,13 +47,7 @@ class DeployedCalculator(Calculator):
 
         if self._nl is None:
             self._nl = NeighborList(cutoff=self.artifact.r_max, full_list=True)
-        pbc = [bool(p) for p in atoms.pbc]
-        box = np.asarray(atoms.cell[:], dtype=np.float64) if any(pbc) else np.zeros((3, 3))
-        i, j, s = self._nl.compute(np.asarray(atoms.positions, dtype=np.float64), box,
-                                   pbc if any(pbc) else False, quantities="ijS")
-        edge_index = torch.from_numpy(np.stack([i, j]).astype(np.int64))
-        shift = torch.from_numpy(np.asarray(s, dtype=np.float64) @ box)
-        return edge_index, shift
+        return neighbour_list(atoms, self._nl)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -81,6 +75,18 @@ class DeployedCalculator(Calculator):
                                                sigma[1, 2], sigma[0, 2], sigma[0, 1]])
         elif "stress" in properties:
             raise EgraffError("stress needs a periodic cell in all three directions")
+
+
+def neighbour_list(atoms, nl) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edge index [2, E] and Cartesian shifts [E, 3] (Å) of ``atoms`` from vesin's full
+    neighbour list ``nl`` (periodic where ``atoms`` is, in every direction it is)."""
+    pbc = [bool(p) for p in atoms.pbc]
+    box = np.asarray(atoms.cell[:], dtype=np.float64) if any(pbc) else np.zeros((3, 3))
+    i, j, s = nl.compute(np.asarray(atoms.positions, dtype=np.float64), box,
+                         pbc if any(pbc) else False, quantities="ijS")
+    edge_index = torch.from_numpy(np.stack([i, j]).astype(np.int64))
+    shift = torch.from_numpy(np.asarray(s, dtype=np.float64) @ box)
+    return edge_index, shift
 
 
 def calculator_from_factory(spec: str):

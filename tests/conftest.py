@@ -84,3 +84,14 @@ def artifacts(models, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("artifacts")
     return {k: deploy(p, root / f"{k}.egraff.pt", data=GETE_TEST) for k, p in models.items()}
+
+
+@pytest.fixture(scope="session")
+def compiled_allegro(tmp_path_factory):
+    """The shipped GeTe Allegro compiled into an AOTInductor package (about 45 s), once."""
+    from egraff_lmp.cli import main
+
+    out = tmp_path_factory.mktemp("compiled") / "gete-allegro.egraff.pt2"
+    assert main(["compile", str(ROOT / "inputs/models/gete-allegro.egraff.pt"), "-o", str(out),
+                 "--data", str(ROOT / "inputs/gete/gete_test.npz")]) == 0  # the command
+    return out

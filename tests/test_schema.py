@@ -165,7 +165,8 @@ def test_the_artifact_writer_writes_the_schemas_keys(tmp_path):
     top = {k.name for k in schema.KEYS if k.parent is None}
     assert set(meta) <= top
     assert {k.name for k in schema.PLUGIN_KEYS if k.parent is None} - set(meta) == {
-        schema.KEY_STAGES_UNAVAILABLE}  # written only where stages are missing
+        schema.KEY_STAGES_UNAVAILABLE,  # written only where stages are missing
+        schema.KEY_COMPILED}  # written only into a compiled package
     assert meta[schema.KEY_DTYPE] == schema.DTYPE_FLOAT64
     assert meta[schema.KEY_FORMAT] == schema.FORMAT
     assert meta[schema.KEY_CALLING_CONVENTION] == schema.CALLING_CONVENTION

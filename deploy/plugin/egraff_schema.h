@@ -53,6 +53,9 @@ constexpr const char *KEY_DTYPE = "dtype";
 constexpr const char *KEY_STAGES = "stages";
 // string: why a message-passing artifact has no stages (optional)
 constexpr const char *KEY_STAGES_UNAVAILABLE = "stages_unavailable";
+// object: present in an AOTInductor package (*.egraff.pt2) only: what it was compiled for and
+// from
+constexpr const char *KEY_COMPILED = "compiled";
 
 // keys inside the KEY_STAGES object
 // int: stages after stage_embed: one per layer, equal to num_layers
@@ -61,6 +64,12 @@ constexpr const char *STAGES_LAYERS = "layers";
 // x_k that layer k reads from neighbours (forward-communicated before layer k >= 1, their
 // gradients reverse-communicated)
 constexpr const char *STAGES_FEATURE_WIDTHS = "feature_widths";
+
+// keys inside the KEY_COMPILED object
+// string: the torch version it was compiled with (a package runs with that version only)
+constexpr const char *COMPILED_TORCH = "torch_version";
+// string: the device type it was compiled for (cpu, cuda)
+constexpr const char *COMPILED_DEVICE = "device_type";
 
 // pair_style egraff ... mode NAME: the modes, by code (extract(EXTRACT_MODE))
 enum Mode : int {

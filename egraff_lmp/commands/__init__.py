@@ -5,6 +5,7 @@ from . import (
     analyze,
     build_plugin,
     compare,
+    compile,
     datasets,
     deploy,
     evaluate,
@@ -14,4 +15,5 @@ from . import (
 )
 
 #: in the order of ``egraff-lmp --help``
-COMMANDS = [analyze, compare, deploy, predict, build_plugin, examples, run, evaluate, datasets]
+COMMANDS = [analyze, compare, deploy, compile, predict, build_plugin, examples, run, evaluate,
+            datasets]

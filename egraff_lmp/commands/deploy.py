@@ -26,6 +26,9 @@ def add_parser(sub) -> None:
     p.add_argument("--data", metavar="TRAJ",
                    help="configurations for the checks (first frames; default: random "
                    "compressed/expanded cells of the model's species)")
+    p.add_argument("--compile", action="store_true",
+                   help="also write the AOTInductor package (MODEL's stem + .egraff.pt2; "
+                   "see 'egraff-lmp compile')")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--info", action="store_true", help="print ARTIFACT's metadata")
     g.add_argument("--check", action="store_true",
@@ -75,4 +78,11 @@ def main(args) -> int:
     elif meta.get("stages_unavailable"):
         print(f"no stages ({meta['stages_unavailable']}): on several ranks it runs with a "
               f"ghost shell of {meta['ghost_cutoff']:g} Å")
+    if args.compile:
+        from ..deploy.compiled import compile_artifact
+        from ..deploy.compiled import read_metadata as read_package
+        from .compile import compiled_summary
+
+        pkg = compile_artifact(path, args.model, family=args.family, data=args.data)
+        print(compiled_summary(pkg, read_package(pkg)))
     return 0

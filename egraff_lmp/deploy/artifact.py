@@ -153,6 +153,10 @@ def read_metadata(path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise located(path, "no such artifact file")
+    from . import compiled
+
+    if compiled.is_package(p):
+        return compiled.read_metadata(p)
     try:
         with zipfile.ZipFile(p) as z:
             names = [n for n in z.namelist() if n.endswith(f"/extra/{META_FILE}")]
@@ -226,6 +230,12 @@ def torch_device(device: str = "cpu") -> torch.device:
 
 
 def load(path, device: str = "cpu") -> Artifact:
+    """The artifact at ``path``: a TorchScript archive, or a compiled package
+    (:mod:`.compiled`, read from the file's content)."""
+    from . import compiled
+
+    if compiled.is_package(path):
+        return compiled.load(path, device)
     meta = read_metadata(path)
     where = torch_device(device)
     try:

@@ -57,6 +57,7 @@ KEY_UNITS = "units"
 KEY_STAGES = "stages"
 KEY_STAGES_UNAVAILABLE = "stages_unavailable"
 KEY_SPECIES_FROM = "species_from"
+KEY_COMPILED = "compiled"
 
 # --- keys inside the KEY_STAGES object ---------------------------------------------------
 
@@ -64,6 +65,14 @@ STAGES_LAYERS = "layers"
 STAGES_FEATURE_WIDTHS = "feature_widths"
 STAGES_STATE_WIDTHS = "state_widths"
 STAGES_EXCHANGE = "exchange"
+
+# --- keys inside the KEY_COMPILED object (a compiled package only) ----------------------
+
+COMPILED_TORCH = "torch_version"
+COMPILED_DEVICE = "device_type"
+COMPILED_CPU = "cpu_flags"
+COMPILED_SECONDS = "compile_s"
+COMPILED_FROM_SHA256 = "artifact_sha256"
 
 # --- values ------------------------------------------------------------------------------
 
@@ -134,6 +143,21 @@ KEYS: tuple[Key, ...] = (
         "why a message-passing artifact has no stages (optional)", True),
     Key(KEY_SPECIES_FROM, "KEY_SPECIES_FROM", "string", "",
         "where the species came from, when not from the model itself (optional)", False),
+    Key(KEY_COMPILED, "KEY_COMPILED", "object", "",
+        "present in an AOTInductor package (*.egraff.pt2) only: what it was compiled for "
+        "and from", True),
+    Key(COMPILED_TORCH, "COMPILED_TORCH", "string", "",
+        "the torch version it was compiled with (a package runs with that version only)",
+        True, KEY_COMPILED),
+    Key(COMPILED_DEVICE, "COMPILED_DEVICE", "string", "",
+        "the device type it was compiled for (cpu, cuda)", True, KEY_COMPILED),
+    Key(COMPILED_CPU, "COMPILED_CPU", "string", "",
+        "the CPU's instruction-set flags the generated code may use", False, KEY_COMPILED),
+    Key(COMPILED_SECONDS, "COMPILED_SECONDS", "float", "s", "how long compiling took",
+        False, KEY_COMPILED),
+    Key(COMPILED_FROM_SHA256, "COMPILED_FROM_SHA256", "string", "",
+        "sha256 of the TorchScript artifact it was compiled from and checked against",
+        False, KEY_COMPILED),
     Key(STAGES_LAYERS, "STAGES_LAYERS", "int", "",
         "stages after stage_embed: one per layer, equal to num_layers", True, KEY_STAGES),
     Key(STAGES_FEATURE_WIDTHS, "STAGES_FEATURE_WIDTHS", "list of ints",
@@ -147,6 +171,9 @@ KEYS: tuple[Key, ...] = (
     Key(STAGES_EXCHANGE, "STAGES_EXCHANGE", "string", "",
         "what is exchanged, in words", False, KEY_STAGES),
 )
+
+#: the C++ constant of each key's name
+_CPP_OF = {k.name: k.cpp for k in KEYS if k.parent is None}
 
 #: the keys pair_style egraff reads
 PLUGIN_KEYS: tuple[Key, ...] = tuple(k for k in KEYS if k.plugin)
@@ -270,12 +297,13 @@ def cpp_header() -> str:
             unit = f" ({key.unit})" if key.unit else ""
             out += _comment(f"{key.kind}{unit}: {key.meaning}")
             out.append(f"constexpr const char *{key.cpp} = {_cpp_string(key.name)};")
-    out += ["", "// keys inside the KEY_STAGES object"]
-    for key in PLUGIN_KEYS:
-        if key.parent == KEY_STAGES:
-            unit = f" ({key.unit})" if key.unit else ""
-            out += _comment(f"{key.kind}{unit}: {key.meaning}")
-            out.append(f"constexpr const char *{key.cpp} = {_cpp_string(key.name)};")
+    for parent in (KEY_STAGES, KEY_COMPILED):
+        out += ["", f"// keys inside the {_CPP_OF[parent]} object"]
+        for key in PLUGIN_KEYS:
+            if key.parent == parent:
+                unit = f" ({key.unit})" if key.unit else ""
+                out += _comment(f"{key.kind}{unit}: {key.meaning}")
+                out.append(f"constexpr const char *{key.cpp} = {_cpp_string(key.name)};")
     out += ["", "// pair_style egraff ... mode NAME: the modes, by code (extract(EXTRACT_MODE))"]
     out.append("enum Mode : int {")
     for m in sorted(MODES, key=lambda m: m.code):

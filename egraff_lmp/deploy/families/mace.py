@@ -48,6 +48,7 @@ class MACEEnergy(torch.nn.Module):
     def forward(self, pos: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
                 shift: torch.Tensor) -> torch.Tensor:
         n = pos.shape[0]
+        batch = torch.zeros(n, dtype=torch.long, device=pos.device)
         data = {
             "positions": pos,
             "node_attrs": torch.nn.functional.one_hot(types, self.n_types).to(pos.dtype),
@@ -55,8 +56,10 @@ class MACEEnergy(torch.nn.Module):
             "shifts": shift,
             "unit_shifts": torch.zeros_like(shift),
             "cell": torch.zeros((1, 3, 3), dtype=pos.dtype, device=pos.device),
-            "batch": torch.zeros(n, dtype=torch.long, device=pos.device),
-            "ptr": torch.tensor([0, n], dtype=torch.long, device=pos.device),
+            "batch": batch,
+            # [0, n] made by tensor ops (mace reads its numel only): torch.tensor([0, n])
+            # would fix n into a compiled graph (deploy/compiled.py)
+            "ptr": torch.stack([batch.sum(), torch.ones_like(batch).sum()]),
             "head": torch.zeros(1, dtype=torch.long, device=pos.device),
         }
         out = self.model(data, training=False, compute_force=False, compute_virials=False,

@@ -1,0 +1,358 @@
+"""Compiled artifacts: an artifact's model as an AOTInductor package (``*.egraff.pt2``).
+
+A TorchScript artifact runs its network op by op; AOTInductor turns the same computation,
+energy *and* its gradients, into generated C++ (or Triton on a GPU). The package is made
+from the trained model (TorchScript cannot be exported), checked against the TorchScript
+artifact it sits beside and written only when it agrees with it:
+
+1. the family's energy module is loaded again, traceable (e3nn's TorchScript codegen off);
+2. :class:`Unfolded` (the calling convention: per-atom energies, forces and virial by
+   autograd) is unfolded by ``make_fx`` into one graph of aten ops, symbolically, at two
+   atom and edge counts: the two graphs must be the same (no size fixed into them);
+3. ``torch.export`` with dynamic atom and edge counts, ``aoti_compile_and_package``;
+4. parity with the TorchScript artifact on the validation configurations and on one of
+   another size, with deploy's tolerances.
+
+The package's calling convention (package metadata key ``egraff_lmp.json``: the artifact's
+metadata, ``stages`` null, plus ``compiled``: torch version, device, CPU capability, seconds,
+the artifact's sha256)::
+
+    (pos f64[N,3] Å, types i64[N], edge_index i64[2,E], edge_shift f64[E,3] Å,
+     n_local i64[] (0-d))  ->  (atom_energy f64[N] eV, forces f64[N,3] eV/Å,
+                                virial f64[3,3] eV, always computed)
+
+N ≥ 2 and E ≥ 2: every caller appends :data:`PAD` dummy atoms (type 0, at atom 0's
+position) joined only to each other by two edges of r_max/2 (:func:`pad`); their index is
+≥ n_local, so they add nothing to the energy and no real atom sees them. A package runs
+with the torch version and device type it was compiled for, on a CPU with at least its
+instruction set; anything else is refused in one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import zipfile
+from pathlib import Path
+
+import torch
+
+from ..errors import EgraffError, located
+from . import artifact as _artifact
+from .model import edge_inputs
+from .schema import (
+    COMPILED_CPU,
+    COMPILED_DEVICE,
+    COMPILED_FROM_SHA256,
+    COMPILED_SECONDS,
+    COMPILED_TORCH,
+    KEY_COMPILED,
+    KEY_STAGES,
+    META_FILE,
+)
+
+SUFFIX = ".egraff.pt2"
+#: dummy atoms (and edges) appended to every call: the package's sizes start at 2
+PAD = 2
+#: torch's CPU capabilities, weakest first
+_CAPABILITIES = ("DEFAULT", "VSX", "ZVECTOR", "AVX2", "AVX512")
+
+
+class Unfolded(torch.nn.Module):
+    """:class:`~egraff_lmp.deploy.model.DeployedModel`'s forward in a traceable form: the
+    local atoms chosen by a mask from a 0-d ``n_local`` (not a slice by a Python int) and
+    the virial always computed."""
+
+    def __init__(self, energy_model: torch.nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.energy_model = energy_model
+        self.model_dtype = dtype
+        for p in self.energy_model.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, pos, types, edge_index, edge_shift, n_local):
+        dtype = self.model_dtype
+        zero, shift = edge_inputs(pos, edge_index, edge_shift, dtype)
+        u = zero.detach().requires_grad_(True)
+        strain = torch.zeros((3, 3), dtype=dtype, device=pos.device).requires_grad_(True)
+        sym = 0.5 * (strain + strain.transpose(0, 1))
+        atom_energy = self.energy_model(u + u @ sym, types, edge_index, shift + shift @ sym)
+        local = torch.arange(pos.shape[0], device=pos.device) < n_local
+        e_local = torch.where(local, atom_energy, torch.zeros_like(atom_energy)).sum()
+        g_pos, g_strain = torch.autograd.grad([e_local], [u, strain])
+        return (atom_energy.detach().to(torch.float64), (-g_pos).to(torch.float64),
+                (-g_strain).to(torch.float64))
+
+
+def pad(pos, types, edge_index, edge_shift, r_max: float):
+    """The inputs with :data:`PAD` dummy atoms appended (type 0, at atom 0's position or
+    the origin) and two edges between them, r_max/2 long."""
+    n = pos.shape[0]
+    at = pos[:1] if n else torch.zeros((1, 3), dtype=pos.dtype, device=pos.device)
+    pos = torch.cat([pos, at.expand(PAD, 3)])
+    types = torch.cat([types, torch.zeros(PAD, dtype=types.dtype, device=types.device)])
+    extra = torch.tensor([[n, n + 1], [n + 1, n]], dtype=edge_index.dtype,
+                         device=edge_index.device)
+    half = 0.5 * float(r_max)
+    shifts = torch.tensor([[half, 0.0, 0.0], [-half, 0.0, 0.0]], dtype=edge_shift.dtype,
+                          device=edge_shift.device)
+    return pos, types, torch.cat([edge_index, extra], 1), torch.cat([edge_shift, shifts])
+
+
+# --- tracing ---------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def traceable():
+    """Models loaded and traced inside are unfolded op by op: e3nn's code generation
+    stays Python (its TorchScript would run with the sizes it first saw), and no dynamic
+    size is unified with an equal static one (duck shaping: E == 128 features)."""
+    import torch.fx.experimental._config as fx_config
+
+    e3nn = None
+    with contextlib.suppress(ImportError):
+        import e3nn
+    old_e3nn = e3nn.get_optimization_defaults() if e3nn is not None else None
+    old_duck = fx_config.use_duck_shape
+    try:
+        if e3nn is not None:
+            e3nn.set_optimization_defaults(jit_script_fx=False)
+        fx_config.use_duck_shape = False
+        yield
+    finally:
+        fx_config.use_duck_shape = old_duck
+        if e3nn is not None:
+            e3nn.set_optimization_defaults(**old_e3nn)
+
+
+def _make_fx(module, inputs):
+    from torch._decomp import core_aten_decompositions
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    return make_fx(module, decomposition_table=dict(core_aten_decompositions()),
+                   tracing_mode="symbolic", _allow_non_fake_inputs=True,
+                   _error_on_data_dependent_ops=True)(*[x.clone() for x in inputs])
+
+
+def unfold(module: Unfolded, example: tuple, smaller: tuple, where) -> torch.fx.GraphModule:
+    """``module`` as one aten graph; the graphs traced at two sizes must agree, else a size
+    was fixed into it (one line naming where)."""
+    try:
+        graph = _make_fx(module, example)
+        other = _make_fx(module, smaller)
+    except Exception as exc:  # noqa: BLE001 - any op the tracer cannot take
+        raise located(where, f"the model does not unfold into one graph "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}): "
+                             "use the TorchScript artifact") from None
+    if graph.code != other.code:
+        raise located(where, "the model fixes the atom or edge count into its graph (traced "
+                             "at two sizes, the graphs differ): use the TorchScript artifact")
+    return graph
+
+
+def _inputs(atoms, type_names, r_max):
+    """Padded package inputs of ASE ``atoms`` (all local)."""
+    from vesin import NeighborList
+
+    from ..calculator import neighbour_list
+
+    index = {s: k for k, s in enumerate(type_names)}
+    edge_index, shift = neighbour_list(atoms, NeighborList(cutoff=r_max, full_list=True))
+    pos = torch.from_numpy(atoms.positions.astype("float64"))
+    types = torch.tensor([index[s] for s in atoms.get_chemical_symbols()], dtype=torch.long)
+    return (*pad(pos, types, edge_index, shift, r_max),
+            torch.tensor(len(atoms), dtype=torch.long))
+
+
+def cpu_capability() -> str:
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def compile_source(source, artifact_path, output, data=None, device: str = "cpu") -> Path:
+    """Compile ``source`` (a :class:`~egraff_lmp.deploy.families.Source`, loaded inside
+    :func:`traceable`) into a package at ``output``, after parity with the TorchScript
+    artifact at ``artifact_path``; returns its path."""
+    import tempfile
+
+    from torch.export import Dim
+
+    from . import configurations
+
+    if device != "cpu":
+        raise EgraffError(f"compiling for {device}: this egraff-lmp compiles for the CPU only "
+                          "so far")
+    meta = _artifact.read_metadata(artifact_path)
+    dtype = meta["dtype"]
+    configs, where = configurations(meta["type_names"], meta["r_max"], data)
+    module = Unfolded(source.energy_model, source.dtype).eval()
+    example = _inputs(configs[0], meta["type_names"], meta["r_max"])
+    smaller = _inputs(configs[0][:-3], meta["type_names"], meta["r_max"])
+    t0 = time.perf_counter()
+    with traceable():
+        graph = unfold(module, example, smaller, artifact_path)
+        n, e = Dim("N", min=PAD), Dim("E", min=PAD)
+        try:
+            program = torch.export.export(graph, example,
+                                          dynamic_shapes=({0: n}, {0: n}, {1: e}, {0: e}, None))
+        except Exception as exc:  # noqa: BLE001 - the exporter's refusals are many
+            raise located(artifact_path, f"torch.export refused the model "
+                                         f"({type(exc).__name__}: "
+                                         f"{str(exc).splitlines()[0][:200]}): use the "
+                                         "TorchScript artifact") from None
+        compiled_meta = {**meta, KEY_STAGES: None, KEY_COMPILED: {
+            COMPILED_TORCH: torch.__version__, COMPILED_DEVICE: device,
+            COMPILED_CPU: cpu_capability(), COMPILED_FROM_SHA256: _artifact.sha256(
+                artifact_path)}}
+        with tempfile.TemporaryDirectory() as tmp:
+            draft = Path(tmp) / f"draft{SUFFIX}"
+            torch._inductor.aoti_compile_and_package(
+                program, package_path=str(draft),
+                inductor_configs={"aot_inductor.metadata": {META_FILE: json.dumps(
+                    compiled_meta)}})
+            seconds = time.perf_counter() - t0
+            report = _parity(draft, artifact_path, configs, dtype)
+            report["configurations"] = where
+            compiled_meta[KEY_COMPILED][COMPILED_SECONDS] = round(seconds, 1)
+            compiled_meta["validation"] = {**meta.get("validation", {}),
+                                           "compiled_parity": report}
+            _write_with_metadata(draft, compiled_meta, output)
+    return Path(output)
+
+
+def _write_with_metadata(package, meta: dict, output) -> None:
+    """Copy ``package`` to ``output`` (atomically) with ``meta`` as its metadata: the
+    package's ``*_metadata.json``, which its loaders read (Python's ``get_metadata`` and
+    libtorch's ``AOTIModelPackageLoader``)."""
+    from ..files import atomic_path
+
+    with zipfile.ZipFile(package) as src, atomic_path(output) as tmp, \
+            zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if "/data/aotinductor/" in info.filename and info.filename.endswith(
+                    "_metadata.json"):
+                inner = json.loads(data)
+                inner[META_FILE] = json.dumps(meta)
+                data = json.dumps(inner).encode()
+            dst.writestr(info, data)
+
+
+def _parity(package, artifact_path, configs, dtype: str) -> dict:
+    """Package vs TorchScript artifact on ``configs`` and on a 2x1x1 replica of the first
+    (another atom count): forces (eV/Å), energy per atom, per-atom energies (eV); raises
+    on a difference above deploy's tolerances."""
+    from ..calculator import DeployedCalculator
+    from . import checks
+
+    configs = list(configs) + [configs[0].repeat((2, 1, 1))]
+    report = checks.parity(DeployedCalculator(load(package)),
+                           DeployedCalculator(artifact_path), configs)
+    f_tol = checks.force_tolerance(dtype, report["force_scale"])
+    e_tol = checks.tolerance(dtype)
+    bad = []
+    if report["forces"] > f_tol:
+        bad.append(f"forces differ by {report['forces']:.3g} eV/Å (tolerance {f_tol:.3g})")
+    if report["energy_per_atom"] > e_tol:
+        bad.append(f"energies by {report['energy_per_atom']:.3g} eV/atom (tolerance "
+                   f"{e_tol:.3g})")
+    if bad:
+        raise located(artifact_path, "the compiled package disagrees with the TorchScript "
+                                     "artifact: " + "; ".join(bad) + "; package not written")
+    return report
+
+
+def compile_artifact(artifact_path, source_path=None, output=None, family=None, data=None,
+                     device: str = "cpu") -> Path:
+    """``egraff-lmp compile``: the package of an existing artifact, compiled from its
+    trained model (``source_path``; default: the file the artifact names, beside it)."""
+    from . import load_source
+    from .families import registry
+
+    artifact_path = Path(artifact_path)
+    meta = _artifact.read_metadata(artifact_path)
+    if KEY_COMPILED in meta:
+        raise located(artifact_path, "already a compiled package")
+    if source_path is None:
+        source_path = artifact_path.parent / meta["source_file"]
+        if not source_path.exists():
+            raise located(artifact_path, f"its trained model {meta['source_file']} is not "
+                                         "beside it: give --source MODEL")
+    if _artifact.sha256(source_path) != meta["source_sha256"]:
+        raise located(source_path, f"is not the model {artifact_path} was built from "
+                                   "(sha256 differs)")
+    fam = registry.get(family, source_path) if family else (
+        registry.of_artifact(meta["family"]) or registry.get(meta["family"], source_path))
+    species = meta["type_names"] if fam.accepts_species else None
+    output = output or artifact_path.with_name(artifact_path.name.split(".")[0] + SUFFIX)
+    with traceable():
+        source = load_source(source_path, fam.name, species)
+    return compile_source(source, artifact_path, output, data, device)
+
+
+# --- reading and running -----------------------------------------------------------------
+
+def is_package(path) -> bool:
+    """Whether ``path`` is an AOTInductor package (read from its content)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any("/data/aotinductor/" in n for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def read_metadata(path) -> dict:
+    """A package's metadata, read from the zip without loading it."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if "/data/aotinductor/" in n
+                     and n.endswith("wrapper_metadata.json")]
+            inner = json.loads(z.read(names[0]))[META_FILE] if names else None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, json.JSONDecodeError) as exc:
+        raise located(path, f"not a complete compiled package ({type(exc).__name__})") \
+            from None
+    if inner is None:
+        raise located(path, "an AOTInductor package, but not egraff-lmp's (no "
+                            f"{META_FILE} in its metadata)")
+    meta = json.loads(inner)
+    _check_runs_here(path, meta)
+    return meta
+
+
+def _check_runs_here(path, meta, device: str = "cpu"):
+    c = meta[KEY_COMPILED]
+    if c[COMPILED_TORCH] != torch.__version__:
+        raise located(path, f"compiled with torch {c[COMPILED_TORCH]}, running torch "
+                            f"{torch.__version__}: compile it again (egraff-lmp compile)")
+    if c[COMPILED_DEVICE] != torch.device(device).type:
+        raise located(path, f"compiled for {c[COMPILED_DEVICE]}, asked to run on {device}")
+    have, need = cpu_capability(), c.get(COMPILED_CPU, "DEFAULT")
+    rank = {k: i for i, k in enumerate(_CAPABILITIES)}
+    if rank.get(have, 0) < rank.get(need, 0):
+        raise located(path, f"compiled for a CPU with {need}, this one has {have}: compile it "
+                            "again here")
+
+
+class CompiledArtifact(_artifact.Artifact):
+    """A loaded package: called as a TorchScript artifact is (the padding is added and
+    removed here)."""
+
+    def __call__(self, pos, types, edge_index, edge_shift, n_local: int,
+                 compute_virial: bool = False):
+        n = pos.shape[0]
+        d = self.device
+        padded = pad(pos.to(d), types.to(d), edge_index.to(d), edge_shift.to(d), self.r_max)
+        energy, forces, virial = self.module(*padded, torch.tensor(n_local, device=d))
+        out = energy[:n], forces[:n], virial
+        return tuple(t.cpu() for t in out) if d.type != "cpu" else out
+
+
+def load(path, device: str = "cpu") -> CompiledArtifact:
+    meta = read_metadata(path)
+    _check_runs_here(path, meta, device)
+    where = _artifact.torch_device(device)
+    try:
+        module = torch._inductor.aoti_load_package(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise located(path, f"the compiled package could not be loaded "
+                            f"({type(exc).__name__})") from None
+    return CompiledArtifact(Path(path), module, meta, where)
