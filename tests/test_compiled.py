@@ -152,3 +152,54 @@ def test_a_package_is_a_zip_of_aotinductor_code_not_a_torchscript_archive(compil
     assert compiled.is_package(compiled_allegro) and not compiled.is_package(ALLEGRO)
     with zipfile.ZipFile(compiled_allegro) as z:
         assert not any(n.endswith("/extra/egraff_lmp.json") for n in z.namelist())
+
+
+def test_concurrent_first_uses_compile_once_into_the_cache(tmp_path):
+    """Two processes ask for the package of one artifact on an empty cache: one compiles,
+    the other waits for it and gets the same file."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "EGRAFF_LMP_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    code = ("import sys; from egraff_lmp.deploy.compiled import cached; "
+            f"print(cached(sys.argv[1], data={str(ROOT / 'inputs/gete/gete_test.npz')!r}))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(ALLEGRO)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate() for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    paths = {o[0].strip().splitlines()[-1] for o in outs}
+    assert len(paths) == 1
+    log = (tmp_path / "cache" / "compiled" / "compiles.log").read_text().splitlines()
+    assert len(log) == 1, log  # one compile
+    assert DeployedCalculator(paths.pop()).artifact.metadata["compiled"]
+
+
+def test_evaluate_with_protocol_compiled_runs_the_cached_package(compiled_allegro, tmp_path,
+                                                                 monkeypatch, capsys):
+    """``protocol: {compiled: true}``: the artifact's package from the cache (here put
+    there beforehand: no compile) runs every simulation and the static errors."""
+    import shutil
+
+    import yaml
+
+    from egraff_lmp.evaluate.records import Evaluation
+    from egraff_lmp.run.record import RunRecord
+
+    monkeypatch.setenv("EGRAFF_LMP_CACHE", str(tmp_path / "cache"))
+    entry = tmp_path / "cache" / "compiled" / compiled.cache_key(ALLEGRO)
+    entry.mkdir(parents=True)
+    shutil.copy(compiled_allegro, entry / "gete-allegro.egraff.pt2")
+    cfg = {"models": {"allegro": {"artifact": str(ALLEGRO)}}, "datasets": ["gete"],
+           "protocol": {"runs": 1, "steps": 5, "static_frames": 3, "compiled": True,
+                        "engine": "callback"}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    code = cli(["evaluate", str(tmp_path / "cfg.yaml"), "-o", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "runs compiled as" in out + err and not (entry.parent / "compiles.log").exists()
+    x = Evaluation.load(tmp_path / "out" / "metrics.json").cell("allegro", "gete")
+    assert x.stable_runs == 1 and x.static.f_mae_mev_per_a > 0
+    (run,) = (tmp_path / "out" / "runs").rglob("run.json")
+    assert RunRecord.load(run.parent).spec.variables["model"].endswith(".egraff.pt2")

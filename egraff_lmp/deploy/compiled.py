@@ -289,6 +289,38 @@ def compile_artifact(artifact_path, source_path=None, output=None, family=None, 
     return compile_source(source, artifact_path, output, data, device)
 
 
+def cache_key(artifact_path, device: str = "cpu") -> str:
+    """What a cached package depends on: the artifact's content, torch, device, CPU."""
+    import hashlib
+
+    parts = (_artifact.sha256(artifact_path), torch.__version__, torch.device(device).type,
+             cpu_capability())
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+def cached(artifact_path, source_path=None, data=None, device: str = "cpu") -> Path:
+    """The package of ``artifact_path`` from the cache (``$EGRAFF_LMP_CACHE/compiled``,
+    default ``~/.cache/egraff-lmp``), compiled on first use. Concurrent first uses
+    (``evaluate --jobs N``) compile once: the compile holds a file lock on its entry and
+    the package is renamed into place whole; each compile is logged in ``compiles.log``
+    beside the entries (time, key, seconds)."""
+    from ..files import file_lock
+    from ..lammps.plugin import cache_dir
+
+    artifact_path = Path(artifact_path)
+    entry = cache_dir() / "compiled" / cache_key(artifact_path, device)
+    target = entry / (artifact_path.name.split(".")[0] + SUFFIX)
+    with file_lock(entry.with_suffix(".lock")):
+        if target.exists():
+            return target
+        t0 = time.perf_counter()
+        compile_artifact(artifact_path, source_path, target, data=data, device=device)
+        with open(entry.parent / "compiles.log", "a") as log:
+            log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {entry.name} "
+                      f"{artifact_path.name} {time.perf_counter() - t0:.1f} s\n")
+    return target
+
+
 # --- reading and running -----------------------------------------------------------------
 
 def is_package(path) -> bool:

@@ -42,6 +42,28 @@ def _fingerprint(cfg: config.Config) -> str:
     return h.hexdigest()[:16]
 
 
+def _compiled(cfg: config.Config, log) -> config.Config:
+    """``cfg`` with every artifact replaced by its compiled package, from the cache
+    (compiled once per artifact, whatever the number of runs and jobs)."""
+    import dataclasses
+    import time
+
+    from ..deploy.compiled import cached
+
+    def package(m: config.Model) -> config.Model:
+        if m.artifact is None:
+            return dataclasses.replace(m, per_dataset={k: package(v) for k, v in
+                                                       m.per_dataset.items()})
+        t0 = time.perf_counter()
+        path = cached(m.artifact)
+        log(f"model {m.name}: {m.artifact.name} runs compiled as {path} "
+            f"({time.perf_counter() - t0:.0f} s to compile or find)")
+        return dataclasses.replace(m, artifact=path, per_dataset={
+            k: package(v) for k, v in m.per_dataset.items()})
+
+    return dataclasses.replace(cfg, models=[package(m) for m in cfg.models])
+
+
 def _record(rundir: Path) -> RunRecord | None:
     try:
         return RunRecord.load(rundir)
@@ -62,6 +84,8 @@ def evaluate(config_path, outdir, runs=None, steps=None, jobs=1, dask_scheduler=
     proto = cfg.protocol
     evaldir = EvalDir(outdir)
     evaldir.claim(_fingerprint(cfg), str(cfg.path), cfg.title, proto.config_dict())
+    if proto.compiled:
+        cfg = _compiled(cfg, log)
     plans, tasks = {}, []
     for t in cfg.datasets:
         plans[t.label] = plan.prepare_dataset(t, proto, evaldir)

@@ -30,8 +30,6 @@ MODEL_KEYS = {"artifact", "artifacts", "calculator", "species", "label", "traini
               "trained_on"}
 DATASET_KEYS = {"name", "label", "temperature", "timestep_fs", "frame_spacing_fs", "split",
                 "trajectory_split", "files", "trajectory_files", "species", "periodic"}
-#: the protocol's config keys and defaults (what each means, and its unit: ``Protocol``)
-PROTOCOL_DEFAULTS = Protocol().config_dict()
 TOP_KEYS = {"title", "models", "datasets", "protocol"}
 
 
@@ -107,7 +105,6 @@ def load(path, overrides: dict | None = None) -> Config:
     check_keys("the config", raw, TOP_KEYS, path)
     base = path.parent.resolve()
     given = raw.get("protocol") or {}
-    check_keys("protocol", given, PROTOCOL_DEFAULTS, path)
     protocol = Protocol.from_config(
         {**given, **{k: v for k, v in (overrides or {}).items() if v is not None}}, path)
     models = [_model(name, spec, base, path) for name, spec in (raw.get("models") or {}).items()]

@@ -138,6 +138,10 @@ CONFIG_KEYS = {"rdf_dr": "rdf_dr_a", "rdf_rmax": "rdf_rmax_a",
                "max_force": "max_force_ev_per_a", "bond_cutoff": "bond_cutoff_a"}
 
 
+#: protocol fields added after the fingerprint's first version -> their defaults
+_ADDED_SINCE = {"compiled": False}
+
+
 @dataclass
 class Protocol(Record):
     """How every model × dataset is evaluated (the config's ``protocol:``; its keys are the
@@ -159,6 +163,7 @@ class Protocol(Record):
     decorrelation_fv: float = 0.5   #: FV(t) above this: the trajectories have decorrelated
     bond_cutoff_a: float | None = None  #: bond angles (None: first minimum of the ref. RDF)
     nve_steps: int = 0              #: > 0: one NVE run of this many steps per model × dataset
+    compiled: bool = False          #: run every artifact as its compiled package (cached)
 
     @staticmethod
     def config_keys() -> dict[str, str]:
@@ -169,7 +174,9 @@ class Protocol(Record):
     def config_dict(self) -> dict:
         """The protocol under its config keys, values as given (what the fingerprint of an
         evaluation directory hashes, as every version did)."""
-        return {key: getattr(self, name) for key, name in self.config_keys().items()}
+        # keys added since, at their defaults, are left out: directories of before resume
+        return {key: getattr(self, name) for key, name in self.config_keys().items()
+                if not (name in _ADDED_SINCE and getattr(self, name) == _ADDED_SINCE[name])}
 
     @classmethod
     def from_config(cls, given: dict, where) -> Protocol:
@@ -183,6 +190,9 @@ class Protocol(Record):
         if not isinstance(p.nve_steps, int) or p.nve_steps < 0:
             raise located(where, f"protocol.nve_steps must be 0 or a positive integer, got "
                                  f"{p.nve_steps!r}")
+        if not isinstance(p.compiled, bool):
+            raise located(where, f"protocol.compiled must be true or false, got "
+                                 f"{p.compiled!r}")
         for key in ("runs", "steps", "np"):
             if not isinstance(getattr(p, key), int) or getattr(p, key) < 1:
                 raise located(where, f"protocol.{key} must be a positive integer, got "
