@@ -19,6 +19,7 @@
 #include "utils.h"
 
 #include <torch/cuda.h>
+#include <torch/version.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
 #include <mpi.h>
@@ -106,10 +107,29 @@ void PairEgraff::settings(int narg, char **arg)
   }
   device = choose_device(device_name);
   std::unordered_map<std::string, std::string> extra{{META_FILE, ""}};
+  // the file's kind from its content: an AOTInductor package's metadata names the
+  // artifact's, a TorchScript archive has none
+  package.reset();
   try {
-    model = torch::jit::load(artifact, device, extra);
-  } catch (const std::exception &e) {
-    error->all(FLERR, "pair_style egraff: cannot load artifact {}: not a complete TorchScript archive", artifact);
+    auto pkg_meta = torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(artifact, "model");
+    if (pkg_meta.count(META_FILE)) extra[META_FILE] = pkg_meta[META_FILE];
+  } catch (const std::exception &) {
+  }
+  if (!extra[META_FILE].empty()) {
+    check_compiled(json::parse(extra[META_FILE]));
+    try {
+      package = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
+          artifact, "model", false, 1, device.is_cuda() ? device.index() : (c10::DeviceIndex) -1);
+    } catch (const std::exception &e) {
+      error->all(FLERR, "pair_style egraff: cannot load the compiled package {}: {}", artifact,
+                 std::string(e.what()).substr(0, 200));
+    }
+  } else {
+    try {
+      model = torch::jit::load(artifact, device, extra);
+    } catch (const std::exception &e) {
+      error->all(FLERR, "pair_style egraff: cannot load artifact {}: not a complete TorchScript archive", artifact);
+    }
   }
   if (extra[META_FILE].empty())
     error->all(FLERR, "pair_style egraff: {} is not an egraff-lmp artifact (no metadata)", artifact);
@@ -138,7 +158,9 @@ void PairEgraff::settings(int narg, char **arg)
   } catch (const std::exception &e) {
     error->all(FLERR, "pair_style egraff: corrupt metadata in {}: {}", artifact, e.what());
   }
-  model.eval();
+  if (!package) model.eval();
+  if (mode_request == MODE_STAGED && package)
+    error->all(FLERR, "pair_style egraff: mode staged asked for, but {} is a compiled package, which has no stages: use its TorchScript artifact or mode auto, images or ghosts", artifact);
   if (mode_request == MODE_STAGED && stage_layers == 0) {
     std::string why = meta.value(KEY_STAGES_UNAVAILABLE, std::string());
     if (strictly_local)
@@ -161,6 +183,24 @@ void PairEgraff::settings(int narg, char **arg)
 
 /* device cpu | cuda | cuda:N. cuda: one GPU per rank, the rank's index among the ranks of
    its node modulo the GPUs it sees. */
+
+/* A compiled package runs with the torch version and the device type it was compiled for
+   (its metadata's KEY_COMPILED): anything else is one error. */
+
+template <class Json> void PairEgraff::check_compiled(const Json &meta)
+{
+  if (!meta.contains(KEY_COMPILED))
+    error->all(FLERR, "pair_style egraff: {} is an AOTInductor package without egraff-lmp's compiled metadata", artifact);
+  const auto &c = meta[KEY_COMPILED];
+  const std::string built = c.value(COMPILED_TORCH, std::string("?"));
+  const std::string here = TORCH_VERSION;
+  if (built.substr(0, built.find('+')) != here.substr(0, here.find('+')))
+    error->all(FLERR, "pair_style egraff: {} was compiled with torch {}, this plugin runs torch {}: compile it again (egraff-lmp compile)", artifact, built, here);
+  const std::string want = device.is_cuda() ? "cuda" : "cpu";
+  if (c.value(COMPILED_DEVICE, std::string("?")) != want)
+    error->all(FLERR, "pair_style egraff: {} was compiled for {}, asked to run on {}", artifact,
+               c.value(COMPILED_DEVICE, std::string("?")), want);
+}
 
 torch::Device PairEgraff::choose_device(const std::string &name)
 {
@@ -449,11 +489,32 @@ double PairEgraff::evaluate(const std::vector<int> &atoms, int n_center,
   torch::Tensor edge_index = torch::from_blob(edges.index.data(), {ne, 2}, i64).t().contiguous();
   torch::Tensor shift = torch::from_blob(edges.shift.data(), {ne, 3}, f64).clone();
 
-  std::vector<torch::jit::IValue> inputs{pos.to(device), types.to(device), edge_index.to(device),
-                                         shift.to(device), (int64_t) n_center, want_virial};
-  auto out = model.forward(inputs).toTuple();
-  torch::Tensor atom_energy = out->elements()[0].toTensor().to(torch::kCPU).contiguous();
-  torch::Tensor forces = out->elements()[1].toTensor().to(torch::kCPU).contiguous();
+  torch::Tensor atom_energy, forces, w;
+  if (package) {
+    // the package's sizes start at 2: two dummy atoms (type 0, at the first atom) joined only
+    // to each other by two edges r_max/2 long, after every atom (their index >= n_center:
+    // no energy, no neighbour among the real atoms), cut off again below
+    torch::Tensor at = na ? pos.index({torch::indexing::Slice(0, 1)}) : torch::zeros({1, 3}, f64);
+    torch::Tensor ppos = torch::cat({pos, at.expand({2, 3})});
+    torch::Tensor ptypes = torch::cat({types, torch::zeros({2}, i64)});
+    torch::Tensor pedge = torch::cat({edge_index, torch::tensor({(int64_t) na, (int64_t) na + 1,
+                                                                 (int64_t) na + 1, (int64_t) na}, i64)
+                                                      .view({2, 2})}, 1);
+    torch::Tensor pshift = torch::cat({shift, torch::tensor({0.5 * r_max, 0.0, 0.0, -0.5 * r_max, 0.0, 0.0}, f64)
+                                                   .view({2, 3})});
+    auto out = package->run({ppos.to(device), ptypes.to(device), pedge.to(device), pshift.to(device),
+                             torch::scalar_tensor((int64_t) n_center, i64).to(device)});
+    atom_energy = out[0].to(torch::kCPU).contiguous();
+    forces = out[1].to(torch::kCPU).contiguous();
+    w = out[2];
+  } else {
+    std::vector<torch::jit::IValue> inputs{pos.to(device), types.to(device), edge_index.to(device),
+                                           shift.to(device), (int64_t) n_center, want_virial};
+    auto out = model.forward(inputs).toTuple();
+    atom_energy = out->elements()[0].toTensor().to(torch::kCPU).contiguous();
+    forces = out->elements()[1].toTensor().to(torch::kCPU).contiguous();
+    w = out->elements()[2].toTensor();
+  }
   const double *e = atom_energy.data_ptr<double>();
   const double *fr = forces.data_ptr<double>();
   double ecentres = 0.0;
@@ -469,7 +530,7 @@ double PairEgraff::evaluate(const std::vector<int> &atoms, int n_center,
   }
   if (!want_virial) tally_virial(atoms, fr, 1.0);
   if (want_virial && vflag_global) {
-    torch::Tensor w = out->elements()[2].toTensor().to(torch::kCPU).contiguous();
+    w = w.to(torch::kCPU).contiguous();
     const double *v = w.data_ptr<double>();    // 3x3, row-major
     virial[0] += v[0];
     virial[1] += v[4];

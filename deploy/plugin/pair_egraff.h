@@ -1,4 +1,5 @@
-/* pair_style egraff: runs an egraff-lmp deployed artifact (TorchScript) inside LAMMPS.
+/* pair_style egraff: runs an egraff-lmp deployed artifact (TorchScript) inside LAMMPS, or its
+   compiled AOTInductor package (*.egraff.pt2: modes images and ghosts; read by its content).
 
    Syntax:   pair_style egraff ARTIFACT [chunk N] [mode auto|images|ghosts|staged]
                                         [device cpu|cuda|cuda:N]
@@ -50,7 +51,10 @@ PairStyle(egraff,PairEgraff);
 #include "egraff_graph.h"
 #include "egraff_schema.h"
 
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/script.h>
+
+#include <memory>
 
 #include <string>
 #include <vector>
@@ -82,6 +86,8 @@ class PairEgraff : public Pair {
   using Mode = EgraffSchema::Mode;
 
   torch::jit::Module model;
+  // a compiled artifact (*.egraff.pt2, an AOTInductor package; null: TorchScript)
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> package;
   std::string artifact;
   std::vector<std::string> type_names;    // element symbols in model order
   std::vector<int> type_map;              // LAMMPS type -> model type index (-1: unset)
@@ -110,6 +116,7 @@ class PairEgraff : public Pair {
 
   void allocate();
   torch::Device choose_device(const std::string &);
+  template <class Json> void check_compiled(const Json &meta);
   void physical_warnings();
   bool warned = false;                    // physical_warnings() said its piece
   bool optimize_graph = false;            // TorchScript graph optimisation (keyword optimize)
