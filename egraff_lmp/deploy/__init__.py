@@ -129,19 +129,24 @@ def deploy(source_path, output, family=None, data=None, species=None) -> Path:
     return _artifact.save(module, meta, output)
 
 
+def source_of(meta: dict, artifact_path, source_path, family=None):
+    """The trained model an artifact (its metadata ``meta``) was deployed from, loaded:
+    ``source_path`` must be that file (sha256), its family the artifact's unless
+    ``family`` says otherwise, its species the artifact's where its files carry none."""
+    if _artifact.sha256(source_path) != meta["source_sha256"]:
+        raise located(source_path, f"is not the model {artifact_path} was built from "
+                                   "(sha256 differs)")
+    fam = registry.get(family, source_path) if family else (
+        registry.of_artifact(meta["family"]) or registry.get(meta["family"], source_path))
+    species = meta["type_names"] if fam.accepts_species else None
+    return load_source(source_path, fam.name, species)
+
+
 def check(artifact_path, source_path=None, family=None, data=None) -> dict:
     """Validate an existing artifact again: symmetry, and parity when its source is given."""
     meta = _artifact.read_metadata(artifact_path)
-    source = None
-    if source_path is not None:
-        if _artifact.sha256(source_path) != meta["source_sha256"]:
-            raise located(source_path, f"is not the model {artifact_path} was built from "
-                                       "(sha256 differs)")
-        fam = registry.get(family, source_path) if family else (
-            registry.of_artifact(meta["family"]) or registry.get(meta["family"], source_path))
-        # a family whose files carry no species list: the artifact's, in its order
-        species = meta["type_names"] if fam.accepts_species else None
-        source = load_source(source_path, fam.name, species)
+    source = (None if source_path is None
+              else source_of(meta, artifact_path, source_path, family))
     try:
         return validate(artifact_path, source, data, meta["type_names"], meta["r_max"],
                         meta["dtype"])

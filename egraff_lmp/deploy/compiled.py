@@ -40,7 +40,7 @@ import torch
 
 from ..errors import EgraffError, located
 from . import artifact as _artifact
-from .model import edge_inputs
+from .model import DeployedModel, edge_inputs
 from .schema import (
     COMPILED_CPU,
     COMPILED_DEVICE,
@@ -59,17 +59,10 @@ PAD = 2
 _CAPABILITIES = ("DEFAULT", "VSX", "ZVECTOR", "AVX2", "AVX512")
 
 
-class Unfolded(torch.nn.Module):
+class Unfolded(DeployedModel):
     """:class:`~egraff_lmp.deploy.model.DeployedModel`'s forward in a traceable form: the
     local atoms chosen by a mask from a 0-d ``n_local`` (not a slice by a Python int) and
     the virial always computed."""
-
-    def __init__(self, energy_model: torch.nn.Module, dtype: torch.dtype):
-        super().__init__()
-        self.energy_model = energy_model
-        self.model_dtype = dtype
-        for p in self.energy_model.parameters():
-            p.requires_grad_(False)
 
     def forward(self, pos, types, edge_index, edge_shift, n_local):
         dtype = self.model_dtype
@@ -265,8 +258,7 @@ def compile_artifact(artifact_path, source_path=None, output=None, family=None, 
                      device: str = "cpu") -> Path:
     """``egraff-lmp compile``: the package of an existing artifact, compiled from its
     trained model (``source_path``; default: the file the artifact names, beside it)."""
-    from . import load_source
-    from .families import registry
+    from . import source_of
 
     artifact_path = Path(artifact_path)
     meta = _artifact.read_metadata(artifact_path)
@@ -277,15 +269,9 @@ def compile_artifact(artifact_path, source_path=None, output=None, family=None, 
         if not source_path.exists():
             raise located(artifact_path, f"its trained model {meta['source_file']} is not "
                                          "beside it: give --source MODEL")
-    if _artifact.sha256(source_path) != meta["source_sha256"]:
-        raise located(source_path, f"is not the model {artifact_path} was built from "
-                                   "(sha256 differs)")
-    fam = registry.get(family, source_path) if family else (
-        registry.of_artifact(meta["family"]) or registry.get(meta["family"], source_path))
-    species = meta["type_names"] if fam.accepts_species else None
     output = output or artifact_path.with_name(artifact_path.name.split(".")[0] + SUFFIX)
     with traceable():
-        source = load_source(source_path, fam.name, species)
+        source = source_of(meta, artifact_path, source_path, family)
     return compile_source(source, artifact_path, output, data, device)
 
 
