@@ -1,6 +1,8 @@
 """pair_style egraff runs a compiled package (*.egraff.pt2, read by its content) as it runs
 the TorchScript artifact: images, ghosts and two ranks give the artifact's forces, energy
-and pressure; mode staged is refused in one line."""
+and pressure; a package with compiled stages runs mode staged (1 and 2 ranks, chunks) as
+the TorchScript artifact's one call; a package without stages is refused mode staged in
+one line."""
 
 from __future__ import annotations
 
@@ -50,8 +52,76 @@ def test_the_compiled_package_gives_the_artifacts_forces_energy_and_pressure(
     np.testing.assert_allclose(press, ref_press, rtol=1e-5)
 
 
-def test_mode_staged_with_a_compiled_package_is_one_error(compiled_allegro, tmp_path,
-                                                          capsys):
+def test_mode_staged_with_a_strictly_local_package_is_one_error(compiled_allegro, tmp_path,
+                                                                capsys):
     code, _ = _run(tmp_path, "staged", compiled_allegro, "--pair-mode", "staged")
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "is a compiled package, which has no stages" in err[0]
+    assert code == 2 and len(err) == 1 and "is strictly local" in err[0]
+
+
+def test_mode_staged_with_a_package_compiled_without_stages_is_one_error(compiled_mace,
+                                                                          tmp_path, capsys):
+    from egraff_lmp.deploy.compiled import _write_with_metadata, read_metadata
+
+    old = tmp_path / "old.egraff.pt2"  # as packages before compiled stages were
+    _write_with_metadata(compiled_mace, {**read_metadata(compiled_mace), "stages": None}, old)
+    code, _ = _run(tmp_path, "staged", old, "--pair-mode", "staged")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "has no stages" in err[0] \
+        and "compile it again" in err[0]
+
+
+# --- the compiled stages (a tiny float64 MACE: mode staged, chunks, several ranks) -----------
+
+@pytest.fixture(scope="module")
+def compiled_mace(models, artifacts, tmp_path_factory):
+    """The tiny MACE's artifact compiled with its stages, by the command."""
+    out = tmp_path_factory.mktemp("compiled-mace") / "mace.egraff.pt2"
+    assert main(["compile", str(artifacts["mace"]), "--source", str(models["mace"]), "-o",
+                 str(out), "--data", str(ROOT / "inputs/gete/gete_test.npz")]) == 0
+    return out
+
+
+def test_the_compiled_stages_emulated_on_two_domains_equal_the_one_call(compiled_mace,
+                                                                         artifacts, gete):
+    from test_staged import _cells
+
+    from egraff_lmp.calculator import DeployedCalculator
+    from egraff_lmp.deploy.compiled import load, read_metadata
+    from egraff_lmp.deploy.stages import deviation, emulate
+
+    meta = read_metadata(compiled_mace)
+    assert meta["stages"]["layers"] == 2
+    assert meta["validation"]["compiled_parity"]["staging"]["forces"] < 1e-6
+    package = load(compiled_mace)
+    for name, atoms in _cells(gete).items():
+        dev = deviation(emulate(package, atoms, (2, 1, 1)),
+                        DeployedCalculator(artifacts["mace"]), atoms)
+        assert max(dev.values()) < 1e-6, (name, dev)
+
+
+@pytest.mark.parametrize("ranks,mode,extra", [(1, "staged", "chunk 512"),
+                                              (2, "staged", "chunk 512"),
+                                              (2, "auto", "chunk 40")],
+                         ids=["1 rank", "2 ranks", "2 ranks in chunks"])
+def test_plugin_staged_with_the_compiled_stages_equals_the_ase_engine(
+        compiled_mace, artifacts, plugin, gete, tmp_path, ranks, mode, extra):
+    """Step 0 of mode staged running the package's layer programs: energy, per-atom
+    energies, forces and pressure equal the one-call evaluation of the TorchScript artifact
+    in ASE within 1e-6 (float64), on the orthogonal, triclinic and small cells."""
+    from test_staged import EV_PER_A3_IN_BAR, _cells, _run_cell
+
+    from egraff_lmp.calculator import DeployedCalculator
+
+    calc = DeployedCalculator(artifacts["mace"])
+    for name, atoms in _cells(gete).items():
+        thermo, ei, f, log = _run_cell(tmp_path, plugin, compiled_mace, atoms, ranks,
+                                       mode=mode, extra=extra)
+        assert "mode staged" in log.read_text()
+        a = atoms.copy()
+        a.calc = calc
+        assert thermo["PotEng"] == pytest.approx(a.get_potential_energy(), abs=1e-6), name
+        np.testing.assert_allclose(ei, a.get_potential_energies(), atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(f, a.get_forces(), atol=1e-6, err_msg=name)
+        assert thermo["Pxy"] == pytest.approx(-a.get_stress()[5] * EV_PER_A3_IN_BAR,
+                                              rel=1e-6, abs=1e-3), name

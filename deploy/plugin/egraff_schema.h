@@ -26,6 +26,14 @@ constexpr const char *DTYPE_DEFAULT = "float64";
 constexpr const char *METHOD_STAGE_EMBED = "stage_embed";
 // layer k: (k, pos, types, edges, shifts, x_k, h_k) -> x_k+1, h_k+1, e_k
 constexpr const char *METHOD_STAGE_LAYER = "stage_layer";
+// a compiled package's one-call program
+constexpr const char *PROGRAM_MODEL = "model";
+// a compiled package's layer k forward (prefix of k): (pos, types, edges, shifts, x_k, h_k),
+// padded -> x_k+1, h_k+1, e_k, saved...
+constexpr const char *PROGRAM_LAYER_FW = "layer_fw_";
+// its backward (prefix of k): (pos, types, edges, shifts, x_k, h_k, saved... [, g_x_k+1,
+// g_h_k+1 below the last layer]) -> g_pos [, g_x_k, g_h_k above layer 0]
+constexpr const char *PROGRAM_LAYER_BW = "layer_bw_";
 // Pair::extract() name of the chosen mode's code
 constexpr const char *EXTRACT_MODE = "egraff_mode";
 

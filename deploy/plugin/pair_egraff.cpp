@@ -111,7 +111,7 @@ void PairEgraff::settings(int narg, char **arg)
   // artifact's, a TorchScript archive has none
   package.reset();
   try {
-    auto pkg_meta = torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(artifact, "model");
+    auto pkg_meta = torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(artifact, PROGRAM_MODEL);
     if (pkg_meta.count(META_FILE)) extra[META_FILE] = pkg_meta[META_FILE];
   } catch (const std::exception &) {
   }
@@ -119,7 +119,7 @@ void PairEgraff::settings(int narg, char **arg)
     check_compiled(json::parse(extra[META_FILE]));
     try {
       package = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
-          artifact, "model", false, 1, device.is_cuda() ? device.index() : (c10::DeviceIndex) -1);
+          artifact, PROGRAM_MODEL, false, 1, device.is_cuda() ? device.index() : (c10::DeviceIndex) -1);
     } catch (const std::exception &e) {
       error->all(FLERR, "pair_style egraff: cannot load the compiled package {}: {}", artifact,
                  std::string(e.what()).substr(0, 200));
@@ -159,8 +159,8 @@ void PairEgraff::settings(int narg, char **arg)
     error->all(FLERR, "pair_style egraff: corrupt metadata in {}: {}", artifact, e.what());
   }
   if (!package) model.eval();
-  if (mode_request == MODE_STAGED && package)
-    error->all(FLERR, "pair_style egraff: mode staged asked for, but {} is a compiled package, which has no stages: use its TorchScript artifact or mode auto, images or ghosts", artifact);
+  if (mode_request == MODE_STAGED && package && stage_layers == 0 && num_layers > 1 && !strictly_local)
+    error->all(FLERR, "pair_style egraff: mode staged asked for, but the compiled package {} has no stages (compiled by an older egraff-lmp or from an artifact without them): compile it again (egraff-lmp compile), or use mode auto, images or ghosts", artifact);
   if (mode_request == MODE_STAGED && stage_layers == 0) {
     std::string why = meta.value(KEY_STAGES_UNAVAILABLE, std::string());
     if (strictly_local)
@@ -168,6 +168,10 @@ void PairEgraff::settings(int narg, char **arg)
     error->all(FLERR, "pair_style egraff: mode staged asked for, but {} has no stages ({}): deploy it again with 'egraff-lmp deploy' or use mode ghosts",
                artifact, why.empty() ? "deployed without them" : why);
   }
+  package_embed.reset();
+  package_fw.clear();
+  package_bw.clear();
+  if (stage_layers > 0 && package) load_compiled_stages();
   if (stage_layers > 0) check_stages();
   if (skip_exchange >= 0 && (skip_exchange < 1 || skip_exchange >= stage_layers))
     error->all(FLERR, "pair_style egraff: skip_exchange must name a layer 1..{} of a staged artifact", stage_layers - 1);

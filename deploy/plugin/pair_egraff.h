@@ -1,5 +1,5 @@
 /* pair_style egraff: runs an egraff-lmp deployed artifact (TorchScript) inside LAMMPS, or its
-   compiled AOTInductor package (*.egraff.pt2: modes images and ghosts; read by its content).
+   compiled AOTInductor package (*.egraff.pt2, every mode; read by its content).
 
    Syntax:   pair_style egraff ARTIFACT [chunk N] [mode auto|images|ghosts|staged]
                                         [device cpu|cuda|cuda:N]
@@ -88,6 +88,9 @@ class PairEgraff : public Pair {
   torch::jit::Module model;
   // a compiled artifact (*.egraff.pt2, an AOTInductor package; null: TorchScript)
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> package;
+  // its stages (mode staged): stage 0, then each layer's forward and backward programs
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> package_embed;
+  std::vector<std::unique_ptr<torch::inductor::AOTIModelPackageLoader>> package_fw, package_bw;
   std::string artifact;
   std::vector<std::string> type_names;    // element symbols in model order
   std::vector<int> type_map;              // LAMMPS type -> model type index (-1: unset)
@@ -130,11 +133,17 @@ class PairEgraff : public Pair {
   // the staged driver (pair_egraff_staged.cpp)
   struct StagedStep;
   void check_stages();
+  void load_compiled_stages();
+  std::vector<torch::Tensor> run_embed(const torch::Tensor &types);
   double compute_staged();
   double staged_without_atoms();
   void staged_inputs(StagedStep &);
   void staged_forward(StagedStep &);
   void staged_backward(StagedStep &);
+  std::vector<torch::Tensor> scripted_vjp(StagedStep &, int k, int c, const torch::Tensor &g_x,
+                                          const torch::Tensor &g_h);
+  std::vector<torch::Tensor> compiled_vjp(StagedStep &, int k, int c, const torch::Tensor &g_x,
+                                          const torch::Tensor &g_h);
   torch::Tensor exchange_buffer(int k, int ntotal);
   void forward_features(int k);
   void reverse_gradients(int k);

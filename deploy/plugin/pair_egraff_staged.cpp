@@ -20,7 +20,13 @@
    ranks (bench/staged_bench.py's runs for issue 17: docs/plugin.md, "Sources and the
    schema"); and the artifacts already deployed have no such method, so this backward would
    have to stay as their fallback anyway. Both drivers are tested against the one-call
-   evaluation (tests/test_staged.py). */
+   evaluation (tests/test_staged.py).
+
+   A compiled package (egraff_lmp/deploy/compiled_stages.py) has no autograd: each layer is
+   two programs, PROGRAM_LAYER_FW k (the outputs and the tensors its backward reads) and
+   PROGRAM_LAYER_BW k (the vector-Jacobian product from them), called with PAD dummy local
+   atoms inserted after the local ones (every count >= 2); the driver is the same, only the
+   calls differ (tests/test_plugin_compiled.py). */
 
 #include "pair_egraff.h"
 
@@ -37,9 +43,83 @@ using namespace EgraffSchema;
 /* The stages on one atom without neighbours: the widths the model really exchanges must be
    those of the metadata (a mismatch would make the exchange read the wrong numbers). */
 
+namespace {
+
+constexpr int PAD = 2;    // dummy local atoms of a compiled stage call
+
+// t with PAD zero rows inserted before row n, and without them again
+torch::Tensor insert_rows(const torch::Tensor &t, int64_t n)
+{
+  std::vector<int64_t> shape = t.sizes().vec();
+  shape[0] = PAD;
+  return torch::cat({t.slice(0, 0, n), torch::zeros(shape, t.options()), t.slice(0, n)});
+}
+
+torch::Tensor drop_rows(const torch::Tensor &t, int64_t n)
+{
+  return torch::cat({t.slice(0, 0, n), t.slice(0, n + PAD)});
+}
+
+}    // namespace
+
+/* A compiled package's stages: stage 0 and two programs per layer. */
+
+void PairEgraff::load_compiled_stages()
+{
+  auto load = [&](const std::string &name) {
+    try {
+      return std::make_unique<torch::inductor::AOTIModelPackageLoader>(
+          artifact, name, false, 1, device.is_cuda() ? device.index() : (c10::DeviceIndex) -1);
+    } catch (const std::exception &e) {
+      error->all(FLERR, "pair_style egraff: the compiled package {} says it has stages but its program {} does not load ({}): compile it again",
+                 artifact, name, std::string(e.what()).substr(0, 200));
+    }
+    return std::unique_ptr<torch::inductor::AOTIModelPackageLoader>();
+  };
+  package_embed = load(METHOD_STAGE_EMBED);
+  for (int k = 0; k < stage_layers; k++) {
+    package_fw.push_back(load(PROGRAM_LAYER_FW + std::to_string(k)));
+    package_bw.push_back(load(PROGRAM_LAYER_BW + std::to_string(k)));
+  }
+}
+
+/* Stage 0 for the types of all atoms: x0, h0, e0. */
+
+std::vector<torch::Tensor> PairEgraff::run_embed(const torch::Tensor &types)
+{
+  if (!package) {
+    auto emb = model.get_method(METHOD_STAGE_EMBED)({types}).toTuple();
+    return {emb->elements()[0].toTensor(), emb->elements()[1].toTensor(), emb->elements()[2].toTensor()};
+  }
+  const int64_t n = types.size(0);
+  auto out = package_embed->run({torch::cat({types, torch::zeros({PAD}, types.options())})});
+  return {out[0].slice(0, 0, n), out[1].slice(0, 0, n), out[2].slice(0, 0, n)};
+}
+
+/* A compiled layer's inputs: pos, types, edges and shifts of a chunk with the PAD dummy
+   local atoms after its n local ones (type 0, at its first atom) joined only to each other
+   by two edges r_max/2 long; the indices of the atoms after them move up by PAD. */
+
+static std::vector<torch::Tensor> pad_stage(const torch::Tensor &pos, const torch::Tensor &types,
+                                            const torch::Tensor &edge_index, const torch::Tensor &shift,
+                                            int64_t n, double r_max)
+{
+  auto i64 = edge_index.options();
+  torch::Tensor at = pos.size(0) ? pos.slice(0, 0, 1) : torch::zeros({1, 3}, pos.options());
+  torch::Tensor ppos = torch::cat({pos.slice(0, 0, n), at.expand({PAD, 3}), pos.slice(0, n)});
+  torch::Tensor edges = edge_index + edge_index.ge(n).to(torch::kInt64) * PAD;
+  edges = torch::cat({edges, torch::tensor({n, n + 1, n + 1, n}, i64.device(torch::kCPU)).view({2, 2}).to(i64.device())}, 1);
+  torch::Tensor pshift = torch::cat({shift, torch::tensor({0.5 * r_max, 0.0, 0.0, -0.5 * r_max, 0.0, 0.0}, shift.options().device(torch::kCPU))
+                                                 .view({2, 3}).to(shift.device())});
+  return {ppos, insert_rows(types, n), edges, pshift};
+}
+
+/* The stages on one atom without neighbours: the widths the model really exchanges must be
+   those of the metadata (a mismatch would make the exchange read the wrong numbers). */
+
 void PairEgraff::check_stages()
 {
-  if (!model.find_method(METHOD_STAGE_EMBED) || !model.find_method(METHOD_STAGE_LAYER))
+  if (!package && (!model.find_method(METHOD_STAGE_EMBED) || !model.find_method(METHOD_STAGE_LAYER)))
     error->all(FLERR, "pair_style egraff: {} says it has stages but its model has no {}/{}: deploy it again",
                artifact, METHOD_STAGE_EMBED, METHOD_STAGE_LAYER);
   torch::NoGradGuard no_grad;
@@ -47,27 +127,36 @@ void PairEgraff::check_stages()
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);
   auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   torch::Tensor types = torch::zeros({1}, i64.device(device));
+  torch::Tensor pos = torch::zeros({1, 3}, f64.device(device));
+  torch::Tensor edges = torch::zeros({2, 0}, i64.device(device));
+  torch::Tensor shifts = torch::zeros({0, 3}, f64.device(device));
   try {
-    auto emb = model.get_method(METHOD_STAGE_EMBED)({types}).toTuple();
-    torch::Tensor x = emb->elements()[0].toTensor();
-    torch::Tensor h = emb->elements()[1].toTensor();
+    auto emb = run_embed(types);
+    torch::Tensor x = emb[0];
+    torch::Tensor h = emb[1];
     for (int k = 0; k < stage_layers; k++) {
       if (x.size(1) != feature_widths[k])
         error->all(FLERR, "pair_style egraff: stage metadata of {} does not match its model: layer {} reads {} features, the metadata says {}; deploy it again",
                    artifact, k, (int) x.size(1), feature_widths[k]);
-      auto out = model.get_method(METHOD_STAGE_LAYER)({(int64_t) k, torch::zeros({1, 3}, f64.device(device)), types,
-                                                       torch::zeros({2, 0}, i64.device(device)),
-                                                       torch::zeros({0, 3}, f64.device(device)), x, h})
-                     .toTuple();
-      x = out->elements()[0].toTensor();
-      h = out->elements()[1].toTensor();
+      if (package) {
+        std::vector<torch::Tensor> in = pad_stage(pos, types, edges, shifts, 1, r_max);
+        in.push_back(insert_rows(x, 1));
+        in.push_back(insert_rows(h, 1));
+        auto out = package_fw[k]->run(in);
+        x = out[0].slice(0, 0, 1);
+        h = out[1].slice(0, 0, 1);
+      } else {
+        auto out = model.get_method(METHOD_STAGE_LAYER)({(int64_t) k, pos, types, edges, shifts, x, h}).toTuple();
+        x = out->elements()[0].toTensor();
+        h = out->elements()[1].toTensor();
+      }
     }
     if (x.size(1) != 0)
       error->all(FLERR, "pair_style egraff: stage metadata of {} does not match its model: it has more than {} layers; deploy it again",
                  artifact, stage_layers);
-  } catch (const c10::Error &e) {
+  } catch (const std::exception &e) {
     error->all(FLERR, "pair_style egraff: the stages of {} do not run: {}", artifact,
-               std::string(e.what_without_backtrace()).substr(0, 200));
+               std::string(e.what()).substr(0, 200));
   }
 }
 
@@ -79,6 +168,9 @@ struct PairEgraff::StagedStep {
   bool whole = true;    // one chunk holding every atom of the rank
   std::vector<torch::Tensor> pos, types, edge_index, shift, members, centres;    // per chunk
   std::vector<torch::Tensor> x_in, h_in, x_out, h_out, e_out;                  // per layer, chunk
+  // a compiled package: per chunk its padded pos, types, edges, shifts; per layer and chunk
+  // the backward program's inputs (the forward's inputs and what it saved)
+  std::vector<std::vector<torch::Tensor>> padded, saved;
   std::vector<double> energy;    // per local atom, eV
 };
 
@@ -155,13 +247,18 @@ void PairEgraff::staged_inputs(StagedStep &s)
       for (int d = 0; d < 3; d++) p[a][d] = x[i][d];
       t[a] = type_map[type[i]];
     }
-    s.pos[c] = pos.to(device).requires_grad_(true);
+    s.pos[c] = pos.to(device).requires_grad_(!package);
     s.types[c] = types.to(device);
     EgraffGraph::Edges &e = chunks.edges[c];
     s.edge_index[c] = torch::from_blob(e.index.data(), {e.size(), 2}, i64).t().contiguous().to(device);
     s.shift[c] = torch::zeros({e.size(), 3}, f64.device(device));
     s.members[c] = torch::from_blob(atoms.data(), {na}, torch::kInt32).to(device, torch::kInt64);
     s.centres[c] = s.members[c].slice(0, 0, chunks.n_center[c]);
+  }
+  if (package) {
+    s.padded.assign(nchunk, {});
+    for (int c = 0; c < nchunk; c++)
+      s.padded[c] = pad_stage(s.pos[c].detach(), s.types[c], s.edge_index[c], s.shift[c], chunks.n_center[c], r_max);
   }
 }
 
@@ -181,29 +278,43 @@ void PairEgraff::staged_forward(StagedStep &s)
     torch::Tensor all_types = torch::empty({ntotal}, i64);
     auto t = all_types.accessor<int64_t, 1>();
     for (int i = 0; i < ntotal; i++) t[i] = type_map[type[i]];
-    auto emb = model.get_method(METHOD_STAGE_EMBED)({all_types.to(device)}).toTuple();
-    xk = emb->elements()[0].toTensor();
-    hk = emb->elements()[1].toTensor().slice(0, 0, nlocal);
-    torch::Tensor e0 = emb->elements()[2].toTensor().to(torch::kCPU).contiguous();
+    auto emb = run_embed(all_types.to(device));
+    xk = emb[0];
+    hk = emb[1].slice(0, 0, nlocal);
+    torch::Tensor e0 = emb[2].to(torch::kCPU).contiguous();
     const double *e = e0.data_ptr<double>();
     for (int i = 0; i < nlocal; i++) s.energy[i] += e[i];
   }
 
-  auto layer = model.get_method(METHOD_STAGE_LAYER);
   const size_t nsaved = (size_t) stage_layers * nchunk;
   for (auto *v : {&s.x_in, &s.h_in, &s.x_out, &s.h_out, &s.e_out})
     v->assign(nsaved, torch::Tensor());
+  if (package) s.saved.assign(nsaved, {});
   for (int k = 0; k < stage_layers; k++) {
     torch::Tensor x_next, h_next;
     for (int c = 0; c < nchunk; c++) {
       const size_t i = (size_t) k * nchunk + c;
-      s.x_in[i] = (whole ? xk : xk.index_select(0, s.members[c])).detach().requires_grad_(k > 0);
-      s.h_in[i] = (whole ? hk : hk.index_select(0, s.centres[c])).detach().requires_grad_(k > 0);
-      auto out = layer({(int64_t) k, s.pos[c], s.types[c], s.edge_index[c], s.shift[c], s.x_in[i], s.h_in[i]})
-                     .toTuple();
-      s.x_out[i] = out->elements()[0].toTensor();
-      s.h_out[i] = out->elements()[1].toTensor();
-      s.e_out[i] = out->elements()[2].toTensor();
+      const bool grad = k > 0 && !package;
+      s.x_in[i] = (whole ? xk : xk.index_select(0, s.members[c])).detach().requires_grad_(grad);
+      s.h_in[i] = (whole ? hk : hk.index_select(0, s.centres[c])).detach().requires_grad_(grad);
+      if (package) {
+        const int64_t n = chunks.n_center[c];
+        std::vector<torch::Tensor> &in = s.saved[i];
+        in = s.padded[c];
+        in.push_back(insert_rows(s.x_in[i], n));
+        in.push_back(insert_rows(s.h_in[i], n));
+        std::vector<torch::Tensor> out = package_fw[k]->run(in);
+        s.x_out[i] = out[0].slice(0, 0, n);
+        s.h_out[i] = out[1].slice(0, 0, n);
+        s.e_out[i] = out[2].slice(0, 0, n);
+        in.insert(in.end(), out.begin() + 3, out.end());
+      } else {
+        auto out = model.get_method(METHOD_STAGE_LAYER)({(int64_t) k, s.pos[c], s.types[c], s.edge_index[c], s.shift[c], s.x_in[i], s.h_in[i]})
+                       .toTuple();
+        s.x_out[i] = out->elements()[0].toTensor();
+        s.h_out[i] = out->elements()[1].toTensor();
+        s.e_out[i] = out->elements()[2].toTensor();
+      }
       torch::Tensor ek = s.e_out[i].detach().to(torch::kCPU).contiguous();
       const double *e = ek.data_ptr<double>();
       for (int a = 0; a < chunks.n_center[c]; a++) s.energy[chunks.atoms[c][a]] += e[a];
@@ -235,6 +346,55 @@ void PairEgraff::staged_forward(StagedStep &s)
   }
 }
 
+/* Layer k's vector-Jacobian product for chunk c, given the cotangents of x_{k+1} and h_{k+1}
+   of the local atoms (undefined after the last layer): {g_pos, g_h_k, g_x_k} (the last two
+   for k > 0 only; undefined where nothing depends on them). Scripted: autograd on the
+   graph the forward kept; compiled: the layer's backward program on what its forward saved. */
+
+std::vector<torch::Tensor> PairEgraff::scripted_vjp(StagedStep &s, int k, int c,
+                                                    const torch::Tensor &g_x, const torch::Tensor &g_h)
+{
+  const size_t i = (size_t) k * s.nchunk + c;
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  std::vector<torch::Tensor> outputs, cotangents;
+  torch::Tensor esum = s.e_out[i].sum();
+  if (esum.requires_grad()) {
+    outputs.push_back(esum);
+    cotangents.push_back(torch::ones({}, f64.device(device)));
+  }
+  if (g_x.defined() && s.x_out[i].requires_grad() && s.x_out[i].numel()) {
+    outputs.push_back(s.x_out[i]);
+    cotangents.push_back(s.whole ? g_x : g_x.index_select(0, s.centres[c]));
+  }
+  if (g_h.defined() && s.h_out[i].requires_grad()) {
+    outputs.push_back(s.h_out[i]);
+    cotangents.push_back(s.whole ? g_h : g_h.index_select(0, s.centres[c]));
+  }
+  std::vector<torch::Tensor> inputs{s.pos[c]};
+  if (k > 0) {
+    inputs.push_back(s.h_in[i]);
+    inputs.push_back(s.x_in[i]);
+  }
+  std::vector<torch::Tensor> grads(inputs.size());
+  if (!outputs.empty()) grads = torch::autograd::grad(outputs, inputs, cotangents, false, false, true);
+  return grads;
+}
+
+std::vector<torch::Tensor> PairEgraff::compiled_vjp(StagedStep &s, int k, int c,
+                                                    const torch::Tensor &g_x, const torch::Tensor &g_h)
+{
+  const size_t i = (size_t) k * s.nchunk + c;
+  const int64_t n = chunks.n_center[c];
+  std::vector<torch::Tensor> in = s.saved[i];
+  if (k + 1 < stage_layers) {
+    in.push_back(insert_rows(s.whole ? g_x : g_x.index_select(0, s.centres[c]), n));
+    in.push_back(insert_rows(s.whole ? g_h : g_h.index_select(0, s.centres[c]), n));
+  }
+  std::vector<torch::Tensor> out = package_bw[k]->run(in);
+  if (k == 0) return {drop_rows(out[0], n)};
+  return {drop_rows(out[0], n), out[2].slice(0, 0, n), drop_rows(out[1], n)};
+}
+
 /* Backward, layer by layer: vector-Jacobian products of each chunk's outputs; -dE/dpos onto
    the forces (and the virial) of local and ghost atoms, the ghosts' gradients of x_k home
    before layer k-1. */
@@ -242,7 +402,6 @@ void PairEgraff::staged_forward(StagedStep &s)
 void PairEgraff::staged_backward(StagedStep &s)
 {
   const int nlocal = s.nlocal, ntotal = s.ntotal, nchunk = s.nchunk;
-  const bool whole = s.whole;
   double **f = atom->f;
   auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   torch::Tensor g_x, g_h;    // gradients of x_{k+1} (local; owners' sums) and of h_{k+1}
@@ -254,29 +413,9 @@ void PairEgraff::staged_backward(StagedStep &s)
     }
     for (int c = 0; c < nchunk; c++) {
       const size_t i = (size_t) k * nchunk + c;
-      std::vector<torch::Tensor> outputs, cotangents;
-      torch::Tensor esum = s.e_out[i].sum();
-      if (esum.requires_grad()) {
-        outputs.push_back(esum);
-        cotangents.push_back(torch::ones({}, f64.device(device)));
-      }
-      if (g_x.defined() && s.x_out[i].requires_grad() && s.x_out[i].numel()) {
-        outputs.push_back(s.x_out[i]);
-        cotangents.push_back(whole ? g_x : g_x.index_select(0, s.centres[c]));
-      }
-      if (g_h.defined() && s.h_out[i].requires_grad()) {
-        outputs.push_back(s.h_out[i]);
-        cotangents.push_back(whole ? g_h : g_h.index_select(0, s.centres[c]));
-      }
-      std::vector<torch::Tensor> inputs{s.pos[c]};
-      if (k > 0) {
-        inputs.push_back(s.h_in[i]);
-        inputs.push_back(s.x_in[i]);
-      }
-      std::vector<torch::Tensor> grads(inputs.size());
-      if (!outputs.empty())
-        grads = torch::autograd::grad(outputs, inputs, cotangents, false, false, true);
+      std::vector<torch::Tensor> grads = package ? compiled_vjp(s, k, c, g_x, g_h) : scripted_vjp(s, k, c, g_x, g_h);
       s.x_in[i] = s.h_in[i] = s.x_out[i] = s.h_out[i] = s.e_out[i] = torch::Tensor();    // free the graph
+      if (package) s.saved[i].clear();
       if (grads[0].defined()) {
         torch::Tensor gp = grads[0].to(torch::kCPU).contiguous();
         const double *g = gp.data_ptr<double>();

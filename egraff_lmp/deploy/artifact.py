@@ -213,6 +213,12 @@ class Artifact:
                               n_local, compute_virial)
         return tuple(t.cpu() for t in out) if d.type != "cpu" else out
 
+    def layers(self):
+        """Its stages as a layer backend (:mod:`egraff_lmp.deploy.stages`)."""
+        from .stages import ScriptedLayers
+
+        return ScriptedLayers(self.module)
+
 
 def torch_device(device: str = "cpu") -> torch.device:
     """``cpu``, ``cuda`` or ``cuda:N`` as a torch device, with one clear error where this

@@ -50,9 +50,13 @@ from .schema import (
     KEY_COMPILED,
     KEY_STAGES,
     META_FILE,
+    PROGRAM_MODEL,
+    STAGES_LAYERS,
 )
 
 SUFFIX = ".egraff.pt2"
+#: the name of the one-call program in a package (libtorch's default)
+MODEL = PROGRAM_MODEL
 #: dummy atoms (and edges) appended to every call: the package's sizes start at 2
 PAD = 2
 #: torch's CPU capabilities, weakest first
@@ -119,12 +123,14 @@ def traceable():
 
 
 def _make_fx(module, inputs):
+    """``module(*inputs)`` (tensors, or lists of them) as a symbolic aten graph."""
     from torch._decomp import core_aten_decompositions
     from torch.fx.experimental.proxy_tensor import make_fx
+    from torch.utils._pytree import tree_map
 
     return make_fx(module, decomposition_table=dict(core_aten_decompositions()),
                    tracing_mode="symbolic", _allow_non_fake_inputs=True,
-                   _error_on_data_dependent_ops=True)(*[x.clone() for x in inputs])
+                   _error_on_data_dependent_ops=True)(*tree_map(torch.clone, tuple(inputs)))
 
 
 def unfold(module: Unfolded, example: tuple, smaller: tuple, where) -> torch.fx.GraphModule:
@@ -192,16 +198,23 @@ def compile_source(source, artifact_path, output, data=None, device: str = "cpu"
                                          f"({type(exc).__name__}: "
                                          f"{str(exc).splitlines()[0][:200]}): use the "
                                          "TorchScript artifact") from None
-        compiled_meta = {**meta, KEY_STAGES: None, KEY_COMPILED: {
+        programs = {MODEL: program}
+        stages = meta.get(KEY_STAGES)
+        if stages and source.stages is not None:
+            from . import compiled_stages
+
+            programs.update(compiled_stages.stage_programs(
+                source.stages, source.dtype, int(stages[STAGES_LAYERS]), configs[0],
+                meta["type_names"], meta["r_max"], artifact_path))
+        else:
+            stages = None
+        compiled_meta = {**meta, KEY_STAGES: stages, KEY_COMPILED: {
             COMPILED_TORCH: torch.__version__, COMPILED_DEVICE: device,
             COMPILED_CPU: cpu_capability(), COMPILED_FROM_SHA256: _artifact.sha256(
                 artifact_path)}}
         with tempfile.TemporaryDirectory() as tmp:
             draft = Path(tmp) / f"draft{SUFFIX}"
-            torch._inductor.aoti_compile_and_package(
-                program, package_path=str(draft),
-                inductor_configs={"aot_inductor.metadata": {META_FILE: json.dumps(
-                    compiled_meta)}})
+            _package(programs, compiled_meta, draft)
             seconds = time.perf_counter() - t0
             report = _parity(draft, artifact_path, configs, dtype)
             report["configurations"] = where
@@ -210,6 +223,21 @@ def compile_source(source, artifact_path, output, data=None, device: str = "cpu"
                                            "compiled_parity": report}
             _write_with_metadata(draft, compiled_meta, output)
     return Path(output)
+
+
+def _package(programs: dict, meta: dict, path) -> None:
+    """Compile the exported ``programs`` (name -> ExportedProgram) into one package at
+    ``path``, each under its name, every one carrying ``meta``."""
+    from torch._inductor.package import package_aoti
+
+    options = {"aot_inductor.package": True,
+               "aot_inductor.metadata": {META_FILE: json.dumps(meta)}}
+    files = {}
+    for name, program in programs.items():
+        args, kwargs = program.example_inputs
+        files[name] = torch._inductor.aot_compile(program.module(check_guards=False), args,
+                                                  kwargs, options=dict(options))
+    package_aoti(str(path), files)
 
 
 def _write_with_metadata(package, meta: dict, output) -> None:
@@ -243,6 +271,11 @@ def _parity(package, artifact_path, configs, dtype: str) -> dict:
     f_tol = checks.force_tolerance(dtype, report["force_scale"])
     e_tol = checks.tolerance(dtype)
     bad = []
+    if read_metadata(package).get(KEY_STAGES) and all(configs[0].pbc):
+        # the compiled stages, emulated on two sub-domains, against the artifact's one call
+        report["staging"] = checks.staging(load(package), DeployedCalculator(artifact_path),
+                                           configs[0])
+        bad += checks.failures({"staging": report["staging"]}, dtype, len(configs[0]))
     if report["forces"] > f_tol:
         bad.append(f"forces differ by {report['forces']:.3g} eV/Å (tolerance {f_tol:.3g})")
     if report["energy_per_atom"] > e_tol:
@@ -362,6 +395,15 @@ class CompiledArtifact(_artifact.Artifact):
         energy, forces, virial = self.module(*padded, torch.tensor(n_local, device=d))
         out = energy[:n], forces[:n], virial
         return tuple(t.cpu() for t in out) if d.type != "cpu" else out
+
+    def layers(self):
+        """Its compiled stages as a layer backend (:mod:`egraff_lmp.deploy.stages`)."""
+        from .compiled_stages import CompiledLayers
+
+        stages = self.metadata.get(KEY_STAGES)
+        if not stages:
+            raise located(self.path, "compiled without stages: compile it again")
+        return CompiledLayers(self.path, self.r_max, int(stages[STAGES_LAYERS]))
 
 
 def load(path, device: str = "cpu") -> CompiledArtifact:

@@ -86,6 +86,15 @@ DTYPE_DEFAULT = DTYPE_FLOAT64
 METHOD_STAGE_EMBED = "stage_embed"
 METHOD_STAGE_LAYER = "stage_layer"
 
+# --- the programs of a compiled package (AOTIModelPackageLoader(path, name)) -------------
+
+#: the one-call model (calling convention 1, padded: egraff_lmp/deploy/compiled.py)
+PROGRAM_MODEL = "model"
+#: prefixes of the compiled stages' programs, followed by the layer k
+#: (egraff_lmp/deploy/compiled_stages.py); stage 0 is METHOD_STAGE_EMBED
+PROGRAM_LAYER_FW = "layer_fw_"
+PROGRAM_LAYER_BW = "layer_bw_"
+
 # --- the plugin's extract() name for the mode it chose -----------------------------------
 
 EXTRACT_MODE = "egraff_mode"
@@ -245,6 +254,13 @@ _OTHER = (  # (C++ constant, value, comment): the rest of the contract the plugi
      "stage 0 of a staged artifact: (types) -> x0, h0, e0"),
     ("METHOD_STAGE_LAYER", METHOD_STAGE_LAYER,
      "layer k: (k, pos, types, edges, shifts, x_k, h_k) -> x_k+1, h_k+1, e_k"),
+    ("PROGRAM_MODEL", PROGRAM_MODEL, "a compiled package's one-call program"),
+    ("PROGRAM_LAYER_FW", PROGRAM_LAYER_FW,
+     "a compiled package's layer k forward (prefix of k): (pos, types, edges, shifts, x_k, "
+     "h_k), padded -> x_k+1, h_k+1, e_k, saved..."),
+    ("PROGRAM_LAYER_BW", PROGRAM_LAYER_BW,
+     "its backward (prefix of k): (pos, types, edges, shifts, x_k, h_k, saved... [, g_x_k+1, "
+     "g_h_k+1 below the last layer]) -> g_pos [, g_x_k, g_h_k above layer 0]"),
     ("EXTRACT_MODE", EXTRACT_MODE, "Pair::extract() name of the chosen mode's code"),
 )
 

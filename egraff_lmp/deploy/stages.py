@@ -115,83 +115,108 @@ class StagedResult:
     ghosts: list
 
 
-def staged_domains(module, types, domains: list[Domain], n_atoms: int, n_stages: int,
+class ScriptedLayers:
+    """The stages of a TorchScript artifact's module: each layer's forward keeps its autograd
+    graph, its backward is the vector-Jacobian product on that graph.
+
+    The protocol of a layer backend (:func:`staged_domains`; the compiled one is
+    :class:`egraff_lmp.deploy.compiled_stages.CompiledLayers`): ``embed(types)`` → (x0, h0,
+    e0); ``forward(k, pos, types, edges, shifts, x, h)`` → (x_next, h_next, e_k, saved);
+    ``backward(k, saved, g_x_next, g_h_next)`` → (g_pos f64 [N, 3], g_x_k [N, w_k], g_h_k
+    [n, d_k]), the cotangents None after the last layer, the last two None for k = 0."""
+
+    def __init__(self, module):
+        self.stage_embed = getattr(module, METHOD_STAGE_EMBED)
+        self.stage_layer = getattr(module, METHOD_STAGE_LAYER)
+
+    def embed(self, types):
+        return self.stage_embed(types)
+
+    def forward(self, k, pos, types, edges, shifts, x, h):
+        pos = pos.detach().requires_grad_(True)
+        x_in = x.detach().requires_grad_(k > 0)
+        h_in = h.detach().requires_grad_(k > 0)
+        x_next, h_next, e = self.stage_layer(k, pos, types, edges, shifts, x_in, h_in)
+        return x_next.detach(), h_next.detach(), e.detach(), (pos, x_in, h_in, x_next,
+                                                               h_next, e)
+
+    def backward(self, k, saved, g_x, g_h):
+        pos, x_in, h_in, x_next, h_next, e = saved
+        outputs, cotangents = [], []
+        pairs = [(e.sum(), torch.ones((), dtype=torch.float64))]
+        if g_x is not None:
+            pairs += [(x_next, g_x), (h_next, g_h)]
+        for o, g in pairs:
+            if o.requires_grad and o.numel():
+                outputs.append(o)
+                cotangents.append(g)
+        inputs = [pos] + ([h_in, x_in] if k > 0 else [])
+        grads = (torch.autograd.grad(outputs, inputs, cotangents, allow_unused=True)
+                 if outputs else [None] * len(inputs))
+        grads = [torch.zeros_like(i) if g is None else g.detach()
+                 for g, i in zip(grads, inputs)]
+        return (grads[0], grads[2], grads[1]) if k > 0 else (grads[0], None, None)
+
+
+def staged_domains(layers, types, domains: list[Domain], n_atoms: int, n_stages: int,
                    skip_exchange: int | None = None) -> StagedResult:
-    """Evaluate a staged artifact ``module`` on sub-domains exchanging features as an
-    engine on several ranks does. ``skip_exchange=k`` (k ≥ 1) leaves the ghosts' layer-k
-    features at zero instead of exchanging them: a wrong exchange, for tests."""
+    """Evaluate the stages ``layers`` (a layer backend: :class:`ScriptedLayers` or a
+    compiled package's) on sub-domains exchanging features as an engine on several ranks
+    does. ``skip_exchange=k`` (k ≥ 1) leaves the ghosts' layer-k features at zero instead
+    of exchanging them: a wrong exchange, for tests."""
     types = torch.as_tensor(types, dtype=torch.long)
-    stage_embed = getattr(module, METHOD_STAGE_EMBED)
-    stage_layer = getattr(module, METHOD_STAGE_LAYER)
     doms = []
     for d in domains:
-        pos = torch.tensor(d.positions, dtype=torch.float64, requires_grad=True)
-        t = types[torch.from_numpy(d.atoms)]
         e = torch.from_numpy(d.edges)
-        doms.append({"d": d, "pos": pos, "types": t, "edges": e,
+        doms.append({"d": d, "pos": torch.tensor(d.positions, dtype=torch.float64),
+                     "types": types[torch.from_numpy(d.atoms)], "edges": e,
                      "shift": torch.zeros((e.shape[1], 3), dtype=torch.float64)})
     energies = np.zeros(n_atoms)
     for dom in doms:
-        x0, h0, e0 = stage_embed(dom["types"])
+        x0, h0, e0 = layers.embed(dom["types"])
         dom["x"], dom["h"] = x0.detach(), h0[: dom["d"].n_local].detach()
         energies[dom["d"].atoms[: dom["d"].n_local]] += e0[: dom["d"].n_local].numpy()
-    saved = []  # per layer: per domain (inputs, outputs)
+    saved = []  # per layer: per domain, what its backward needs
     for k in range(n_stages):
-        layer = []
+        outs = []
         for dom in doms:
             nl = dom["d"].n_local
-            x_in = dom["x"].clone().requires_grad_(k > 0)
-            h_in = dom["h"].clone().requires_grad_(True)
-            out = stage_layer(k, dom["pos"], dom["types"], dom["edges"], dom["shift"], x_in,
-                              h_in)
-            layer.append((x_in, h_in, out))
-            energies[dom["d"].atoms[:nl]] += out[2].detach().numpy()
-        saved.append(layer)
+            x_next, h_next, e, ctx = layers.forward(k, dom["pos"], dom["types"], dom["edges"],
+                                                    dom["shift"], dom["x"], dom["h"])
+            outs.append((x_next, h_next))
+            saved.append(ctx)
+            energies[dom["d"].atoms[:nl]] += e.numpy()
         if k + 1 < n_stages:  # forward communication of x_{k+1}
-            width = layer[0][2][0].shape[1]
-            owner_x = torch.zeros((n_atoms, width), dtype=layer[0][2][0].dtype)
-            for dom, (_, _, out) in zip(doms, layer):
-                owner_x[torch.from_numpy(dom["d"].atoms[: dom["d"].n_local])] = out[0].detach()
-            for dom, (_, _, out) in zip(doms, layer):
-                ghosts = torch.from_numpy(dom["d"].atoms[dom["d"].n_local:])
-                gx = owner_x[ghosts]
+            width = outs[0][0].shape[1]
+            owner_x = torch.zeros((n_atoms, width), dtype=outs[0][0].dtype)
+            for dom, (x_next, _) in zip(doms, outs):
+                owner_x[torch.from_numpy(dom["d"].atoms[: dom["d"].n_local])] = x_next
+            for dom, (x_next, h_next) in zip(doms, outs):
+                gx = owner_x[torch.from_numpy(dom["d"].atoms[dom["d"].n_local:])]
                 if skip_exchange == k + 1:
                     gx = torch.zeros_like(gx)
-                dom["x"] = torch.cat([out[0].detach(), gx])
-                dom["h"] = out[1].detach()
+                dom["x"] = torch.cat([x_next, gx])
+                dom["h"] = h_next
     forces = np.zeros((n_atoms, 3))
     virial = np.zeros((3, 3))
-    g_next = [None] * len(doms)  # (grad of x_{k+1}, grad of h_{k+1}) per domain
+    g_next = [(None, None)] * len(doms)  # (grad of x_{k+1}, grad of h_{k+1}) per domain
     for k in reversed(range(n_stages)):
         g_x_all = []
-        for m, (dom, (x_in, h_in, out)) in enumerate(zip(doms, saved[k])):
-            outputs, cotangents = [], []
-            pairs = [(out[2].sum(), torch.ones((), dtype=torch.float64))]
-            if g_next[m] is not None:
-                pairs += list(zip(out[:2], g_next[m]))
-            for o, g in pairs:
-                if o.requires_grad and o.numel():
-                    outputs.append(o)
-                    cotangents.append(g)
-            inputs = [dom["pos"], h_in] + ([x_in] if k > 0 else [])
-            grads = (torch.autograd.grad(outputs, inputs, cotangents, allow_unused=True)
-                     if outputs else [None] * len(inputs))
-            g_pos = grads[0] if grads[0] is not None else torch.zeros_like(dom["pos"])
-            f = -g_pos.detach().numpy()
+        for m, dom in enumerate(doms):
+            g_pos, g_x, g_h = layers.backward(k, saved[k * len(doms) + m], *g_next[m])
+            f = -g_pos.numpy()
             np.add.at(forces, dom["d"].atoms, f)
             virial += dom["d"].positions.T @ f
-            g_h = grads[1] if grads[1] is not None else torch.zeros_like(h_in)
-            g_x = (grads[2] if grads[2] is not None else torch.zeros_like(x_in)) if k > 0 \
-                else None
             g_x_all.append(g_x)
-            g_next[m] = [None, g_h.detach()]
+            g_next[m] = (None, g_h)
         if k > 0:  # reverse communication: ghosts' feature gradients summed on owners
             width = g_x_all[0].shape[1]
             total = torch.zeros((n_atoms, width), dtype=g_x_all[0].dtype)
             for dom, g in zip(doms, g_x_all):
-                total.index_add_(0, torch.from_numpy(dom["d"].atoms), g.detach())
+                total.index_add_(0, torch.from_numpy(dom["d"].atoms), g)
             for m, dom in enumerate(doms):
-                g_next[m][0] = total[torch.from_numpy(dom["d"].atoms[: dom["d"].n_local])]
+                local = torch.from_numpy(dom["d"].atoms[: dom["d"].n_local])
+                g_next[m] = (total[local], g_next[m][1])
     return StagedResult(float(energies.sum()), energies, forces, virial,
                         [len(d.atoms) - d.n_local for d in domains])
 
@@ -206,7 +231,7 @@ def emulate(artifact, atoms, grid=(2, 1, 1), skip_exchange: int | None = None
     r_max = float(meta[KEY_R_MAX])
     domains = decompose(atoms.positions, atoms.cell[:], grid, r_max, r_max)
     with torch.jit.optimized_execution(False):
-        return staged_domains(artifact.module, types, domains, len(atoms),
+        return staged_domains(artifact.layers(), types, domains, len(atoms),
                               int(meta[KEY_STAGES][STAGES_LAYERS]), skip_exchange)
 
 

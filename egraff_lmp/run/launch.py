@@ -24,10 +24,26 @@ def launch(spec: RunSpec, engine, resume_from=None) -> RunStatus:
     """Run ``spec`` with ``engine``; ``resume_from`` = (restart file, its step) continues a
     run from a restart file (LAMMPS engines)."""
     if engine.host == "ase":
-        return _in_ase(spec, engine, resume_from)
-    if spec.np > 1:
-        return _under_mpiexec(spec, engine, resume_from)
-    return in_process(spec, engine, resume_from)
+        status = _in_ase(spec, engine, resume_from)
+    elif spec.np > 1:
+        status = _under_mpiexec(spec, engine, resume_from)
+    else:
+        status = in_process(spec, engine, resume_from)
+    status.compiled = compiled_of(status.artifact)
+    return status
+
+
+def compiled_of(artifact) -> dict | None:
+    """What a compiled package that ran was compiled for and how long compiling took (its
+    metadata's ``compiled``); None for a TorchScript artifact or a calculator."""
+    from ..deploy import compiled
+
+    if artifact is None or not compiled.is_package(artifact):
+        return None
+    try:
+        return dict(compiled.read_metadata(artifact)[compiled.KEY_COMPILED])
+    except EgraffError:
+        return None
 
 
 def in_process(spec: RunSpec, engine, resume_from, tty: bool | None = None) -> RunStatus:

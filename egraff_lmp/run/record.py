@@ -100,7 +100,9 @@ class RunStatus:
     each ``run`` command (:class:`RunPart`), where and why the watch or LAMMPS stopped it,
     ms per step over all steps (setups apart), the target temperature (K) the watch holds it
     to, the element of each LAMMPS type, the artifact, timestep (ps), atoms, the plugin's
-    mode and the physical warnings."""
+    mode, the physical warnings, and for a compiled package what it was compiled for and
+    how long compiling took (``compiled``: torch_version, device_type, cpu_flags,
+    compile_s, artifact_sha256)."""
 
     steps_requested: int = 0
     steps_done: int = 0
@@ -115,6 +117,7 @@ class RunStatus:
     n_atoms: int | None = None
     pair_mode: str | None = None
     warnings: list[str] = field(default_factory=list)
+    compiled: dict | None = None
 
     def stop(self, step: int, reason: str) -> None:
         self.failed_at_step, self.failure = int(step), reason
