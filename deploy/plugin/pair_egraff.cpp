@@ -471,6 +471,28 @@ void *PairEgraff::extract(const char *name, int &dim)
    energies, the forces on all the atoms and, when asked, the model's virial. Returns the
    centres' energy (eV). */
 
+/* A compiled package's inputs: PAD dummy atoms (type 0, at the first atom) inserted after
+   atom n (n = every atom for one call, the local atoms for a stage call), joined only to
+   each other by two edges r_max/2 long; the indices of the atoms after them move up by PAD
+   (egraff_lmp/deploy/compiled.py, pad()). */
+
+std::vector<torch::Tensor> PairEgraff::pad_inputs(const torch::Tensor &pos, const torch::Tensor &types,
+                                                  const torch::Tensor &edge_index, const torch::Tensor &shift,
+                                                  int64_t n, double r_max)
+{
+  constexpr int64_t PAD = 2;
+  torch::Tensor at = pos.size(0) ? pos.slice(0, 0, 1) : torch::zeros({1, 3}, pos.options());
+  torch::Tensor ppos = torch::cat({pos.slice(0, 0, n), at.expand({PAD, 3}), pos.slice(0, n)});
+  torch::Tensor ptypes = torch::cat({types.slice(0, 0, n), torch::zeros({PAD}, types.options()), types.slice(0, n)});
+  torch::Tensor edges = edge_index + edge_index.ge(n).to(torch::kInt64) * PAD;
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  edges = torch::cat({edges, torch::tensor({n, n + 1, n + 1, n}, i64).view({2, 2}).to(edge_index.device())}, 1);
+  torch::Tensor pshift = torch::cat({shift, torch::tensor({0.5 * r_max, 0.0, 0.0, -0.5 * r_max, 0.0, 0.0}, f64)
+                                                .view({2, 3}).to(shift.device())});
+  return {ppos, ptypes, edges, pshift};
+}
+
 double PairEgraff::evaluate(const std::vector<int> &atoms, int n_center,
                             EgraffGraph::Edges &edges, bool want_virial)
 {
@@ -498,15 +520,8 @@ double PairEgraff::evaluate(const std::vector<int> &atoms, int n_center,
     // the package's sizes start at 2: two dummy atoms (type 0, at the first atom) joined only
     // to each other by two edges r_max/2 long, after every atom (their index >= n_center:
     // no energy, no neighbour among the real atoms), cut off again below
-    torch::Tensor at = na ? pos.index({torch::indexing::Slice(0, 1)}) : torch::zeros({1, 3}, f64);
-    torch::Tensor ppos = torch::cat({pos, at.expand({2, 3})});
-    torch::Tensor ptypes = torch::cat({types, torch::zeros({2}, i64)});
-    torch::Tensor pedge = torch::cat({edge_index, torch::tensor({(int64_t) na, (int64_t) na + 1,
-                                                                 (int64_t) na + 1, (int64_t) na}, i64)
-                                                      .view({2, 2})}, 1);
-    torch::Tensor pshift = torch::cat({shift, torch::tensor({0.5 * r_max, 0.0, 0.0, -0.5 * r_max, 0.0, 0.0}, f64)
-                                                   .view({2, 3})});
-    auto out = package->run({ppos.to(device), ptypes.to(device), pedge.to(device), pshift.to(device),
+    std::vector<torch::Tensor> padded = pad_inputs(pos, types, edge_index, shift, na, r_max);
+    auto out = package->run({padded[0].to(device), padded[1].to(device), padded[2].to(device), padded[3].to(device),
                              torch::scalar_tensor((int64_t) n_center, i64).to(device)});
     atom_energy = out[0].to(torch::kCPU).contiguous();
     forces = out[1].to(torch::kCPU).contiguous();

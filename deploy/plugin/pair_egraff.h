@@ -127,6 +127,9 @@ class PairEgraff : public Pair {
   void build_edges(int ncenter, bool fold);
   std::vector<int> model_atoms;           // atoms of a single model call (0..n-1)
   double compute_chunks(bool want_virial);
+  static std::vector<torch::Tensor> pad_inputs(const torch::Tensor &pos, const torch::Tensor &types,
+                                               const torch::Tensor &edge_index,
+                                               const torch::Tensor &shift, int64_t n, double r_max);
   double evaluate(const std::vector<int> &atoms, int n_center, EgraffGraph::Edges &edges,
                   bool want_virial);
 

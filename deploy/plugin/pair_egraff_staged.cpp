@@ -40,9 +40,6 @@
 using namespace LAMMPS_NS;
 using namespace EgraffSchema;
 
-/* The stages on one atom without neighbours: the widths the model really exchanges must be
-   those of the metadata (a mismatch would make the exchange read the wrong numbers). */
-
 namespace {
 
 constexpr int PAD = 2;    // dummy local atoms of a compiled stage call
@@ -96,24 +93,6 @@ std::vector<torch::Tensor> PairEgraff::run_embed(const torch::Tensor &types)
   return {out[0].slice(0, 0, n), out[1].slice(0, 0, n), out[2].slice(0, 0, n)};
 }
 
-/* A compiled layer's inputs: pos, types, edges and shifts of a chunk with the PAD dummy
-   local atoms after its n local ones (type 0, at its first atom) joined only to each other
-   by two edges r_max/2 long; the indices of the atoms after them move up by PAD. */
-
-static std::vector<torch::Tensor> pad_stage(const torch::Tensor &pos, const torch::Tensor &types,
-                                            const torch::Tensor &edge_index, const torch::Tensor &shift,
-                                            int64_t n, double r_max)
-{
-  auto i64 = edge_index.options();
-  torch::Tensor at = pos.size(0) ? pos.slice(0, 0, 1) : torch::zeros({1, 3}, pos.options());
-  torch::Tensor ppos = torch::cat({pos.slice(0, 0, n), at.expand({PAD, 3}), pos.slice(0, n)});
-  torch::Tensor edges = edge_index + edge_index.ge(n).to(torch::kInt64) * PAD;
-  edges = torch::cat({edges, torch::tensor({n, n + 1, n + 1, n}, i64.device(torch::kCPU)).view({2, 2}).to(i64.device())}, 1);
-  torch::Tensor pshift = torch::cat({shift, torch::tensor({0.5 * r_max, 0.0, 0.0, -0.5 * r_max, 0.0, 0.0}, shift.options().device(torch::kCPU))
-                                                 .view({2, 3}).to(shift.device())});
-  return {ppos, insert_rows(types, n), edges, pshift};
-}
-
 /* The stages on one atom without neighbours: the widths the model really exchanges must be
    those of the metadata (a mismatch would make the exchange read the wrong numbers). */
 
@@ -130,16 +109,18 @@ void PairEgraff::check_stages()
   torch::Tensor pos = torch::zeros({1, 3}, f64.device(device));
   torch::Tensor edges = torch::zeros({2, 0}, i64.device(device));
   torch::Tensor shifts = torch::zeros({0, 3}, f64.device(device));
+  // the widths each layer reads (and, last, what the last layer returns), then the checks:
+  // error->all throws, so it is never called inside the try
+  std::vector<int64_t> widths;
   try {
     auto emb = run_embed(types);
     torch::Tensor x = emb[0];
     torch::Tensor h = emb[1];
     for (int k = 0; k < stage_layers; k++) {
-      if (x.size(1) != feature_widths[k])
-        error->all(FLERR, "pair_style egraff: stage metadata of {} does not match its model: layer {} reads {} features, the metadata says {}; deploy it again",
-                   artifact, k, (int) x.size(1), feature_widths[k]);
+      widths.push_back(x.size(1));
+      if (x.size(1) != feature_widths[k]) break;
       if (package) {
-        std::vector<torch::Tensor> in = pad_stage(pos, types, edges, shifts, 1, r_max);
+        std::vector<torch::Tensor> in = pad_inputs(pos, types, edges, shifts, 1, r_max);
         in.push_back(insert_rows(x, 1));
         in.push_back(insert_rows(h, 1));
         auto out = package_fw[k]->run(in);
@@ -151,13 +132,18 @@ void PairEgraff::check_stages()
         h = out->elements()[1].toTensor();
       }
     }
-    if (x.size(1) != 0)
-      error->all(FLERR, "pair_style egraff: stage metadata of {} does not match its model: it has more than {} layers; deploy it again",
-                 artifact, stage_layers);
+    if ((int) widths.size() == stage_layers) widths.push_back(x.size(1));
   } catch (const std::exception &e) {
     error->all(FLERR, "pair_style egraff: the stages of {} do not run: {}", artifact,
                std::string(e.what()).substr(0, 200));
   }
+  for (int k = 0; k < stage_layers && k < (int) widths.size(); k++)
+    if (widths[k] != feature_widths[k])
+      error->all(FLERR, "pair_style egraff: stage metadata of {} does not match its model: layer {} reads {} features, the metadata says {}; deploy it again",
+                 artifact, k, (int) widths[k], feature_widths[k]);
+  if (widths.back() != 0)
+    error->all(FLERR, "pair_style egraff: stage metadata of {} does not match its model: it has more than {} layers; deploy it again",
+               artifact, stage_layers);
 }
 
 /* One step of the staged path: the inputs of every chunk, and what each layer saved for
@@ -258,7 +244,7 @@ void PairEgraff::staged_inputs(StagedStep &s)
   if (package) {
     s.padded.assign(nchunk, {});
     for (int c = 0; c < nchunk; c++)
-      s.padded[c] = pad_stage(s.pos[c].detach(), s.types[c], s.edge_index[c], s.shift[c], chunks.n_center[c], r_max);
+      s.padded[c] = pad_inputs(s.pos[c].detach(), s.types[c], s.edge_index[c], s.shift[c], chunks.n_center[c], r_max);
   }
 }
 
@@ -385,7 +371,7 @@ std::vector<torch::Tensor> PairEgraff::compiled_vjp(StagedStep &s, int k, int c,
 {
   const size_t i = (size_t) k * s.nchunk + c;
   const int64_t n = chunks.n_center[c];
-  std::vector<torch::Tensor> in = s.saved[i];
+  std::vector<torch::Tensor> in = std::move(s.saved[i]);    // freed after this call
   if (k + 1 < stage_layers) {
     in.push_back(insert_rows(s.whole ? g_x : g_x.index_select(0, s.centres[c]), n));
     in.push_back(insert_rows(s.whole ? g_h : g_h.index_select(0, s.centres[c]), n));

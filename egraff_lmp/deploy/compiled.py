@@ -82,13 +82,17 @@ class Unfolded(DeployedModel):
                 (-g_strain).to(torch.float64))
 
 
-def pad(pos, types, edge_index, edge_shift, r_max: float):
-    """The inputs with :data:`PAD` dummy atoms appended (type 0, at atom 0's position or
-    the origin) and two edges between them, r_max/2 long."""
-    n = pos.shape[0]
-    at = pos[:1] if n else torch.zeros((1, 3), dtype=pos.dtype, device=pos.device)
-    pos = torch.cat([pos, at.expand(PAD, 3)])
-    types = torch.cat([types, torch.zeros(PAD, dtype=types.dtype, device=types.device)])
+def pad(pos, types, edge_index, edge_shift, r_max: float, after: int | None = None):
+    """The inputs with :data:`PAD` dummy atoms inserted after atom ``after`` (default: after
+    every atom; a stage call puts them after its local atoms), of type 0 at atom 0's position
+    (or the origin), joined only to each other by two edges r_max/2 long; the indices of the
+    atoms after them move up by :data:`PAD`."""
+    n = pos.shape[0] if after is None else after
+    at = pos[:1] if pos.shape[0] else pos.new_zeros((1, 3))
+    pos = torch.cat([pos[:n], at.expand(PAD, 3), pos[n:]])
+    types = torch.cat([types[:n], types.new_zeros(PAD), types[n:]])
+    if after is not None:
+        edge_index = edge_index + (edge_index >= n).to(edge_index.dtype) * PAD
     extra = torch.tensor([[n, n + 1], [n + 1, n]], dtype=edge_index.dtype,
                          device=edge_index.device)
     half = 0.5 * float(r_max)
