@@ -1,11 +1,13 @@
 """TorchScript artifact vs its compiled AOTInductor package, side by side (issue 18).
 
-For the shipped GeTe4 Allegro, NequIP and MACE: one call of the model (energy, forces and
+For the shipped GeTe4 models (every family by default): one call of the model (energy, forces and
 virial: forward + backward) through DeployedCalculator on the 200-atom CPMD frame and on its
 3x3x3 replica (5,400 atoms), one thread, TorchScript and compiled timed in turn; medians
-of --repeats. Packages are compiled into --cache once (the compile time is printed).
+of --repeats. Packages are compiled into --cache once (the compile time and the package's
+size are printed). The resident memory of a process that loads one file and makes one call
+(peak RSS, MB) is measured in a fresh process per file and size.
 
-    OMP_NUM_THREADS=1 python bench/compiled_bench.py [--families allegro,nequip,mace]
+    OMP_NUM_THREADS=1 python bench/compiled_bench.py [--families allegro,nequip,mace,...]
         [--repeats 7] [--skip-large] [--cache DIR]
 """
 
@@ -39,9 +41,34 @@ def timed(calc, atoms) -> float:
     return 1000 * (time.perf_counter() - t0)
 
 
+_RSS = """
+import resource, sys, numpy as np, torch
+from ase import Atoms
+torch.set_num_threads(1)
+from egraff_lmp.calculator import DeployedCalculator
+d = np.load(sys.argv[2])
+a = Atoms(numbers=d["atomic_numbers"], positions=d["pos"][0], cell=d["cell"], pbc=True)
+a = a.repeat([int(sys.argv[3])] * 3)
+a.calc = DeployedCalculator(sys.argv[1])
+a.get_forces(); a.get_stress()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def peak_rss_mb(path, repeat: int) -> float:
+    """Peak resident memory (MB) of a fresh process making one call with ``path``."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _RSS, str(path),
+                          str(ROOT / "inputs/gete/gete_test.npz"), str(repeat)],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--families", default="allegro,nequip,mace")
+    ap.add_argument("--families", default="allegro,nequip,mace,torchmd,painn,dimenet")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--skip-large", action="store_true")
     ap.add_argument("--cache", default="/tmp/egraff-compiled-bench")
@@ -66,6 +93,11 @@ def main():
             t0 = time.perf_counter()
             compile_artifact(art, output=pkg, data=ROOT / "inputs/gete/gete_test.npz")
             print(f"{fam}: compiled and checked in {time.perf_counter() - t0:.0f} s")
+        print(f"{fam}: artifact {art.stat().st_size / 1e6:.2f} MB, package "
+              f"{pkg.stat().st_size / 1e6:.2f} MB; peak RSS (MB) TorchScript/compiled: "
+              + ", ".join(f"{label} atoms {peak_rss_mb(art, r):.0f}/{peak_rss_mb(pkg, r):.0f}"
+                          for label, r in (("200", 1), ("5400", 3)) if label in sizes),
+              flush=True)
         ts, co = DeployedCalculator(art), DeployedCalculator(pkg)
         for label, atoms in sizes.items():
             reps = args.repeats if label == "200" else max(3, args.repeats // 2)

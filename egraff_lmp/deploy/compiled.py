@@ -148,9 +148,28 @@ def unfold(module: Unfolded, example: tuple, smaller: tuple, where) -> torch.fx.
                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}): "
                              "use the TorchScript artifact") from None
     if graph.code != other.code:
+        op = _first_difference(graph, other)
         raise located(where, "the model fixes the atom or edge count into its graph (traced "
-                             "at two sizes, the graphs differ): use the TorchScript artifact")
+                             f"at two sizes, the graphs differ first at {op}): use the "
+                             "TorchScript artifact")
     return graph
+
+
+def _first_difference(graph: torch.fx.GraphModule, other: torch.fx.GraphModule) -> str:
+    """The first aten op (not a size or stride query) where two traced graphs differ, as
+    ``aten.name``: where a size became a constant."""
+    import difflib
+    import re
+
+    a, b = graph.code.splitlines(), other.code.splitlines()
+    for tag, i1, i2, _, _ in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        for line in a[i1:i2] or a[i1:i1 + 1]:
+            op = re.search(r"torch\.ops\.(aten\.\w+)", line)
+            if op and not op.group(1).startswith(("aten.size", "aten.stride", "aten.sym_")):
+                return op.group(1)
+    return "an unnamed node"
 
 
 def _inputs(atoms, type_names, r_max):

@@ -80,12 +80,33 @@ def joint_layer(layer: torch.nn.Module, dtype: torch.dtype, first: bool, last: b
             outputs += [x_next, h_next]
             cotangents += list(tangents)
         wrt = [pos] if first else [pos, x, h]
-        grads = torch.autograd.grad(outputs, wrt, cotangents, allow_unused=True)
+        # an output that does not depend on the inputs (a layer whose energy term is zero,
+        # NequIP's first) has no gradient to give
+        pairs = [(o, g) for o, g in zip(outputs, cotangents) if o.requires_grad]
+        grads = (torch.autograd.grad([o for o, _ in pairs], wrt, [g for _, g in pairs],
+                                     allow_unused=True) if pairs else [None] * len(wrt))
         grads = [torch.zeros_like(w) if g is None else g for g, w in zip(grads, wrt)]
         grads[0] = grads[0].to(torch.float64)
         return [x_next.detach(), h_next.detach(), energy.detach(), *grads]
 
     return joint
+
+
+def _functional(joint: fx.GraphModule, primals: list, tangents: list) -> fx.GraphModule:
+    """``joint`` traced again without in-place ops (a layer's ``scatter_add_`` and
+    ``copy_``, NequIP's: a graph cut by data dependencies alone would lose them), its
+    placeholders named ``primals_*`` and ``tangents_*`` again."""
+    from .compiled import _make_fx
+
+    graph = _make_fx(torch.func.functionalize(joint, remove="mutations"),
+                     (primals, tangents))
+    placeholders = [n for n in graph.graph.nodes if n.op == "placeholder"]
+    names = [f"primals_{i + 1}" for i in range(len(primals))]
+    names += [f"tangents_{i + 1}" for i in range(len(tangents))]
+    for node, name in zip(placeholders, names):
+        node._rename(name)
+    graph.recompile()
+    return graph
 
 
 def _is_size(node: fx.Node) -> bool:
@@ -324,7 +345,8 @@ def stage_programs(stages: torch.nn.Module, dtype: torch.dtype, n_layers: int, a
         primals = [pos, types, edges, shifts, x, h]
         tangents = [] if last else [torch.randn_like(x_next), torch.randn_like(h_next)]
         try:
-            joint = _make_fx(joint_layer(layer, dtype, first, last), (primals, tangents))
+            joint = _functional(_make_fx(joint_layer(layer, dtype, first, last),
+                                         (primals, tangents)), primals, tangents)
             fw, bw, _ = partition(joint, 3)
             dims = [(0, 0), (1, 0), (2, 1), (3, 0), (4, 0), (5, 0)]
             dims += [(6, 0), (7, 0)] if not last else []

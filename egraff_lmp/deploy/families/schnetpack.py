@@ -56,10 +56,11 @@ def import_schnetpack():
 
 
 class PaiNNRepresentation(torch.nn.Module):
-    """SchNetPack's ``PaiNN.forward`` on its own trained modules, with one difference: the
-    vector features start as zeros of the model's dtype. SchNetPack allocates them in
-    torch's *default* dtype, so a float32 PaiNN fails wherever that default is float64
-    (in a Python session beside a float64 MACE calculator, for one)."""
+    """SchNetPack's ``PaiNN.forward`` on its own trained modules, with two differences: the
+    vector features start as zeros of the model's dtype (SchNetPack allocates them in
+    torch's *default* dtype, so a float32 PaiNN fails wherever that default is float64: in
+    a Python session beside a float64 MACE calculator, for one), and the messages are
+    summed by :func:`_painn_messages` (traceable with a dynamic atom count)."""
 
     __constants__ = ["share_filters", "n_interactions", "n_atom_basis"]
 
@@ -90,9 +91,24 @@ class PaiNNRepresentation(torch.nn.Module):
         q = self.embedding(z).unsqueeze(1)
         mu = torch.zeros((q.shape[0], 3, q.shape[2]), device=q.device, dtype=q.dtype)
         for i, (interaction, mixing) in enumerate(zip(self.interactions, self.mixing)):
-            q, mu = interaction(q, mu, filter_list[i], dir_ij, idx_i, idx_j, n_atoms)
+            x = interaction.interatomic_context_net(q)
+            q, mu = _painn_messages(q, mu, x, filter_list[i], dir_ij, idx_i, idx_j,
+                                    n_atoms, self.n_atom_basis)
             q, mu = mixing(q, mu)
         return q.squeeze(1)
+
+
+def _painn_messages(q: torch.Tensor, mu: torch.Tensor, x: torch.Tensor, w_ij: torch.Tensor,
+                    dir_ij: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,
+                    n_atoms: int, n_basis: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``PaiNNInteraction.forward`` after its context network (``x``): the same sums,
+    with the atom count kept a size of the inputs. SchNetPack's ``scatter_add`` is a
+    scripted function, and calling it turns a traced atom count into a constant."""
+    dq, dmu_r, dmu_mu = torch.split(w_ij * x[idx_j], n_basis, dim=-1)
+    dmu = dmu_r * dir_ij[..., None] + dmu_mu * mu[idx_j]
+    dq = q.new_zeros((n_atoms,) + dq.shape[1:]).index_add(0, idx_i, dq)
+    dmu = mu.new_zeros((n_atoms,) + dmu.shape[1:]).index_add(0, idx_i, dmu)
+    return q + dq, mu + dmu
 
 
 class _Generic(torch.nn.Module):
