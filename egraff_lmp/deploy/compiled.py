@@ -291,7 +291,11 @@ def _parity(package, artifact_path, configs, dtype: str) -> dict:
     configs = list(configs) + [configs[0].repeat((2, 1, 1))]
     report = checks.parity(DeployedCalculator(load(package)),
                            DeployedCalculator(artifact_path), configs)
-    f_tol = checks.force_tolerance(dtype, report["force_scale"])
+    # in float32 both the package and the artifact round: each is held to deploy's
+    # tolerance from the exact forces, so their difference to twice that (the shipped
+    # Allegro on a compressed random cell: 1.3e-4 eV/Å at |F| 4.9 eV/Å, 2.7e-5 relative)
+    f_tol = checks.force_tolerance(dtype, report["force_scale"]) * (2 if dtype == "float32"
+                                                                    else 1)
     e_tol = checks.tolerance(dtype)
     bad = []
     if read_metadata(package).get(KEY_STAGES) and all(configs[0].pbc):
