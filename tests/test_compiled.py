@@ -213,3 +213,44 @@ def test_evaluate_with_protocol_compiled_runs_the_cached_package(compiled_allegr
     assert x.stable_runs == 1 and x.static.f_mae_mev_per_a > 0
     (run,) = (tmp_path / "out" / "runs").rglob("run.json")
     assert RunRecord.load(run.parent).spec.variables["model"].endswith(".egraff.pt2")
+
+
+class _InPlaceLayer(torch.nn.Module):
+    """A stage layer that sums its messages in place into a buffer read through a view
+    taken before the sum (what NequIP's layers do with ``scatter_add_`` and ``copy_``)."""
+
+    def forward(self, zero, types, edge_index, shift, x, h):
+        i, j = edge_index
+        r = (zero[j] - zero[i] + shift).norm(dim=1, keepdim=True)
+        out = torch.zeros((h.shape[0], h.shape[1] + 1), dtype=h.dtype)
+        view = out[:, : h.shape[1]]
+        out.index_add_(0, i, torch.cat([x[j] * r, r], 1))
+        h_next = h + torch.tanh(view)
+        return h_next, h_next, h_next.sum(1).to(torch.float64)
+
+
+def test_a_stage_layer_summing_in_place_keeps_its_sums_when_cut():
+    """The joint graph is functionalized before the cut into forward and backward: a cut
+    by data dependencies alone loses an in-place update read through a view."""
+    from egraff_lmp.deploy import compiled_stages
+    from egraff_lmp.deploy.compiled import _make_fx
+
+    torch.manual_seed(0)
+    n, ghosts, width = 5, 3, 4
+    pos = torch.rand((n + ghosts, 3), dtype=torch.float64) * 3
+    centres = torch.arange(n)
+    edges = torch.stack([centres.repeat(2), torch.cat([(centres + 1) % n, centres + ghosts])])
+    primals = [pos, torch.zeros(n + ghosts, dtype=torch.long), edges,
+               torch.zeros((2 * n, 3), dtype=torch.float64),
+               torch.rand((n + ghosts, width), dtype=torch.float64),
+               torch.rand((n, width), dtype=torch.float64)]
+    tangents = [torch.rand((n, width), dtype=torch.float64) for _ in range(2)]
+    joint_fn = compiled_stages.joint_layer(_InPlaceLayer(), torch.float64, False, False)
+    expected = joint_fn(primals, tangents)
+    joint = compiled_stages._functional(_make_fx(joint_fn, (primals, tangents)), primals,
+                                        tangents)
+    fw, bw, _ = compiled_stages.partition(joint, 3)
+    out = fw(*primals)
+    grads = bw(*primals, *out[3:], *tangents)
+    for got, want in zip(list(out[:3]) + list(grads), expected):
+        assert torch.allclose(got, want, atol=1e-12)
