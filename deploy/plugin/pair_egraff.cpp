@@ -262,8 +262,7 @@ void PairEgraff::init_style()
   if (strcmp(force->pair_style, "egraff") != 0 && comm->me == 0)
     error->warning(FLERR, "pair_style egraff inside hybrid: energies of the other styles are not seen by the model");
   if (atom->tag_enable == 0) error->all(FLERR, "pair_style egraff requires atom IDs");
-  if (strcmp(update->unit_style, "metal") != 0)
-    error->all(FLERR, "pair_style egraff: units {} is not supported: the model speaks eV and Angstrom; use units metal", update->unit_style);
+  set_units();
   // once per pair_style: LAMMPS initialises the style before every run command
   if (comm->me == 0 && !warned) physical_warnings();
   warned = true;
@@ -290,12 +289,12 @@ void PairEgraff::init_style()
   const bool ghost_lists = mode == MODE_GHOSTS && !strictly_local;
   neighbor->add_request(this, ghost_lists ? NeighConst::REQ_FULL | NeighConst::REQ_GHOST
                                           : NeighConst::REQ_FULL);
-  double need = ghost_cutoff + neighbor->skin;
+  double need = ghost_cutoff * length_unit + neighbor->skin;
   if (ghost_lists && comm->cutghostuser < need) {
     comm->cutghostuser = need;
     if (comm->me == 0)
-      utils::logmesg(lmp, "pair_style egraff: ghost cutoff set to {:.4g} A ({} message-passing layers x r_max {:.4g} A + skin)\n",
-                     need, num_layers, r_max);
+      utils::logmesg(lmp, "pair_style egraff: ghost cutoff set to {:.4g} ({} message-passing layers x r_max {:.4g} A + skin, units {})\n",
+                     need, num_layers, r_max, update->unit_style);
   }
   if (comm->me == 0) {
     utils::logmesg(lmp, "pair_style egraff: mode {} on {} rank(s){}\n", MODE_NAMES[mode], comm->nprocs,
@@ -303,6 +302,23 @@ void PairEgraff::init_style()
                                                 stage_layers, r_max, chunked ? fmt::format(", chunks of ~{} centres", chunk_atoms) : "")
                                   : "");
   }
+}
+
+/* The unit style's factors (LAMMPS' own constants): the model speaks Å and eV; a length in
+   the style is force->angstrom per Å, an energy force->boltz / (the metal boltz) per eV.
+   lj has no physical units: refused. */
+
+void PairEgraff::set_units()
+{
+  if (strcmp(update->unit_style, "lj") == 0)
+    error->all(FLERR, "pair_style egraff: units lj has no physical units, the model speaks eV and Angstrom: use units metal, real or any other physical style");
+  constexpr double BOLTZ_METAL = 8.617343e-5;    // eV/K, LAMMPS' metal constant
+  length_unit = force->angstrom;
+  energy_unit = force->boltz / BOLTZ_METAL;
+  force_unit = energy_unit / length_unit;
+  if (comm->me == 0 && strcmp(update->unit_style, "metal") != 0 && !warned)
+    utils::logmesg(lmp, "pair_style egraff: units {}: 1 A = {:.9g} distance units, 1 eV = {:.9g} energy units\n",
+                   update->unit_style, length_unit, energy_unit);
 }
 
 /* Warnings (LAMMPS' log) for a set-up that runs but is likely wrong: a type whose mass is
@@ -324,14 +340,17 @@ void PairEgraff::physical_warnings()
       lightest = ref;
       light = sym;
     }
-    if (atom->mass && atom->mass_setflag && atom->mass_setflag[t]) {
+    // masses in amu (g/mol) in metal, real and electron only
+    const bool amu = strcmp(update->unit_style, "metal") == 0 || strcmp(update->unit_style, "real") == 0 ||
+                     strcmp(update->unit_style, "electron") == 0;
+    if (amu && atom->mass && atom->mass_setflag && atom->mass_setflag[t]) {
       const double m = atom->mass[t];
       if (std::fabs(m - ref) > 0.01 * ref)
         error->warning(FLERR, "pair_style egraff: type {} has mass {:.4g} amu but pair_coeff makes it {} ({:.4g} amu): is the type order of the data file and pair_coeff the same?",
                        t, m, sym, ref);
     }
   }
-  const double dt_fs = update->dt * 1000.0;    // metal: ps
+  const double dt_fs = update->dt / force->femtosecond;    // the style's time unit to fs
   if (lightest > 0.0 && dt_fs > std::sqrt(lightest))
     error->warning(FLERR, "pair_style egraff: timestep {:.4g} fs is above {:.3g} fs = 1 fs x sqrt(m/amu) of the lightest element, {}",
                    dt_fs, std::sqrt(lightest), light);
@@ -339,7 +358,7 @@ void PairEgraff::physical_warnings()
 
 double PairEgraff::init_one(int, int)
 {
-  return r_max;
+  return cutoff();
 }
 
 void PairEgraff::compute(int eflag, int vflag)
@@ -378,11 +397,12 @@ void PairEgraff::compute(int eflag, int vflag)
     }
   }
   if (!std::isfinite(elocal)) error->one(FLERR, "pair_style egraff: the model returned a non-finite energy");
-  if (eflag_global) eng_vdwl += elocal;
+  if (eflag_global) eng_vdwl += elocal * energy_unit;
 }
 
-/* The virial of forces f (eV/A, row-major [n][3]) that this style adds on atoms at x:
-   sum r_i x f_i (LAMMPS order xx yy zz xy xz yz). */
+/* The virial of forces sign * fr (fr in eV/A, row-major [n][3]; sign carries the unit
+   style's force factor) that this style adds on atoms at x: sum r_i x f_i (LAMMPS order
+   xx yy zz xy xz yz, the style's energy). */
 
 void PairEgraff::tally_virial(const std::vector<int> &atoms_of, const double *fr, double sign)
 {
@@ -407,7 +427,7 @@ void PairEgraff::build_edges(int ncenter, bool fold)
 {
   const EgraffGraph::NeighborList neigh{list->ilist, list->numneigh, list->firstneigh, NEIGHMASK};
   if (fold) EgraffGraph::owner_map(atom->tag, atom->nlocal, owner);
-  const int64_t orphan = EgraffGraph::build_edges(atom->x, neigh, ncenter, r_max, fold, atom->nlocal,
+  const int64_t orphan = EgraffGraph::build_edges(atom->x, neigh, ncenter, cutoff(), fold, atom->nlocal,
                                                   atom->tag, owner, graph);
   if (orphan) error->one(FLERR, "pair_style egraff: ghost atom {} has no local owner", orphan);
 }
@@ -509,11 +529,12 @@ double PairEgraff::evaluate(const std::vector<int> &atoms, int n_center,
   auto t = types.accessor<int64_t, 1>();
   for (int a = 0; a < na; a++) {
     const int i = atoms[a];
-    for (int d = 0; d < 3; d++) p[a][d] = x[i][d];
+    for (int d = 0; d < 3; d++) p[a][d] = x[i][d] / length_unit;
     t[a] = type_map[type[i]];
   }
   torch::Tensor edge_index = torch::from_blob(edges.index.data(), {ne, 2}, i64).t().contiguous();
   torch::Tensor shift = torch::from_blob(edges.shift.data(), {ne, 3}, f64).clone();
+  if (length_unit != 1.0) shift.div_(length_unit);    // Å
 
   torch::Tensor atom_energy, forces, w;
   if (package) {
@@ -536,27 +557,27 @@ double PairEgraff::evaluate(const std::vector<int> &atoms, int n_center,
   }
   const double *e = atom_energy.data_ptr<double>();
   const double *fr = forces.data_ptr<double>();
-  double ecentres = 0.0;
+  double ecentres = 0.0;    // eV
   for (int a = 0; a < n_center; a++) {
     ecentres += e[a];
-    if (eflag_atom) eatom[atoms[a]] += e[a];
+    if (eflag_atom) eatom[atoms[a]] += e[a] * energy_unit;
   }
   for (int a = 0; a < na; a++) {
     const int i = atoms[a];
-    f[i][0] += fr[3 * a];
-    f[i][1] += fr[3 * a + 1];
-    f[i][2] += fr[3 * a + 2];
+    f[i][0] += fr[3 * a] * force_unit;
+    f[i][1] += fr[3 * a + 1] * force_unit;
+    f[i][2] += fr[3 * a + 2] * force_unit;
   }
-  if (!want_virial) tally_virial(atoms, fr, 1.0);
+  if (!want_virial) tally_virial(atoms, fr, force_unit);
   if (want_virial && vflag_global) {
     w = w.to(torch::kCPU).contiguous();
-    const double *v = w.data_ptr<double>();    // 3x3, row-major
-    virial[0] += v[0];
-    virial[1] += v[4];
-    virial[2] += v[8];
-    virial[3] += v[1];
-    virial[4] += v[2];
-    virial[5] += v[5];
+    const double *v = w.data_ptr<double>();    // 3x3, row-major, eV
+    virial[0] += v[0] * energy_unit;
+    virial[1] += v[4] * energy_unit;
+    virial[2] += v[8] * energy_unit;
+    virial[3] += v[1] * energy_unit;
+    virial[4] += v[2] * energy_unit;
+    virial[5] += v[5] * energy_unit;
   }
   return ecentres;
 }

@@ -25,13 +25,14 @@
    skip_exchange K (tests only): leave the ghosts' layer-K features at zero instead of
    exchanging them, i.e. a wrong exchange that the tests must detect.
 
-   Units metal (eV, Å). Requires newton pair on. The artifact's calling convention is
+   Any LAMMPS unit style but lj: positions go to the model in Å (x / force->angstrom), its
+   energies come back from eV (x force->boltz / the metal boltz), forces from eV/Å. Requires
+   newton pair on. The artifact's calling convention is
    documented in deploy/README.md: positions of local+ghost atoms, model type index, a full
    list of edges within r_max, zero edge shifts (ghosts are explicit), number of local atoms;
    it returns per-atom energies and forces on all atoms (ghost forces are summed back by
    LAMMPS' reverse communication). The virial is the plugin's own: sum(r_i x f_i) over the
-   forces it adds (local and ghost atoms), or the model's in images mode. Units metal only;
-   warnings in the log for type masses that are not those of pair_coeff's elements and for a
+   forces it adds (local and ghost atoms), or the model's in images mode. Warnings in the log for type masses that are not those of pair_coeff's elements and for a
    timestep above 1 fs x sqrt(m/amu) of the lightest element.
    On one rank the ghosts are only periodic images of local atoms: the plugin then folds
    each ghost neighbour onto its owner with a shift, so the model sees the local atoms only
@@ -95,6 +96,9 @@ class PairEgraff : public Pair {
   std::vector<std::string> type_names;    // element symbols in model order
   std::vector<int> type_map;              // LAMMPS type -> model type index (-1: unset)
   double r_max = 0.0;                     // Å
+  // the unit style (init_style): style distance per Å, style energy per eV, and their ratio
+  double length_unit = 1.0, energy_unit = 1.0, force_unit = 1.0;
+  double cutoff() const { return r_max * length_unit; }    // r_max in the style's distance
   double ghost_cutoff = 0.0;              // Å, how far ghost atoms must reach
   int num_layers = 1;
   bool strictly_local = false;
@@ -120,6 +124,7 @@ class PairEgraff : public Pair {
   void allocate();
   torch::Device choose_device(const std::string &);
   template <class Json> void check_compiled(const Json &meta);
+  void set_units();
   void physical_warnings();
   bool warned = false;                    // physical_warnings() said its piece
   bool optimize_graph = false;            // TorchScript graph optimisation (keyword optimize)

@@ -230,7 +230,7 @@ void PairEgraff::staged_inputs(StagedStep &s)
     auto t = types.accessor<int64_t, 1>();
     for (int a = 0; a < na; a++) {
       const int i = atoms[a];
-      for (int d = 0; d < 3; d++) p[a][d] = x[i][d];
+      for (int d = 0; d < 3; d++) p[a][d] = x[i][d] / length_unit;    // Å
       t[a] = type_map[type[i]];
     }
     s.pos[c] = pos.to(device).requires_grad_(!package);
@@ -407,8 +407,8 @@ void PairEgraff::staged_backward(StagedStep &s)
         const double *g = gp.data_ptr<double>();
         const std::vector<int> &m = chunks.atoms[c];
         for (size_t a = 0; a < m.size(); a++)
-          for (int d = 0; d < 3; d++) f[m[a]][d] -= g[3 * a + d];
-        tally_virial(m, g, -1.0);
+          for (int d = 0; d < 3; d++) f[m[a]][d] -= g[3 * a + d] * force_unit;
+        tally_virial(m, g, -force_unit);
       }
       if (k > 0) {
         if (grads[1].defined()) g_h_all.index_copy_(0, s.centres[c], grads[1].to(torch::kFloat64));
@@ -441,7 +441,7 @@ double PairEgraff::compute_staged()
   double elocal = 0.0;
   for (int i = 0; i < s.nlocal; i++) {
     elocal += s.energy[i];
-    if (eflag_atom) eatom[i] += s.energy[i];
+    if (eflag_atom) eatom[i] += s.energy[i] * energy_unit;
   }
   return elocal;
 }

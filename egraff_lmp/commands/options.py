@@ -24,6 +24,9 @@ def reader_options(p: argparse.ArgumentParser, prefix: str = "", who: str = "") 
                    help="thermo column of the energy in --log (default PotEng)")
     g.add_argument(f"--{prefix}energy-column", metavar="COL",
                    help="per-atom dump column (e.g. c_pe) summed into each frame's energy")
+    g.add_argument(f"--{prefix}units", metavar="STYLE",
+                   help="LAMMPS unit style a dump was written in (default metal; real, si, "
+                        "cgs, electron, micro, nano are converted to Å, eV/Å and eV)")
     g.add_argument(f"--{prefix}energy-key", metavar="KEY",
                    help="energy key of extxyz info / npz (default energy)")
     g.add_argument(f"--{prefix}forces-key", metavar="KEY",
@@ -39,7 +42,7 @@ def open_trajectory(args, path, prefix=""):
     return read_trajectory(path, format=opt("format"), types=opt("types"), data=opt("data"),
                            log=opt("log"), log_column=opt("log_column"),
                            energy_column=opt("energy_column"), energy_key=opt("energy_key"),
-                           forces_key=opt("forces_key"))
+                           forces_key=opt("forces_key"), units=opt("units"))
 
 
 def rdf_options(p):

@@ -9,7 +9,8 @@ from .compare import print_comparison
 
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="run a LAMMPS input with a deployed model and compare",
-                       description="Run a LAMMPS input (units metal; pair_style egraff "
+                       description="Run a LAMMPS input (any physical unit style, converted by the "
+                       "plugin; pair_style egraff "
                        "ARTIFACT + pair_coeff * * ELEMENTS) with the LAMMPS plugin or the "
                        "callback engine, watch its stability, write RUNDIR (log.lammps, dumps, "
                        "run.json) and compare the dump ${rundir}/dump.lammpstrj with the "

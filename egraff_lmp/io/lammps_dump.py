@@ -2,8 +2,10 @@
 
 Columns: ``id`` (atoms are sorted by id), ``type`` and/or ``element``, coordinates in any of
 LAMMPS' conventions (``x y z``, scaled ``xs ys zs``, unwrapped ``xu yu zu``, ``xsu ysu zsu``),
-optional forces ``fx fy fz`` (eV/Å, read as written: no unit conversion). Orthogonal and
-triclinic boxes. MDAnalysis parses coordinates and forces in float32 (≈1e-6 Å at 20 Å).
+optional forces ``fx fy fz``. Orthogonal and triclinic boxes. A dump of a run in another
+unit style than metal (``units=``, e.g. ``real``) is converted to Å, eV/Å and eV with LAMMPS'
+constants (:mod:`egraff_lmp.units`); by default it is read as metal, as written.
+MDAnalysis parses coordinates and forces in float32 (≈1e-6 Å at 20 Å).
 
 Types become elements by, in this order: ``types`` (``--types Ge,Te``: type 1 is Ge), the
 dump's ``element`` column, or the ``Masses`` of a LAMMPS data file (``data=``; a comment
@@ -26,6 +28,7 @@ import numpy as np
 
 from ..errors import EgraffError, located
 from ..trajectory import Frame, Trajectory, perpendicular_widths
+from ..units import unit_style
 from .lammps_log import potential_energy_by_step
 
 _COORDS = (("x", "y", "z"), ("xs", "ys", "zs"), ("xu", "yu", "zu"), ("xsu", "ysu", "zsu"))
@@ -216,9 +219,11 @@ class LammpsDumpTrajectory(Trajectory):
     format = "lammps-dump"
 
     def __init__(self, path, types=None, data=None, log=None, log_column="PotEng",
-                 energy_column=None, timestep=None, **_):
+                 energy_column=None, timestep=None, units=None, **_):
         n_atoms, cols, rows, steps, self._periodic, self._widths = scan_dump(path)
         self._steps = steps
+        self._units = unit_style(units)
+        self._widths = [self._units.to_angstrom(w) for w in self._widths]
         self._timestep = timestep
         col = {c: i for i, c in enumerate(cols)}
         order = (np.argsort([_int(path, r[col["id"]], "an atom id", 0) for r in rows],
@@ -300,14 +305,16 @@ class LammpsDumpTrajectory(Trajectory):
             energy = float(np.sum(ts.data[self._energy_column], dtype=np.float64))
         elif self._energy_by_step is not None:
             energy = self._energy_by_step.get(step)
+        u = self._units
         return Frame(
             index=i,
-            positions=np.asarray(ts.positions, dtype=np.float64),
-            cell=(np.asarray(ts.triclinic_dimensions, dtype=np.float64)
+            positions=u.to_angstrom(np.asarray(ts.positions, dtype=np.float64)),
+            cell=(u.to_angstrom(np.asarray(ts.triclinic_dimensions, dtype=np.float64))
                   if self._periodic else None),
             pbc=(self._periodic,) * 3,
-            energy=energy,
-            forces=np.asarray(ts.forces, dtype=np.float64) if self._has_forces else None,
+            energy=None if energy is None else u.to_ev(energy),
+            forces=(u.to_ev_per_angstrom(np.asarray(ts.forces, dtype=np.float64))
+                    if self._has_forces else None),
             step=step,
             time=None if self._timestep is None else step * float(self._timestep),
         )

@@ -89,14 +89,15 @@ def reference_of(input_path) -> Path | None:
     return None
 
 
-def energy_drift(log, timestep_ps, n_atoms=0) -> dict | None:
+def energy_drift(log, timestep_ps, n_atoms=0, units: str = "metal") -> dict | None:
     """Drift of the total energy over all thermo output of ``log`` (the chunks of a run
     are joined by step): least-squares slope of TotEng against time, in eV/ps and
     meV/atom/ps, and the largest |TotEng − TotEng(0)| (eV). Meaningful for NVE; reported
-    whatever the ensemble (``None`` without TotEng)."""
+    whatever the ensemble (``None`` without TotEng). ``units``: the log's unit style."""
     import numpy as np
 
     from ..io.lammps_log import read_thermo
+    from ..units import unit_style
 
     by_step = {}
     for r in read_thermo(log):
@@ -105,7 +106,7 @@ def energy_drift(log, timestep_ps, n_atoms=0) -> dict | None:
     if len(by_step) < 2 or not timestep_ps:
         return None
     steps = np.array(sorted(by_step))
-    etot = np.array([by_step[k] for k in steps])
+    etot = unit_style(units).to_ev(np.array([by_step[k] for k in steps]))
     t = (steps - steps[0]) * timestep_ps
     if t[-1] <= 0 or not np.all(np.isfinite(etot)):
         return None
@@ -188,7 +189,7 @@ def _execute(record: RunRecord, eng, resume_from) -> RunRecord:
         result.steps_done += int(resume_from[1])
     record.result = result
     record.energy_drift = energy_drift(record.rundir / "log.lammps", result.timestep_ps,
-                                       result.n_atoms or 0)
+                                       result.n_atoms or 0, result.units)
     record.finished_at = _now()
     record.status = "failed" if result.failed_at_step is not None else "ok"
     record.save()
@@ -232,7 +233,7 @@ def _compare(record: RunRecord, ref: Path):
               file=sys.stderr)
         return None
     traj = read_trajectory(record.dump, types=record.result.symbols,
-                           log=record.rundir / "log.lammps")
+                           log=record.rundir / "log.lammps", units=record.result.units)
     out = compare(traj, read_trajectory(ref))
     write_json(record.rundir / "metrics.json", out.to_dict())
     plot_comparison(out, record.rundir / "compare.png", label="simulation")

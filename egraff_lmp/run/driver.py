@@ -149,7 +149,9 @@ def execute(input_path, rundir, variables: dict, engine, watch: Watch,
         status.symbols, status.artifact = engine.symbols, engine.artifact
         if status.runs:
             status.pair_mode = engine.mode(lmp)
-        status.timestep_ps = lmp.extract_global("dt")
+        units = _units(lmp)
+        status.units = units.name
+        status.timestep_ps = units.to_fs(lmp.extract_global("dt")) / 1000
         status.n_atoms = int(lmp.get_natoms())
         status.finish(seconds)
         lmp.close()  # flushes and closes dumps and the log: a failed run keeps its data
@@ -184,11 +186,21 @@ def _install_watch(lmp):
                            "compute egraff_fmax all reduce max v_egraff_fn"])
 
 
+def _units(lmp):
+    """The run's unit style (metal for lj, which the engines refuse before a run)."""
+    from ..units import METAL, STYLES
+
+    return STYLES.get(lmp.extract_global("units"), METAL)
+
+
 def _check(lmp, watch, status, natoms0) -> str | None:
-    # thermo's own computes: they exist whatever thermo_style the input chose
-    pe = lmp.extract_compute("thermo_pe", LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR)
+    # thermo's own computes: they exist whatever thermo_style the input chose; the watch
+    # speaks eV and eV/Å
+    u = _units(lmp)
+    pe = u.to_ev(lmp.extract_compute("thermo_pe", LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR))
     temp = lmp.extract_compute("thermo_temp", LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR)
-    fmax = lmp.extract_compute("egraff_fmax", LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR)
+    fmax = u.to_ev_per_angstrom(lmp.extract_compute("egraff_fmax", LMP_STYLE_GLOBAL,
+                                                    LMP_TYPE_SCALAR))
     return watch.verdict(pe, temp, fmax, status.target_temperature_k,
                          lost=natoms0 - lmp.get_natoms(), natoms=natoms0)
 

@@ -74,11 +74,15 @@ class LammpsEngine(Engine):
 
         if not self.symbols:
             return []
+        from ..units import METAL, STYLES
+
+        u = STYLES.get(lmp.extract_global("units"), METAL)
         ntypes = lmp.extract_setting("ntypes")
         mass = lmp.numpy.extract_atom("mass")
-        masses = [float(mass[t]) for t in range(1, ntypes + 1)] if mass is not None else []
+        masses = ([u.to_amu(float(mass[t])) for t in range(1, ntypes + 1)]
+                  if mass is not None else [])
         return (mass_warnings(self.symbols, masses)
-                + timestep_warnings(self.symbols, 1000.0 * lmp.extract_global("dt")))
+                + timestep_warnings(self.symbols, u.to_fs(lmp.extract_global("dt"))))
 
 
 def egraff_style(words: list[str]) -> list[str] | None:
@@ -174,8 +178,9 @@ class CallbackEngine(LammpsEngine):
                               "for --np > 1")
         units = lmp.extract_global("units")
         if units != "metal":
-            raise EgraffError(f"units {units}: egraff-lmp's models speak eV and Å; use "
-                              "'units metal'")
+            raise EgraffError(f"units {units}: the callback engine runs units metal only "
+                              "(pair_style egraff converts any physical unit style: use "
+                              "--engine plugin)")
         if self.symbols is None:
             raise EgraffError("the input has no 'pair_coeff * * ELEMENTS' line: the callback "
                               "engine needs the element of each LAMMPS type")

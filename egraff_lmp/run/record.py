@@ -99,7 +99,8 @@ class RunStatus:
     """What the launcher reports of a run, whatever the engine: steps requested and done,
     each ``run`` command (:class:`RunPart`), where and why the watch or LAMMPS stopped it,
     ms per step over all steps (setups apart), the target temperature (K) the watch holds it
-    to, the element of each LAMMPS type, the artifact, timestep (ps), atoms, the plugin's
+    to, the element of each LAMMPS type, the artifact, timestep (ps, whatever the unit
+    style), atoms, the plugin's
     mode, the physical warnings, and for a compiled package what it was compiled for and
     how long compiling took (``compiled``: torch_version, device_type, cpu_flags,
     compile_s, artifact_sha256)."""
@@ -118,6 +119,7 @@ class RunStatus:
     pair_mode: str | None = None
     warnings: list[str] = field(default_factory=list)
     compiled: dict | None = None
+    units: str = "metal"  #: LAMMPS unit style of the run: its dump and log are written in it
 
     def stop(self, step: int, reason: str) -> None:
         self.failed_at_step, self.failure = int(step), reason
