@@ -124,10 +124,10 @@ def test_run_reads_its_dump_under_hybrid_and_callback_refuses(artifacts, gete_da
     assert "cannot run pair_style egraff inside hybrid/overlay" in err
 
 
-def test_units_other_than_metal_are_refused(plugin, artifacts, gete_data, tmp_path):
-    text = (HEAD + STYLES["egraff"] + TAIL).replace("units metal", "units real")
+def test_the_plugin_refuses_units_lj_in_one_line(plugin, artifacts, gete_data, tmp_path):
+    text = (HEAD + STYLES["egraff"] + TAIL).replace("units metal", "units lj")
     line = _lmp_error(tmp_path, text, plugin=plugin, artifact=artifacts["mace"], tag="x")
-    assert "units real is not supported" in line and "use units metal" in line
+    assert "units lj has no physical units" in line and "use units metal, real" in line
 
 
 def test_callback_engine_refuses_units_real(artifacts, gete_data, tmp_path, capsys):
