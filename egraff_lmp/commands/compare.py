@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import open_trajectory, outputs, rdf_options, reader_options
+from .options import READER_FIELDS, open_trajectory, outputs, rdf_options, reader_options
 
 
 def add_parser(sub) -> None:
@@ -32,8 +32,7 @@ def main(args) -> int:
     ref_args = argparse.Namespace(**{
         name: getattr(args, f"ref_{name}") if getattr(args, f"ref_{name}") is not None
         else getattr(args, name)
-        for name in ("format", "types", "data", "log", "log_column", "energy_column",
-                     "energy_key", "forces_key")})
+        for name in READER_FIELDS})
     if args.ref_format is None and args.format is not None:
         ref_args.format = None  # a different kind of file is the common case
     if args.ref_log is None:

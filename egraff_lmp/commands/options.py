@@ -10,6 +10,12 @@ def _types(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+#: The reader options' names as ``argparse`` stores them (without a prefix), in one place so
+#: that a command deriving one file's options from another's (``compare --ref-*``) sees them all.
+READER_FIELDS = ("format", "types", "data", "log", "log_column", "energy_column", "units",
+                 "energy_key", "forces_key")
+
+
 def reader_options(p: argparse.ArgumentParser, prefix: str = "", who: str = "") -> None:
     g = p.add_argument_group(f"reading {who}".strip())
     g.add_argument(f"--{prefix}format", help="lammps-dump, extxyz, npz or deepmd "
@@ -39,10 +45,7 @@ def open_trajectory(args, path, prefix=""):
     def opt(name):
         return getattr(args, prefix + name)
 
-    return read_trajectory(path, format=opt("format"), types=opt("types"), data=opt("data"),
-                           log=opt("log"), log_column=opt("log_column"),
-                           energy_column=opt("energy_column"), energy_key=opt("energy_key"),
-                           forces_key=opt("forces_key"), units=opt("units"))
+    return read_trajectory(path, **{name: opt(name) for name in READER_FIELDS})
 
 
 def rdf_options(p):
