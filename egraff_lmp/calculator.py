@@ -1,9 +1,11 @@
 """``DeployedCalculator``: an ASE calculator on a deployed egraff-lmp artifact.
 
-Energy (eV), per-atom energies, forces (eV/Å) and stress (eV/Å³, ASE's sign and Voigt
-order) for periodic, non-periodic and triclinic systems. Neighbours come from vesin (a
-full list within the model's r_max with periodic shifts), so no ghost atoms are built: the
-artifact sees N local atoms and the shifts. It is the Python engine of egraff-lmp (the
+Energy (eV), per-atom energies, forces (eV/Å), stress (eV/Å³, ASE's sign and Voigt
+order) and, when asked for, per-atom stresses (``atoms.get_stresses()``: σ_i = −W_i/V with
+W_i the atom's share of the edges' virials, so that they sum to the stress; artifacts of
+calling convention 2) for periodic, non-periodic and triclinic systems. Neighbours come from
+vesin (a full list within the model's r_max with periodic shifts), so no ghost atoms are
+built: the artifact sees N local atoms and the shifts. It is the Python engine of egraff-lmp (the
 LAMMPS callback route and the ASE fallback use it) and a plain ASE citizen (``device="cuda"``
 runs the model on a GPU; inputs and results stay numpy on the host)::
 
@@ -21,7 +23,8 @@ from .errors import EgraffError
 
 
 class DeployedCalculator(Calculator):
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress",
+                              "stresses"]
 
     def __init__(self, artifact, n_threads: int | None = None, device: str = "cpu",
                  **kwargs):
@@ -58,8 +61,20 @@ class DeployedCalculator(Calculator):
         edge_index, shift = self.neighbours(atoms)
         want_stress = bool(all(atoms.pbc))  # the virial shares the forces' backward pass
         pos = torch.from_numpy(np.ascontiguousarray(atoms.positions, dtype=np.float64))
-        energies, forces, virial = self.artifact(pos, types, edge_index, shift, len(atoms),
-                                                 want_stress)
+        if "stresses" in properties:
+            if not want_stress:
+                raise EgraffError("stresses need a periodic cell in all three directions")
+            energies, forces, grad = self.artifact.edges(pos, types, edge_index, shift,
+                                                         len(atoms))
+            w_atoms = atom_virials(pos, edge_index, shift, grad, len(atoms))
+            virial = w_atoms.sum(0)
+            sig = -w_atoms.numpy() / atoms.get_volume()
+            self.results["stresses"] = np.stack(
+                [sig[:, 0, 0], sig[:, 1, 1], sig[:, 2, 2], sig[:, 1, 2], sig[:, 0, 2],
+                 sig[:, 0, 1]], axis=1)
+        else:
+            energies, forces, virial = self.artifact(pos, types, edge_index, shift,
+                                                     len(atoms), want_stress)
         energies = energies.numpy()
         forces = forces.numpy()
         if not (np.all(np.isfinite(energies)) and np.all(np.isfinite(forces))):
@@ -75,6 +90,19 @@ class DeployedCalculator(Calculator):
                                                sigma[1, 2], sigma[0, 2], sigma[0, 1]])
         elif "stress" in properties:
             raise EgraffError("stress needs a periodic cell in all three directions")
+
+
+def atom_virials(pos, edge_index, shift, edge_grad, n_atoms: int) -> torch.Tensor:
+    """Per-atom virials W_i (f64 [N, 3, 3], eV; [a, b] = −Σ r_a g_b): each edge's
+    −r_e ⊗ g_e half to each of its two atoms (r_e = pos[j] − pos[i] + shift, Å; g_e =
+    ∂E/∂r_e, eV/Å), the split pair_style egraff tallies too. For a message-passing model it
+    is one valid partition of the virial among the atoms, not a unique one."""
+    from .deploy.model import edge_virials
+
+    i, j = edge_index[0], edge_index[1]
+    w = 0.5 * edge_virials(pos[j] - pos[i] + shift, edge_grad)
+    out = torch.zeros((n_atoms, 3, 3), dtype=torch.float64)
+    return out.index_add_(0, i, w).index_add_(0, j, w)
 
 
 def neighbour_list(atoms, nl) -> tuple[torch.Tensor, torch.Tensor]:

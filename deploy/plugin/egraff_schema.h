@@ -12,8 +12,10 @@
 namespace LAMMPS_NS {
 namespace EgraffSchema {
 
-// the calling convention of forward that this plugin speaks (KEY_CALLING_CONVENTION)
-constexpr int CALLING_CONVENTION = 1;
+// the calling conventions this plugin speaks (KEY_CALLING_CONVENTION): the newest, which
+// deploy writes, and the oldest it still runs
+constexpr int CALLING_CONVENTION = 2;
+constexpr int OLDEST_CALLING_CONVENTION = 1;
 
 // the archive's extra file holding the metadata (JSON)
 constexpr const char *META_FILE = "egraff_lmp.json";
@@ -22,6 +24,9 @@ constexpr const char *DTYPE_FLOAT32 = "float32";
 constexpr const char *DTYPE_FLOAT64 = "float64";
 // where KEY_DTYPE is missing
 constexpr const char *DTYPE_DEFAULT = "float64";
+// calling convention 2: (pos, types, edges, shifts, n_local) -> per-atom energies, forces,
+// dE_local/dr_e per edge (eV/A), for per-atom virials
+constexpr const char *METHOD_FORWARD_EDGES = "forward_edges";
 // stage 0 of a staged artifact: (types) -> x0, h0, e0
 constexpr const char *METHOD_STAGE_EMBED = "stage_embed";
 // layer k: (k, pos, types, edges, shifts, x_k, h_k) -> x_k+1, h_k+1, e_k
@@ -38,8 +43,8 @@ constexpr const char *PROGRAM_LAYER_BW = "layer_bw_";
 constexpr const char *EXTRACT_MODE = "egraff_mode";
 
 // metadata keys the plugin reads (top level of the JSON object)
-// int: the calling convention of forward (deploy/README.md); the plugin speaks
-// CALLING_CONVENTION only
+// int: the calling convention (deploy/README.md): 1 forward only, 2 also METHOD_FORWARD_EDGES
+// (per-atom virials); the plugin speaks OLDEST_CALLING_CONVENTION to CALLING_CONVENTION
 constexpr const char *KEY_CALLING_CONVENTION = "calling_convention";
 // string: the model family (mace, nequip, allegro, ...), named in messages
 constexpr const char *KEY_FAMILY = "family";

@@ -49,7 +49,8 @@ PairEgraff::PairEgraff(LAMMPS *lmp) : Pair(lmp)
   restartinfo = 0;
   one_coeff = 1;
   manybody_flag = 1;
-  centroidstressflag = CENTROID_NOTAVAIL;
+  // the per-atom virial (vatom) is not symmetrised; the centroid form (cvatom) has all 9
+  centroidstressflag = CENTROID_AVAIL;
 }
 
 PairEgraff::~PairEgraff()
@@ -152,13 +153,17 @@ void PairEgraff::settings(int narg, char **arg)
         throw std::runtime_error(fmt::format("stages: {} and {} disagree with {}", STAGES_LAYERS,
                                              STAGES_FEATURE_WIDTHS, KEY_NUM_LAYERS));
     }
-    if (meta.at(KEY_CALLING_CONVENTION).get<int>() != CALLING_CONVENTION)
-      error->all(FLERR, "pair_style egraff: {} uses calling convention {}, this plugin speaks {}",
-                 artifact, meta.at(KEY_CALLING_CONVENTION).get<int>(), CALLING_CONVENTION);
+    calling_convention = meta.at(KEY_CALLING_CONVENTION).get<int>();
+    if (calling_convention < OLDEST_CALLING_CONVENTION || calling_convention > CALLING_CONVENTION)
+      error->all(FLERR, "pair_style egraff: {} uses calling convention {}, this plugin speaks {} to {}",
+                 artifact, calling_convention, OLDEST_CALLING_CONVENTION, CALLING_CONVENTION);
   } catch (const std::exception &e) {
     error->all(FLERR, "pair_style egraff: corrupt metadata in {}: {}", artifact, e.what());
   }
   if (!package) model.eval();
+  if (!package && calling_convention >= 2 && !model.find_method(METHOD_FORWARD_EDGES))
+    error->all(FLERR, "pair_style egraff: {} says calling convention {} but has no {} method: deploy it again",
+               artifact, calling_convention, METHOD_FORWARD_EDGES);
   if (mode_request == MODE_STAGED && package && stage_layers == 0 && num_layers > 1 && !strictly_local)
     error->all(FLERR, "pair_style egraff: mode staged asked for, but the compiled package {} has no stages (compiled by an older egraff-lmp or from an artifact without them): compile it again (egraff-lmp compile), or use mode auto, images or ghosts", artifact);
   if (mode_request == MODE_STAGED && stage_layers == 0) {
@@ -368,7 +373,8 @@ void PairEgraff::compute(int eflag, int vflag)
   // thousands of atoms and gain nothing at hundreds: by default the model runs unoptimised;
   // `optimize yes` turns them on (PaiNN, DimeNet++: 10-14 % faster at 200 atoms, measured).
   torch::jit::GraphOptimizerEnabledGuard graph_optimisation(optimize_graph);
-  if (vflag_atom || cvflag_atom) error->all(FLERR, "pair_style egraff does not compute per-atom virials");
+  atom_virial = vflag_atom || cvflag_atom;
+  if (atom_virial) check_atom_virial();
 
   const int nlocal = atom->nlocal;
   const int ntotal = nlocal + atom->nghost;
@@ -417,6 +423,48 @@ void PairEgraff::tally_virial(const std::vector<int> &atoms_of, const double *fr
     virial[3] += sign * r[0] * g[1];
     virial[4] += sign * r[0] * g[2];
     virial[5] += sign * r[1] * g[2];
+  }
+}
+
+/* Per-atom virials need the edge gradients of calling convention 2, which a compiled
+   package's programs do not return: one error for either. */
+
+void PairEgraff::check_atom_virial()
+{
+  if (package)
+    error->all(FLERR, "pair_style egraff: per-atom virials (compute stress/atom, centroid/stress/atom, heat/flux) need the TorchScript artifact; the compiled package {} does not return edge gradients",
+               artifact);
+  if (calling_convention < 2)
+    error->all(FLERR, "pair_style egraff: per-atom virials (compute stress/atom, centroid/stress/atom, heat/flux) need calling convention 2; {} has {}: deploy it again with this egraff-lmp (egraff-lmp deploy)",
+               artifact, calling_convention);
+}
+
+/* The per-atom virials of edges (i, j) in the numbering of atoms (LAMMPS indices), with
+   their shifts (style distance; zero but in images mode) and g = dE/dr_ij [E][3] (eV/A):
+   each edge's -r_ij x g (the style's energy) half to i, half to j. vatom: xx yy zz xy xz yz,
+   as LAMMPS' many-body styles tally it (r_x g_y, not symmetrised: the edges' sum is
+   symmetric for a rotation-invariant model); cvatom: the 9 components, then yx zx zy. */
+
+void PairEgraff::tally_atom_virial(const std::vector<int> &atoms, const EgraffGraph::Edges &edges,
+                                   const double *g)
+{
+  double **x = atom->x;
+  const int64_t ne = edges.size();
+  const double half = 0.5 * energy_unit;    // eV -> the style's energy, split in two
+  for (int64_t e = 0; e < ne; e++) {
+    const int i = atoms[edges.index[2 * e]], j = atoms[edges.index[2 * e + 1]];
+    const double *sh = edges.shift.data() + 3 * e;
+    const double *ge = g + 3 * e;
+    double r[3];
+    for (int d = 0; d < 3; d++) r[d] = (x[j][d] - x[i][d] + sh[d]) / length_unit;    // Å
+    const double w[9] = {-r[0] * ge[0], -r[1] * ge[1], -r[2] * ge[2], -r[0] * ge[1], -r[0] * ge[2],
+                         -r[1] * ge[2], -r[1] * ge[0], -r[2] * ge[0], -r[2] * ge[1]};
+    for (const int a : {i, j}) {
+      if (vflag_atom)
+        for (int c = 0; c < 6; c++) vatom[a][c] += half * w[c];
+      if (cvflag_atom)
+        for (int c = 0; c < 9; c++) cvatom[a][c] += half * w[c];
+    }
   }
 }
 
@@ -547,6 +595,19 @@ double PairEgraff::evaluate(const std::vector<int> &atoms, int n_center,
     atom_energy = out[0].to(torch::kCPU).contiguous();
     forces = out[1].to(torch::kCPU).contiguous();
     w = out[2];
+  } else if (atom_virial) {
+    // calling convention 2: the edge gradients, tallied per atom; the virial is their sum
+    auto out = model.get_method(METHOD_FORWARD_EDGES)({pos.to(device), types.to(device), edge_index.to(device),
+                                                       shift.to(device), (int64_t) n_center})
+                   .toTuple();
+    atom_energy = out->elements()[0].toTensor().to(torch::kCPU).contiguous();
+    forces = out->elements()[1].toTensor().to(torch::kCPU).contiguous();
+    torch::Tensor g = out->elements()[2].toTensor().to(torch::kCPU).contiguous();
+    tally_atom_virial(atoms, edges, g.data_ptr<double>());
+    if (want_virial) {    // images: the model's virial, -sum r x g over the edges
+      torch::Tensor vec = pos.index_select(0, edge_index[1]) - pos.index_select(0, edge_index[0]) + shift;
+      w = -torch::einsum("ea,eb->ab", {vec, g});
+    }
   } else {
     std::vector<torch::jit::IValue> inputs{pos.to(device), types.to(device), edge_index.to(device),
                                            shift.to(device), (int64_t) n_center, want_virial};

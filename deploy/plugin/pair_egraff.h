@@ -32,7 +32,11 @@
    list of edges within r_max, zero edge shifts (ghosts are explicit), number of local atoms;
    it returns per-atom energies and forces on all atoms (ghost forces are summed back by
    LAMMPS' reverse communication). The virial is the plugin's own: sum(r_i x f_i) over the
-   forces it adds (local and ghost atoms), or the model's in images mode. Warnings in the log for type masses that are not those of pair_coeff's elements and for a
+   forces it adds (local and ghost atoms), or the model's in images mode. Per-atom virials
+   (compute stress/atom, centroid/stress/atom, hence heat/flux) on the steps that ask for
+   them, from artifacts of calling convention 2: edge e = (i, j) adds -1/2 r_ij x dE/dr_ij
+   to atoms i and j (ghosts' shares go home through the computes' reverse communication);
+   TorchScript artifacts only, every mode. Warnings in the log for type masses that are not those of pair_coeff's elements and for a
    timestep above 1 fs x sqrt(m/amu) of the lightest element.
    On one rank the ghosts are only periodic images of local atoms: the plugin then folds
    each ghost neighbour onto its owner with a shift, so the model sees the local atoms only
@@ -129,6 +133,11 @@ class PairEgraff : public Pair {
   bool warned = false;                    // physical_warnings() said its piece
   bool optimize_graph = false;            // TorchScript graph optimisation (keyword optimize)
   void tally_virial(const std::vector<int> &, const double *, double);
+  // per-atom virials (compute stress/atom, centroid/stress/atom): calling convention 2
+  int calling_convention = 1;             // the artifact's (KEY_CALLING_CONVENTION)
+  bool atom_virial = false;               // this step tallies vatom / cvatom
+  void check_atom_virial();
+  void tally_atom_virial(const std::vector<int> &, const EgraffGraph::Edges &, const double *);
   void build_edges(int ncenter, bool fold);
   std::vector<int> model_atoms;           // atoms of a single model call (0..n-1)
   double compute_chunks(bool want_virial);

@@ -237,7 +237,8 @@ void PairEgraff::staged_inputs(StagedStep &s)
     s.types[c] = types.to(device);
     EgraffGraph::Edges &e = chunks.edges[c];
     s.edge_index[c] = torch::from_blob(e.index.data(), {e.size(), 2}, i64).t().contiguous().to(device);
-    s.shift[c] = torch::zeros({e.size(), 3}, f64.device(device));
+    // per-atom virials: the layers' gradients with respect to the edge vectors too
+    s.shift[c] = torch::zeros({e.size(), 3}, f64.device(device)).requires_grad_(atom_virial && !package);
     s.members[c] = torch::from_blob(atoms.data(), {na}, torch::kInt32).to(device, torch::kInt64);
     s.centres[c] = s.members[c].slice(0, 0, chunks.n_center[c]);
   }
@@ -361,6 +362,7 @@ std::vector<torch::Tensor> PairEgraff::scripted_vjp(StagedStep &s, int k, int c,
     inputs.push_back(s.h_in[i]);
     inputs.push_back(s.x_in[i]);
   }
+  if (atom_virial) inputs.push_back(s.shift[c]);    // last: dE/dr_ij of this layer's edges
   std::vector<torch::Tensor> grads(inputs.size());
   if (!outputs.empty()) grads = torch::autograd::grad(outputs, inputs, cotangents, false, false, true);
   return grads;
@@ -409,6 +411,10 @@ void PairEgraff::staged_backward(StagedStep &s)
         for (size_t a = 0; a < m.size(); a++)
           for (int d = 0; d < 3; d++) f[m[a]][d] -= g[3 * a + d] * force_unit;
         tally_virial(m, g, -force_unit);
+      }
+      if (atom_virial && grads.back().defined()) {
+        torch::Tensor ge = grads.back().to(torch::kCPU, torch::kFloat64).contiguous();
+        tally_atom_virial(chunks.atoms[c], chunks.edges[c], ge.data_ptr<double>());
       }
       if (k > 0) {
         if (grads[1].defined()) g_h_all.index_copy_(0, s.centres[c], grads[1].to(torch::kFloat64));

@@ -54,6 +54,7 @@ from .schema import (
     META_FILE,
     METHOD_STAGE_EMBED,
     METHOD_STAGE_LAYER,
+    OLDEST_CALLING_CONVENTION,
     STAGES_EXCHANGE,
     STAGES_FEATURE_WIDTHS,
     STAGES_LAYERS,
@@ -176,9 +177,11 @@ def read_metadata(path) -> dict:
 
 
 def _check_compatible(path, meta):
-    if meta.get(KEY_CALLING_CONVENTION) != CALLING_CONVENTION:
-        raise located(path, f"artifact uses calling convention {meta.get(KEY_CALLING_CONVENTION)}"
-                            f"; this egraff-lmp speaks {CALLING_CONVENTION}: deploy it again")
+    conv = meta.get(KEY_CALLING_CONVENTION)
+    if not isinstance(conv, int) or not OLDEST_CALLING_CONVENTION <= conv <= CALLING_CONVENTION:
+        raise located(path, f"artifact uses calling convention {conv}; this egraff-lmp speaks "
+                            f"{OLDEST_CALLING_CONVENTION} to {CALLING_CONVENTION}: deploy it "
+                            "again")
     built = meta.get(KEY_VERSIONS, {}).get("torch", "?")
     if built.split(".")[0] != torch.__version__.split(".")[0]:
         raise located(path, f"artifact built with torch {built}, running torch "
@@ -211,6 +214,21 @@ class Artifact:
         with torch.jit.optimized_execution(False):
             out = self.module(pos.to(d), types.to(d), edge_index.to(d), edge_shift.to(d),
                               n_local, compute_virial)
+        return tuple(t.cpu() for t in out) if d.type != "cpu" else out
+
+    def edges(self, pos, types, edge_index, edge_shift, n_local: int):
+        """Calling convention 2 (``forward_edges``): per-atom energies [N] (eV), forces
+        [N, 3] (eV/Å) and ∂E_local/∂r_e per edge [E, 3] (eV/Å), for per-atom virials."""
+        from ..errors import EgraffError
+
+        conv = self.metadata.get(KEY_CALLING_CONVENTION)
+        if conv < 2:
+            raise EgraffError(f"{self.path}: per-atom virials need calling convention 2, the "
+                              f"artifact has {conv}: deploy it again with this egraff-lmp")
+        d = self.device
+        with torch.jit.optimized_execution(False):
+            out = self.module.forward_edges(pos.to(d), types.to(d), edge_index.to(d),
+                                            edge_shift.to(d), n_local)
         return tuple(t.cpu() for t in out) if d.type != "cpu" else out
 
     def layers(self):

@@ -414,6 +414,12 @@ class CompiledArtifact(_artifact.Artifact):
     """A loaded package: called as a TorchScript artifact is (the padding is added and
     removed here)."""
 
+    def edges(self, pos, types, edge_index, edge_shift, n_local: int):
+        from ..errors import EgraffError
+
+        raise EgraffError(f"{self.path}: per-atom virials need the TorchScript artifact; a "
+                          "compiled package does not return edge gradients")
+
     def __call__(self, pos, types, edge_index, edge_shift, n_local: int,
                  compute_virial: bool = False):
         n = pos.shape[0]

@@ -74,6 +74,38 @@ class DeployedModel(torch.nn.Module):
         return (atom_energy.detach().to(torch.float64), forces.detach().to(torch.float64),
                 virial.detach())
 
+    @torch.jit.export
+    def forward_edges(self, pos: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
+                      edge_shift: torch.Tensor, n_local: int
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Calling convention 2: :meth:`forward`'s per-atom energies and forces, and the
+        gradient of the local energy with respect to every edge vector, g_e = ∂E_local/∂r_e
+        (f64 [E, 3], eV/Å), from which the engines tally per-atom virials: edge e = (i, j)
+        adds −½ r_e ⊗ g_e (eV) to atoms i and j; summed over edges it is the virial.
+
+        The energy model sees positions only through the edge vectors (u = 0 plus the whole
+        vector as the shift, :func:`edge_inputs`), so g_e is the gradient with respect to the
+        shift input, and F_i = Σ_{e: i→·} g_e − Σ_{e: ·→i} g_e."""
+        dtype = self.model_dtype
+        shift_in = edge_shift.detach().to(torch.float64).requires_grad_(True)
+        zero, shift = edge_inputs(pos, edge_index, shift_in, dtype)
+        pos = zero.detach().requires_grad_(True)
+        atom_energy = self.energy_model(pos, types, edge_index, shift)
+        e_local = atom_energy[:n_local].sum()
+        grads = torch.autograd.grad([e_local], [pos, shift_in], allow_unused=True)
+        g_pos, g_edge = grads[0], grads[1]
+        forces = torch.zeros_like(pos) if g_pos is None else -g_pos
+        if g_edge is None:
+            g_edge = torch.zeros_like(shift_in)
+        return (atom_energy.detach().to(torch.float64), forces.detach().to(torch.float64),
+                g_edge.detach())
+
+
+def edge_virials(vectors: torch.Tensor, edge_grad: torch.Tensor) -> torch.Tensor:
+    """The virial of each edge, −r_e ⊗ g_e (f64 [E, 3, 3], eV; component [a, b] = −r_a g_b,
+    LAMMPS' order of r ⊗ f), from its vector r_e (Å) and g_e = ∂E/∂r_e (eV/Å)."""
+    return -vectors.unsqueeze(2) * edge_grad.unsqueeze(1)
+
 
 class StagedDeployedModel(DeployedModel):
     """A deployed model that also exposes its message-passing layers as stages.

@@ -34,8 +34,11 @@ from pathlib import Path
 META_FILE = "egraff_lmp.json"
 #: value of :data:`KEY_FORMAT`
 FORMAT = "egraff-lmp-artifact"
-#: the calling convention of ``forward`` (deploy/README.md) that this schema describes
-CALLING_CONVENTION = 1
+#: the calling convention (deploy/README.md) that deploy writes: 2 = 1 (``forward``) plus
+#: :data:`METHOD_FORWARD_EDGES`, the edge gradients of per-atom virials
+CALLING_CONVENTION = 2
+#: the oldest convention the engines still run (1: everything but per-atom virials)
+OLDEST_CALLING_CONVENTION = 1
 
 # --- metadata keys (top level of the JSON object) ---------------------------------------
 
@@ -84,6 +87,8 @@ DTYPE_DEFAULT = DTYPE_FLOAT64
 # --- methods of a staged artifact (StagedDeployedModel) ----------------------------------
 
 METHOD_STAGE_EMBED = "stage_embed"
+#: calling convention 2: (pos, types, edges, shifts, n_local) -> energies, forces, dE/dr_e
+METHOD_FORWARD_EDGES = "forward_edges"
 METHOD_STAGE_LAYER = "stage_layer"
 
 # --- the programs of a compiled package (AOTIModelPackageLoader(path, name)) -------------
@@ -118,8 +123,9 @@ class Key:
 KEYS: tuple[Key, ...] = (
     Key(KEY_FORMAT, "KEY_FORMAT", "string", "", f'always "{FORMAT}"', False),
     Key(KEY_CALLING_CONVENTION, "KEY_CALLING_CONVENTION", "int", "",
-        "the calling convention of forward (deploy/README.md); the plugin speaks "
-        "CALLING_CONVENTION only", True),
+        "the calling convention (deploy/README.md): 1 forward only, 2 also "
+        "METHOD_FORWARD_EDGES (per-atom virials); the plugin speaks "
+        "OLDEST_CALLING_CONVENTION to CALLING_CONVENTION", True),
     Key(KEY_FAMILY, "KEY_FAMILY", "string", "",
         "the model family (mace, nequip, allegro, ...), named in messages", True),
     Key(KEY_TYPE_NAMES, "KEY_TYPE_NAMES", "list of strings", "",
@@ -250,6 +256,9 @@ _OTHER = (  # (C++ constant, value, comment): the rest of the contract the plugi
     ("DTYPE_FLOAT32", DTYPE_FLOAT32, "values of KEY_DTYPE"),
     ("DTYPE_FLOAT64", DTYPE_FLOAT64, ""),
     ("DTYPE_DEFAULT", DTYPE_DEFAULT, "where KEY_DTYPE is missing"),
+    ("METHOD_FORWARD_EDGES", METHOD_FORWARD_EDGES,
+     "calling convention 2: (pos, types, edges, shifts, n_local) -> per-atom energies, forces, "
+     "dE_local/dr_e per edge (eV/A), for per-atom virials"),
     ("METHOD_STAGE_EMBED", METHOD_STAGE_EMBED,
      "stage 0 of a staged artifact: (types) -> x0, h0, e0"),
     ("METHOD_STAGE_LAYER", METHOD_STAGE_LAYER,
@@ -299,8 +308,10 @@ def cpp_header() -> str:
         "namespace LAMMPS_NS {",
         "namespace EgraffSchema {",
         "",
-        "// the calling convention of forward that this plugin speaks (KEY_CALLING_CONVENTION)",
+        "// the calling conventions this plugin speaks (KEY_CALLING_CONVENTION): the newest, which",
+        "// deploy writes, and the oldest it still runs",
         f"constexpr int CALLING_CONVENTION = {CALLING_CONVENTION};",
+        f"constexpr int OLDEST_CALLING_CONVENTION = {OLDEST_CALLING_CONVENTION};",
         "",
     ]
     for cpp, value, comment in _OTHER:
