@@ -66,7 +66,8 @@ class DeployedCalculator(Calculator):
                 raise EgraffError("stresses need a periodic cell in all three directions")
             energies, forces, grad = self.artifact.edges(pos, types, edge_index, shift,
                                                          len(atoms))
-            w_atoms = atom_virials(pos, edge_index, shift, grad, len(atoms))
+            w_atoms = atom_virials(pos, edge_index, shift, grad, len(atoms),
+                                   self.artifact.strictly_local)
             virial = w_atoms.sum(0)
             sig = -w_atoms.numpy() / atoms.get_volume()
             self.results["stresses"] = np.stack(
@@ -92,17 +93,22 @@ class DeployedCalculator(Calculator):
             raise EgraffError("stress needs a periodic cell in all three directions")
 
 
-def atom_virials(pos, edge_index, shift, edge_grad, n_atoms: int) -> torch.Tensor:
-    """Per-atom virials W_i (f64 [N, 3, 3], eV; [a, b] = −Σ r_a g_b): each edge's
-    −r_e ⊗ g_e half to each of its two atoms (r_e = pos[j] − pos[i] + shift, Å; g_e =
-    ∂E/∂r_e, eV/Å), the split pair_style egraff tallies too. For a message-passing model it
-    is one valid partition of the virial among the atoms, not a unique one."""
+def atom_virials(pos, edge_index, shift, edge_grad, n_atoms: int,
+                 strictly_local: bool) -> torch.Tensor:
+    """Per-atom virials W_i (f64 [N, 3, 3], eV; [a, b] = −Σ r_a g_b) from each edge's
+    w_e = −r_e ⊗ g_e (r_e = pos[j] − pos[i] + shift, Å, i the centre; g_e = ∂E/∂r_e, eV/Å),
+    as pair_style egraff tallies them: a strictly local model's g_e is the derivative of the
+    centre's own energy, so w_e goes whole to the neighbour j (Fan et al. 2015, the heat
+    flux of a many-body potential); a message-passing model's half to each atom (one
+    partition of the virial among the atoms, not a unique one). Both sum to the virial."""
     from .deploy.model import edge_virials
 
     i, j = edge_index[0], edge_index[1]
-    w = 0.5 * edge_virials(pos[j] - pos[i] + shift, edge_grad)
+    w = edge_virials(pos[j] - pos[i] + shift, edge_grad)
     out = torch.zeros((n_atoms, 3, 3), dtype=torch.float64)
-    return out.index_add_(0, i, w).index_add_(0, j, w)
+    if strictly_local:
+        return out.index_add_(0, j, w)
+    return out.index_add_(0, i, 0.5 * w).index_add_(0, j, 0.5 * w)
 
 
 def neighbour_list(atoms, nl) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,7 +26,8 @@ def _python_virials(calc, atoms):
     edge_index, shift = calc.neighbours(atoms)
     pos = torch.tensor(atoms.positions, dtype=torch.float64)
     _, _, grad = calc.artifact.edges(pos, calc._types(atoms), edge_index, shift, len(atoms))
-    return atom_virials(pos, edge_index, shift, grad, len(atoms)).numpy()
+    return atom_virials(pos, edge_index, shift, grad, len(atoms),
+                        calc.artifact.strictly_local).numpy()
 
 
 @pytest.mark.parametrize("kind", sorted(SHIPPED))
@@ -52,6 +53,38 @@ def test_edge_gradients_give_the_forces_and_the_virial_in_every_family(kind, get
     # float32 models: the strain derivative and the edge sum round differently
     np.testing.assert_allclose(stresses.sum(0), s, rtol=1e-5, atol=1e-7)
     assert stresses.std(axis=0).min() > 1e-6  # atoms differ: not the stress split evenly
+
+
+def test_a_strictly_local_model_gives_the_neighbours_the_centres_energy_derivative(gete):
+    """Allegro: the edge tally equals Fan et al.'s many-body per-atom virial
+    W_j = Σ_i (x_j − x_i) ⊗ (−∂U_i/∂x_j), computed here from the Jacobian of every atom's
+    own energy U_i, on a cluster cut from the GeTe cell (no periodic images)."""
+    from ase import Atoms
+
+    from egraff_lmp.deploy.model import edge_inputs
+
+    cell = _cells(gete)["orthogonal"]
+    d = cell.get_distances(0, range(len(cell)), mic=True, vector=True)
+    near = np.linalg.norm(d, axis=1) < 6.0
+    atoms = Atoms(np.array(cell.get_chemical_symbols())[near], positions=d[near] + 20.0,
+                  cell=[40.0] * 3, pbc=False)
+    calc = DeployedCalculator(SHIPPED["allegro"])
+    assert calc.artifact.strictly_local and len(atoms) > 20
+    edge_index, shift = calc.neighbours(atoms)
+    pos = torch.tensor(atoms.positions, dtype=torch.float64, requires_grad=True)
+    zero, vec = edge_inputs(pos, edge_index, shift, torch.float32)
+    u = calc.artifact.module.energy_model(zero, calc._types(atoms), edge_index, vec)
+    x = atoms.positions
+    fan = np.zeros((len(atoms), 3, 3))
+    for i in range(len(atoms)):
+        (g,) = torch.autograd.grad(u[i], pos, retain_graph=True)
+        fan += np.einsum("ja,jb->jab", x - x[i], -g.numpy())
+    w = _python_virials(calc, atoms)
+    np.testing.assert_allclose(w, fan, atol=1e-5 * np.abs(fan).max())
+    half = atom_virials(torch.tensor(x), edge_index, shift,
+                        calc.artifact.edges(torch.tensor(x), calc._types(atoms), edge_index,
+                                            shift, len(atoms))[2], len(atoms), False).numpy()
+    assert np.abs(half - fan).max() > 100 * 1e-5 * np.abs(fan).max()  # the rule matters
 
 
 def test_per_atom_stresses_need_convention_2_and_a_periodic_cell(artifacts, gete, tmp_path):
@@ -215,3 +248,28 @@ def test_per_atom_virials_refuse_old_artifacts_and_packages_in_one_line(
     # without per-atom computes both still run
     run_lmp(tmp_path, ATOM_INPUT.split("compute s ")[0] + "run 0\n", plugin=plugin,
             artifact=old, mode="auto", extra="")
+
+
+def test_the_worked_heat_flux_input_runs_on_two_ranks(tmp_path, capsys):
+    """inputs/gete-heatflux.in as shipped (Allegro, mode ghosts on 2 ranks, per-atom
+    virials on the sampled steps only) writes the flux correlation and a finite running
+    conductivity; the run is the plugin's with a reset_timestep between NVT and NVE."""
+    import json
+
+    from test_run import _run
+
+    rundir = tmp_path / "hf"
+    code, _, err = _run(capsys, "run", ROOT / "inputs" / "gete-heatflux.in", "-o", rundir,
+                        "--np", 2, "--var", "steps=200", "--var", "equil=10",
+                        "--no-progress")
+    assert code == 0, err
+    rec = json.loads((rundir / "run.json").read_text())
+    assert rec["engine"] == "plugin" and rec["steps_done"] == 210
+    kappa = np.loadtxt(rundir / "kappa.dat")
+    assert kappa.shape == (2, 5) and kappa[-1, 0] == 200 and np.isfinite(kappa).all()
+    rows = [r.split() for r in (rundir / "J0Jt.dat").read_text().splitlines()
+            if not r.startswith("#")]
+    corr = np.array([[float(v) for v in r] for r in rows if len(r) == 6])
+    assert corr.shape == (200, 6) and np.isfinite(corr).all()  # two windows of 100 lags
+    assert corr[100, 3] > 0  # <Jx(0) Jx(0)>
+    assert "thermal conductivity (Green-Kubo" in (rundir / "log.lammps").read_text()

@@ -89,3 +89,23 @@ def test_a_run_in_units_real_is_the_run_in_units_metal(kind, ranks, artifacts, t
     assert rr["energy_drift"]["max_abs_dev_ev"] == pytest.approx(
         rm["energy_drift"]["max_abs_dev_ev"], rel=1e-3, abs=1e-6)
     assert mr["fv"] == pytest.approx(mm["fv"], rel=1e-4)
+
+
+def test_the_worked_molecule_in_units_real_runs(tmp_path, capsys):
+    """inputs/acac-real.in as shipped: acetylacetone in vacuum, units real, NVT 300 K."""
+    from conftest import ROOT
+
+    rundir = tmp_path / "acac"
+    code, _, err = _run(capsys, "run", ROOT / "inputs" / "acac-real.in", "-o", rundir,
+                        "--var", "steps=100", "--no-progress")
+    assert code == 0, err
+    rec = json.loads((rundir / "run.json").read_text())
+    assert rec["units"] == "real" and rec["timestep_ps"] == pytest.approx(0.0005)
+    assert rec["steps_done"] == 100 and rec["status"] == "ok"
+    traj = read_trajectory(rundir / "dump.lammpstrj", log=rundir / "log.lammps",
+                           units="real")
+    assert traj.n_frames == 11 and traj.symbols[:3] == ["C", "C", "C"]
+    fmax = max(np.abs(traj[k].forces).max() for k in range(traj.n_frames))
+    assert 0.5 < fmax < 20  # eV/Å: C-H and C=O forces at 300 K, not kcal/mol/Å
+    assert "units real: 1 A = 1 distance units, 1 eV = 23.06055" in (
+        rundir / "log.lammps").read_text()

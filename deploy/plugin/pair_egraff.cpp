@@ -55,6 +55,7 @@ PairEgraff::PairEgraff(LAMMPS *lmp) : Pair(lmp)
 
 PairEgraff::~PairEgraff()
 {
+  if (devi_fp) fclose(devi_fp);
   if (allocated) {
     memory->destroy(setflag);
     memory->destroy(cutsq);
@@ -74,19 +75,50 @@ void PairEgraff::allocate()
 /* pair_style egraff ARTIFACT [chunk N] [mode auto|images|ghosts|staged] [optimize yes|no]
    [device cpu|cuda|cuda:N] [skip_exchange K] */
 
+static const char *const KEYWORDS[] = {"chunk", "mode", "optimize", "device", "skip_exchange",
+                                       "devi_every", "devi_file", "relative"};
+
+static bool is_keyword(const char *word)
+{
+  for (const char *k : KEYWORDS)
+    if (strcmp(word, k) == 0) return true;
+  return false;
+}
+
 void PairEgraff::settings(int narg, char **arg)
 {
-  const std::string usage = "expected pair_style egraff ARTIFACT [chunk N] [mode " + mode_list("|", "|") + "] [optimize yes|no] [device cpu|cuda|cuda:N]";
-  if (narg < 1 || narg % 2 == 0) error->all(FLERR, "Illegal pair_style egraff command: {}", usage);
+  const std::string usage = "expected pair_style egraff ARTIFACT [ARTIFACT2 ...] [chunk N] [mode " + mode_list("|", "|") + "] [optimize yes|no] [device cpu|cuda|cuda:N] [devi_every N] [devi_file F] [relative EPS]";
+  if (narg < 1) error->all(FLERR, "Illegal pair_style egraff command: {}", usage);
   artifact = arg[0];
+  // the committee: the artifacts after the first, up to the first keyword
+  int first_keyword = 1;
+  std::vector<std::string> members, member_args;
+  while (first_keyword < narg && !is_keyword(arg[first_keyword])) members.push_back(arg[first_keyword++]);
+  if ((narg - first_keyword) % 2) error->all(FLERR, "Illegal pair_style egraff command: {}", usage);
   chunk_atoms = DEFAULT_CHUNK_ATOMS;
   mode_request = MODE_AUTO;
   skip_exchange = -1;
   warned = false;
   optimize_graph = false;
+  devi_every = 0;
+  devi_file = "model_devi.out";
+  devi_relative = -1.0;
   std::string device_name = "cpu";
-  for (int a = 1; a < narg; a += 2) {
-    if (strcmp(arg[a], "chunk") == 0) {
+  for (int a = first_keyword; a < narg; a += 2) {
+    // what the committee's members share with the driving model
+    if (strcmp(arg[a], "chunk") == 0 || strcmp(arg[a], "optimize") == 0 || strcmp(arg[a], "device") == 0) {
+      member_args.push_back(arg[a]);
+      member_args.push_back(arg[a + 1]);
+    }
+    if (strcmp(arg[a], "devi_every") == 0) {
+      devi_every = utils::inumeric(FLERR, arg[a + 1], false, lmp);
+      if (devi_every < 1) error->all(FLERR, "pair_style egraff: devi_every must be a positive number of steps");
+    } else if (strcmp(arg[a], "devi_file") == 0) {
+      devi_file = arg[a + 1];
+    } else if (strcmp(arg[a], "relative") == 0) {
+      devi_relative = utils::numeric(FLERR, arg[a + 1], false, lmp);
+      if (devi_relative <= 0.0) error->all(FLERR, "pair_style egraff: relative EPS must be positive (a force, in the style's units)");
+    } else if (strcmp(arg[a], "chunk") == 0) {
       chunk_atoms = utils::inumeric(FLERR, arg[a + 1], false, lmp);
       if (chunk_atoms < 0) error->all(FLERR, "pair_style egraff: chunk must be 0 (off) or a positive number of atoms");
     } else if (strcmp(arg[a], "mode") == 0) {
@@ -184,6 +216,7 @@ void PairEgraff::settings(int narg, char **arg)
   // here, where pair_style hybrid reads it)
   comm_forward = comm_reverse = 0;
   for (int w : feature_widths) comm_forward = comm_reverse = MAX(comm_forward, w);
+  make_committee(members, member_args);    // their widths too: they share the buffers
   // the virial is always the plugin's own (the model's, or sum r x f of the forces it adds):
   // set here, where pair_style hybrid reads it, so that hybrid never sums r x f over the
   // forces of every style after egraff has folded images onto their owners
@@ -259,6 +292,7 @@ void PairEgraff::coeff(int narg, char **arg)
   }
   for (int i = 1; i <= ntypes; i++)
     for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
+  for (auto &m : committee) m->coeff(narg, arg);    // every member must know the species
 }
 
 void PairEgraff::init_style()
@@ -269,7 +303,7 @@ void PairEgraff::init_style()
   if (atom->tag_enable == 0) error->all(FLERR, "pair_style egraff requires atom IDs");
   set_units();
   // once per pair_style: LAMMPS initialises the style before every run command
-  if (comm->me == 0 && !warned) physical_warnings();
+  if (comm->me == 0 && !warned && !member) physical_warnings();
   warned = true;
   const bool one_rank = comm->nprocs == 1;
   // auto: several ranks run staged where the artifact has stages; one rank runs staged only
@@ -291,9 +325,15 @@ void PairEgraff::init_style()
   // neighbour lists too; strictly local models only local centres.
   // staged: a shell of r_max, neighbour lists of local atoms only.
   images_mode = mode == MODE_IMAGES;    // the model's own virial; else sum r x f (tally_virial)
-  const bool ghost_lists = mode == MODE_GHOSTS && !strictly_local;
-  neighbor->add_request(this, ghost_lists ? NeighConst::REQ_FULL | NeighConst::REQ_GHOST
-                                          : NeighConst::REQ_FULL);
+  ghost_lists = mode == MODE_GHOSTS && !strictly_local;
+  // the committee's members share this style's neighbour list: ghost lists if any needs them
+  for (auto &m : committee) {
+    m->init();
+    ghost_lists = ghost_lists || m->ghost_lists;
+  }
+  if (!member)
+    neighbor->add_request(this, ghost_lists ? NeighConst::REQ_FULL | NeighConst::REQ_GHOST
+                                            : NeighConst::REQ_FULL);
   double need = ghost_cutoff * length_unit + neighbor->skin;
   if (ghost_lists && comm->cutghostuser < need) {
     comm->cutghostuser = need;
@@ -302,7 +342,8 @@ void PairEgraff::init_style()
                      need, num_layers, r_max, update->unit_style);
   }
   if (comm->me == 0) {
-    utils::logmesg(lmp, "pair_style egraff: mode {} on {} rank(s){}\n", MODE_NAMES[mode], comm->nprocs,
+    utils::logmesg(lmp, "pair_style egraff{}: mode {} on {} rank(s){}\n",
+                   member ? fmt::format(" (committee member {})", artifact) : "", MODE_NAMES[mode], comm->nprocs,
                    mode == MODE_STAGED ? fmt::format(" ({} layers, ghost shell r_max {:.4g} A + skin, features exchanged between layers{})",
                                                 stage_layers, r_max, chunked ? fmt::format(", chunks of ~{} centres", chunk_atoms) : "")
                                   : "");
@@ -361,13 +402,24 @@ void PairEgraff::physical_warnings()
                    dt_fs, std::sqrt(lightest), light);
 }
 
-double PairEgraff::init_one(int, int)
+double PairEgraff::init_one(int i, int j)
 {
-  return cutoff();
+  double cut = cutoff();    // the committee's largest: its members share the neighbour list
+  for (auto &m : committee) cut = MAX(cut, m->init_one(i, j));
+  return cut;
 }
 
 void PairEgraff::compute(int eflag, int vflag)
 {
+  // a committee's deviation step: energy and virial of every model, and the forces that
+  // were on the atoms before this style's
+  const bool devi_step = devi_every > 0 && update->ntimestep % devi_every == 0 && update->ntimestep != devi_last;
+  if (devi_step) {
+    eflag |= ENERGY_GLOBAL;
+    vflag |= VIRIAL_PAIR;
+    const int n = atom->nlocal + atom->nghost;
+    f_before.assign(n ? &atom->f[0][0] : nullptr, n ? &atom->f[0][0] + 3 * (size_t) n : nullptr);
+  }
   ev_init(eflag, vflag);
   // TorchScript's graph optimisations (profiling executor, fusion) cost MACE 1.2-1.3x at
   // thousands of atoms and gain nothing at hundreds: by default the model runs unoptimised;
@@ -404,6 +456,7 @@ void PairEgraff::compute(int eflag, int vflag)
   }
   if (!std::isfinite(elocal)) error->one(FLERR, "pair_style egraff: the model returned a non-finite energy");
   if (eflag_global) eng_vdwl += elocal * energy_unit;
+  if (devi_step) committee_deviation(elocal * energy_unit);
 }
 
 /* The virial of forces sign * fr (fr in eV/A, row-major [n][3]; sign carries the unit
@@ -439,18 +492,24 @@ void PairEgraff::check_atom_virial()
                artifact, calling_convention);
 }
 
-/* The per-atom virials of edges (i, j) in the numbering of atoms (LAMMPS indices), with
-   their shifts (style distance; zero but in images mode) and g = dE/dr_ij [E][3] (eV/A):
-   each edge's -r_ij x g (the style's energy) half to i, half to j. vatom: xx yy zz xy xz yz,
-   as LAMMPS' many-body styles tally it (r_x g_y, not symmetrised: the edges' sum is
-   symmetric for a rotation-invariant model); cvatom: the 9 components, then yx zx zy. */
+/* The per-atom virials of edges (i, j) in the numbering of atoms (LAMMPS indices; i the
+   centre), with their shifts (style distance; zero but in images mode) and g = dE/dr_ij
+   [E][3] (eV/A): each edge's w = -r_ij x g (the style's energy). A strictly local model's
+   g is the derivative of the centre's own energy alone, so w goes whole to the neighbour j
+   (Fan et al., PRB 92, 094301 (2015): W_j = sum_i r_ji x dU_i/dr_j, the heat flux of a
+   many-body potential); a message-passing model's g mixes many atoms' energies, so w goes
+   half to i, half to j (one partition of the virial, not the heat flux's). Both give the
+   pair split for a two-body model. vatom: xx yy zz xy xz yz, as LAMMPS' many-body styles
+   tally it (r_x g_y, not symmetrised: the edges' sum is symmetric for a rotation-invariant
+   model); cvatom: the 9 components, then yx zx zy. */
 
 void PairEgraff::tally_atom_virial(const std::vector<int> &atoms, const EgraffGraph::Edges &edges,
                                    const double *g)
 {
   double **x = atom->x;
   const int64_t ne = edges.size();
-  const double half = 0.5 * energy_unit;    // eV -> the style's energy, split in two
+  // eV -> the style's energy, whole to the neighbour or split in two
+  const double share = (strictly_local ? 1.0 : 0.5) * energy_unit;
   for (int64_t e = 0; e < ne; e++) {
     const int i = atoms[edges.index[2 * e]], j = atoms[edges.index[2 * e + 1]];
     const double *sh = edges.shift.data() + 3 * e;
@@ -459,11 +518,12 @@ void PairEgraff::tally_atom_virial(const std::vector<int> &atoms, const EgraffGr
     for (int d = 0; d < 3; d++) r[d] = (x[j][d] - x[i][d] + sh[d]) / length_unit;    // Å
     const double w[9] = {-r[0] * ge[0], -r[1] * ge[1], -r[2] * ge[2], -r[0] * ge[1], -r[0] * ge[2],
                          -r[1] * ge[2], -r[1] * ge[0], -r[2] * ge[0], -r[2] * ge[1]};
-    for (const int a : {i, j}) {
+    for (const int a : {j, i}) {
       if (vflag_atom)
-        for (int c = 0; c < 6; c++) vatom[a][c] += half * w[c];
+        for (int c = 0; c < 6; c++) vatom[a][c] += share * w[c];
       if (cvflag_atom)
-        for (int c = 0; c < 9; c++) cvatom[a][c] += half * w[c];
+        for (int c = 0; c < 9; c++) cvatom[a][c] += share * w[c];
+      if (strictly_local) break;
     }
   }
 }
@@ -530,6 +590,10 @@ void *PairEgraff::extract(const char *name, int &dim)
   if (strcmp(name, EXTRACT_MODE) == 0) {
     mode_value = (double) mode;
     return (void *) &mode_value;
+  }
+  if (strcmp(name, EXTRACT_DEVI) == 0 && !committee.empty()) {
+    dim = 1;
+    return (void *) devi;
   }
   return nullptr;
 }

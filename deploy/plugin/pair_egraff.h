@@ -1,8 +1,10 @@
 /* pair_style egraff: runs an egraff-lmp deployed artifact (TorchScript) inside LAMMPS, or its
    compiled AOTInductor package (*.egraff.pt2, every mode; read by its content).
 
-   Syntax:   pair_style egraff ARTIFACT [chunk N] [mode auto|images|ghosts|staged]
+   Syntax:   pair_style egraff ARTIFACT [ARTIFACT2 ...] [chunk N]
+                                        [mode auto|images|ghosts|staged]
                                         [device cpu|cuda|cuda:N]
+                                        [devi_every N] [devi_file F] [relative EPS]
              pair_coeff * * Ge Te        (element of each LAMMPS type, by symbol)
 
    chunk N: more than N local atoms are evaluated in spatial chunks of about N centres each
@@ -22,6 +24,10 @@
    device: where the model runs (default cpu); cuda: one GPU per rank (the rank's index on
    its node modulo the node's GPUs), cuda:N that GPU. Needs a plugin built against a CUDA
    torch.
+   ARTIFACT2 ... (a committee): evaluated every devi_every N steps only (each in its own
+   mode auto), beside ARTIFACT, which drives the dynamics; the deviation of their forces,
+   energies and virials goes to devi_file F (default model_devi.out) and to compute pair
+   egraff (pair_egraff_committee.cpp).
    skip_exchange K (tests only): leave the ghosts' layer-K features at zero instead of
    exchanging them, i.e. a wrong exchange that the tests must detect.
 
@@ -34,8 +40,9 @@
    LAMMPS' reverse communication). The virial is the plugin's own: sum(r_i x f_i) over the
    forces it adds (local and ghost atoms), or the model's in images mode. Per-atom virials
    (compute stress/atom, centroid/stress/atom, hence heat/flux) on the steps that ask for
-   them, from artifacts of calling convention 2: edge e = (i, j) adds -1/2 r_ij x dE/dr_ij
-   to atoms i and j (ghosts' shares go home through the computes' reverse communication);
+   them, from artifacts of calling convention 2: edge e = (i, j) adds -r_ij x dE/dr_ij to
+   the neighbour j (strictly local models) or half of it to each of i and j (message
+   passing); ghosts' shares go home through the computes' reverse communication;
    TorchScript artifacts only, every mode. Warnings in the log for type masses that are not those of pair_coeff's elements and for a
    timestep above 1 fs x sqrt(m/amu) of the lightest element.
    On one rank the ghosts are only periodic images of local atoms: the plugin then folds
@@ -146,6 +153,24 @@ class PairEgraff : public Pair {
                                                const torch::Tensor &shift, int64_t n, double r_max);
   double evaluate(const std::vector<int> &atoms, int n_center, EgraffGraph::Edges &edges,
                   bool want_virial);
+
+  // the committee (pair_egraff_committee.cpp): A1, A2, ... of pair_style egraff A0 A1 ...,
+  // evaluated every devi_every steps only; A0 (this) drives the dynamics
+  std::vector<std::unique_ptr<PairEgraff>> committee;
+  bool member = false;                    // a committee member: the driver's neighbour list
+  int devi_every = 0;                     // steps between deviations (0: no committee)
+  std::string devi_file = "model_devi.out";
+  double devi_relative = -1.0;            // relative EPS: force deviation / (|F| + EPS)
+  FILE *devi_fp = nullptr;
+  bigint devi_last = -1;                  // the last step written (never twice)
+  static constexpr int NDEVI = 7;         // pvector: max/min/avg f, e, max/min/avg v
+  double devi[NDEVI] = {0, 0, 0, 0, 0, 0, 0};      // on every rank (extract)
+  double devi_pv[NDEVI] = {0, 0, 0, 0, 0, 0, 0};   // pvector: rank 0's (compute pair sums)
+  std::vector<double> f_before;           // atom->f before this style's forces (devi steps)
+  bool ghost_lists = false;               // init_style: this model needs ghost neighbour lists
+  void make_committee(const std::vector<std::string> &, const std::vector<std::string> &);
+  void committee_deviation(double elocal);
+  void open_devi_file();
 
   // the staged driver (pair_egraff_staged.cpp)
   struct StagedStep;

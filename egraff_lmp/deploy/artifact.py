@@ -205,6 +205,10 @@ class Artifact:
     def r_max(self) -> float:
         return float(self.metadata[KEY_R_MAX])
 
+    @property
+    def strictly_local(self) -> bool:
+        return bool(self.metadata[KEY_STRICTLY_LOCAL])
+
     def __call__(self, pos, types, edge_index, edge_shift, n_local: int,
                  compute_virial: bool = False):
         # TorchScript's graph optimisations (profiling executor, fusion) make MACE 1.2-1.3x

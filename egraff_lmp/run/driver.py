@@ -105,7 +105,7 @@ def execute(input_path, rundir, variables: dict, engine, watch: Watch,
     rank = lmp.extract_setting("world_rank")
     bar = None
     seconds = 0.0
-    planned = 0  # the step each run starts at in a run from the beginning
+    planned = 0  # the step each run starts at (a resume: as planned from the input)
     restart_set = warned = False
     try:
         with _cwd(input_path.parent):
@@ -122,6 +122,8 @@ def execute(input_path, rundir, variables: dict, engine, watch: Watch,
                 if not warned:
                     status.warnings = _warn(engine.physical_warnings(lmp), rank)
                     warned = True
+                if resume_step is None:  # LAMMPS' own step: reset_timestep moves it
+                    planned = int(lmp.extract_global("ntimestep"))
                 start, planned = planned, planned + steps
                 if resume_step is not None:
                     if planned <= resume_step:

@@ -1,0 +1,180 @@
+"""A committee in pair_style egraff (``pair_style egraff A0 A1 ... devi_every N``): the
+deviation of the models' forces, energies and virials along a run, as deepmd-kit's
+model_devi.out has it, against a Python recomputation, with real LAMMPS on 1 and 2 ranks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+from conftest import ROOT
+from lj_artifact import lj_artifact
+from test_plugin import run_lmp
+from test_staged import _lmp_error
+
+from egraff_lmp.calculator import DeployedCalculator
+from egraff_lmp.io.lammps_log import read_thermo
+
+DATA = ROOT / "inputs" / "gete" / "gete_start.data"
+
+COMMITTEE = """
+units metal
+atom_style atomic
+atom_modify map array
+read_data {data}
+plugin load ${{plugin}}
+pair_style egraff ${{models}} {devi}
+pair_coeff * * Ge Te
+{compute}
+velocity all create 920 4928 mom yes rot yes dist gaussian
+timestep 0.002
+fix nve all nve
+thermo_style custom step pe {columns}
+thermo_modify format float %20.15g
+thermo 5
+dump d all custom 5 dump.${{tag}} id x y z fx fy fz
+dump_modify d sort id format float %20.15g
+run 20
+"""
+
+
+def _input(devi="devi_every 5 devi_file devi.out"):
+    """The committee run; ``devi=""``: one model, no deviation."""
+    return COMMITTEE.format(data=DATA, devi=devi,
+                            compute="compute dv all pair egraff" if devi else "",
+                            columns="c_dv[1] c_dv[2] c_dv[3] c_dv[4] c_dv[5]" if devi else "")
+
+
+def _frames(path):
+    """(positions, forces) of every frame of a dump, atoms by id."""
+    out = []
+    for block in path.read_text().split("ITEM: ATOMS")[1:]:
+        rows = np.array([[float(v) for v in r.split()] for r in
+                         block.split("ITEM:")[0].strip().splitlines()[1:]])
+        rows = rows[np.argsort(rows[:, 0])]
+        out.append((rows[:, 1:4], rows[:, 4:7]))
+    return out
+
+
+def _devi(path):
+    rows = [line.split() for line in path.read_text().splitlines() if not line.startswith("#")]
+    return np.array([[float(v) for v in r] for r in rows])
+
+
+def _python_deviation(artifacts, positions, symbols, cell):
+    """model_devi.out's columns by DeployedCalculators on one configuration."""
+    atoms = Atoms(symbols, positions=positions, cell=cell, pbc=True)
+    forces, energies, virials = [], [], []
+    for path in artifacts:
+        a = atoms.copy()
+        a.calc = DeployedCalculator(path)
+        forces.append(a.get_forces())
+        energies.append(a.get_potential_energy())
+        s = a.get_stress()  # xx yy zz yz xz xy, eV/Å³; the virial is -s V
+        virials.append(-s * a.get_volume())
+    f = np.array(forces)
+    d = np.sqrt(((f - f.mean(0)) ** 2).sum(-1).mean(0))
+    n = len(atoms)
+    v = np.array(virials).std(0) / n
+    return np.array([v.max(), v.min(), v.mean(), d.max(), d.min(), d.mean(),
+                     np.std(energies) / n])
+
+
+def _symbols_and_cell():
+    from ase.io import read
+
+    a = read(DATA, format="lammps-data", atom_style="atomic")  # elements from the Masses
+    assert set(a.get_chemical_symbols()) == {"Ge", "Te"}
+    return a.get_chemical_symbols(), a.cell[:]
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_the_deviation_is_the_python_recomputation_and_the_dynamics_are_a0s(
+        ranks, plugin, artifacts, tmp_path):
+    """MACE drives, NequIP and Allegro (each in its own mode: staged, and ghosts on 2 ranks)
+    are evaluated every 5 steps: model_devi.out's seven columns equal DeployedCalculators
+    on the dumped configurations, compute pair egraff gives the same values on every rank
+    count, and the trajectory is MACE's alone, bit for bit."""
+    models = [artifacts["mace"], artifacts["nequip"], artifacts["allegro"]]
+    log = run_lmp(tmp_path, _input(), ranks, plugin=plugin, tag="committee",
+                  models=" ".join(map(str, models)))
+    run_lmp(tmp_path, _input(""), ranks, name="alone.lmp", plugin=plugin,
+                    tag="alone", models=models[0])
+    text = log.read_text()
+    assert text.count("(committee member") == 2
+    devi = _devi(tmp_path / "devi.out")
+    assert devi[:, 0].tolist() == [0, 5, 10, 15, 20]
+    frames = _frames(tmp_path / "dump.committee")
+    for (x, f), (xa, fa) in zip(frames, _frames(tmp_path / "dump.alone")):
+        np.testing.assert_array_equal(x, xa)
+        np.testing.assert_array_equal(f, fa)
+    symbols, cell = _symbols_and_cell()
+    for row, (x, _) in zip(devi, frames):
+        ref = _python_deviation(models, x, symbols, cell)
+        np.testing.assert_allclose(row[1:], ref, rtol=1e-5, atol=1e-6, err_msg=row[0])
+    assert devi[:, 5].min() > 1e-3  # three different models do deviate
+    thermo = read_thermo(log)[-1]
+    for k, col in ((1, 4), (2, 5), (3, 6), (4, 7), (5, 1)):  # compute pair: rank sums
+        np.testing.assert_allclose(thermo[f"c_dv[{k}]"], devi[:, col], rtol=1e-9)
+
+
+def test_identical_models_deviate_by_zero(plugin, artifacts, tmp_path):
+    a = artifacts["mace"]
+    run_lmp(tmp_path, _input(), 1, plugin=plugin, tag="same", models=f"{a} {a}")
+    devi = _devi(tmp_path / "devi.out")
+    assert devi.shape == (5, 8) and np.abs(devi[:, 1:]).max() < 1e-12
+
+
+HALT = _input("devi_every 5 devi_file devi.out").replace(
+    "run 20", "variable dmax equal c_dv[1]\n"
+    "fix halt all halt 5 v_dmax > ${limit} error continue\nrun 20")
+
+
+def test_fix_halt_stops_the_run_on_the_deviation(plugin, artifacts, tmp_path):
+    models = f"{artifacts['mace']} {artifacts['allegro']}"
+    log = run_lmp(tmp_path, HALT, 2, plugin=plugin, tag="halt", models=models, limit=1e-4)
+    assert "Fix halt condition for fix-id halt met on step 5" in log.read_text()
+    log = run_lmp(tmp_path, HALT, 2, name="far.lmp", plugin=plugin, tag="far",
+                  models=models, limit=1e3)
+    assert "halt condition" not in log.read_text() and read_thermo(log)[-1]["Step"][-1] == 20
+
+
+RESTARTED = """
+units metal
+atom_style atomic
+read_restart restart.10
+plugin load ${plugin}
+pair_style egraff ${models} devi_every 5 devi_file devi.out
+pair_coeff * * Ge Te
+fix nve all nve
+run 10
+"""
+
+
+def test_a_run_continued_from_a_restart_appends_and_never_duplicates(plugin, artifacts,
+                                                                      tmp_path):
+    models = f"{artifacts['mace']} {artifacts['allegro']}"
+    first = _input().replace("run 20", "restart 10 restart.*\nrun 20")
+    run_lmp(tmp_path, first, 1, plugin=plugin, tag="first", models=models)
+    before = _devi(tmp_path / "devi.out")
+    assert before[:, 0].tolist() == [0, 5, 10, 15, 20]
+    run_lmp(tmp_path, RESTARTED, 1, name="again.lmp", plugin=plugin, models=models)
+    after = _devi(tmp_path / "devi.out")
+    assert after[:, 0].tolist() == [0, 5, 10, 15, 20]
+    np.testing.assert_array_equal(after[:2], before[:2])  # kept
+    np.testing.assert_allclose(after[2:], before[2:], rtol=1e-6)  # the same steps again
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("no_every", "a committee of 2 models needs devi_every N"),
+    ("no_committee", "devi_every needs a committee"),
+    ("species", "species Ge of type 1 is not in the model"),
+])
+def test_bad_committees_are_one_lammps_error(case, expected, plugin, artifacts, tmp_path):
+    a = artifacts["mace"]
+    models, devi = {"no_every": (f"{a} {a}", ""),
+                    "no_committee": (f"{a}", "devi_every 5"),
+                    "species": (f"{a} {lj_artifact(tmp_path)}", "devi_every 5")}[case]
+    text = _input("devi_every 5").replace("devi_every 5", devi)
+    err = _lmp_error(tmp_path, text, plugin=plugin, tag="bad", models=models)
+    assert expected in err
