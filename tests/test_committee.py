@@ -178,3 +178,69 @@ def test_bad_committees_are_one_lammps_error(case, expected, plugin, artifacts, 
     text = _input("devi_every 5").replace("devi_every 5", devi)
     err = _lmp_error(tmp_path, text, plugin=plugin, tag="bad", models=models)
     assert expected in err
+
+
+def test_evaluate_runs_a_committee_and_reports_its_deviation(artifacts, tmp_path, capsys):
+    """A model entry with a committee: every run records model_devi.out's max_devi_f every
+    devi_every steps, metrics.json holds the dataset's analysis and report.md its section
+    and plot."""
+    import yaml
+
+    from egraff_lmp.cli import main
+    from egraff_lmp.evaluate.records import Evaluation, RunMetrics
+
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "title": "committee", "datasets": ["gete"],
+        "models": {"mace": {"artifact": str(artifacts["mace"]),
+                            "committee": [str(artifacts["nequip"]),
+                                          str(artifacts["allegro"])]}},
+        "protocol": {"static_frames": 10, "runs": 2, "steps": 20, "devi_every": 5}}))
+    out = tmp_path / "report"
+    assert main(["evaluate", str(cfg), "-o", str(out)]) == 0, capsys.readouterr().err
+    ev = Evaluation.load(out / "metrics.json")
+    assert ev.models["mace"].committee == [str(artifacts["nequip"]), str(artifacts["allegro"])]
+    w = ev.committee["gete"]
+    assert w.stable_runs == 2 and w.stable_samples == 10 and w.threshold_ev_per_a > 0
+    for run in w.runs:
+        assert run.samples == 5 and run.t_fs[1] == pytest.approx(5 * ev.cell(
+            "mace", "gete").timestep_fs)
+        rundir = out / "runs" / "mace" / "gete" / f"run-{run.k}"
+        m = RunMetrics.load(rundir / "evaluation.json")
+        np.testing.assert_allclose(m.max_devi_f_ev_per_a,
+                                   _devi(rundir / "model_devi.out")[:, 4])
+    md = (out / "report.md").read_text()
+    assert "## Does the committee deviation warn?" in md and "no run failed" in md
+    assert (out / "plots" / "committee_gete.png").stat().st_size > 10_000
+
+
+def test_the_warning_lead_is_measured_from_the_stable_runs_threshold():
+    """The threshold is the 95th percentile of the stable runs' samples; a failed run is
+    flagged at its first sample above it, that many fs before the watch stopped it."""
+    from egraff_lmp.evaluate.deviation import committee_warning
+    from egraff_lmp.evaluate.records import RunMetrics
+
+    t = [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0]
+
+    def run(k, devi, status="ok", failed_at_step=None):
+        return RunMetrics(model="m", dataset="d", k=k, start_frame=0, status=status,
+                          failed_at_step=failed_at_step, timestep_fs=2.0,
+                          devi_t_fs=t[:len(devi)], max_devi_f_ev_per_a=devi)
+
+    stable = [run(0, [0.1] * 10), run(1, [0.2] * 9 + [0.3])]
+    failed = run(2, [0.1, 0.1, 0.2, 0.5, 0.9, 2.0], "failed", failed_at_step=28)  # 56 fs
+    quiet = run(3, [0.1] * 5, "failed", failed_at_step=20)  # 40 fs, never above
+    w = committee_warning([*stable, failed, quiet])
+    assert w.threshold_ev_per_a == pytest.approx(np.percentile([0.1] * 10 + [0.2] * 9 + [0.3],
+                                                               95))
+    assert w.stable_runs == 2 and w.stable_samples == 20
+    f = next(r for r in w.runs if r.k == 2)
+    assert f.failed_at_fs == 56.0 and f.flagged_at_fs == 30.0 and f.lead_fs == 26.0
+    assert f.last_window_max_ev_per_a == 2.0  # the samples at 10-50 fs
+    q = next(r for r in w.runs if r.k == 3)
+    assert q.flagged_at_fs is None and q.lead_fs is None and q.last_window_max_ev_per_a == 0.1
+    from egraff_lmp.evaluate.report import committee_verdict
+
+    assert committee_verdict("d", w).startswith("d: 1 of 2 failures crossed")
+    assert committee_verdict("d", committee_warning([failed])).startswith(
+        "d: every run with a committee failed")

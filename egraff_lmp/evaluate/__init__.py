@@ -26,6 +26,7 @@ from pathlib import Path
 from ..errors import EgraffError
 from ..run.record import RunRecord
 from . import collect, config, executors, plan
+from .deviation import committee_warning
 from .evaldir import EvalDir
 from .records import DatasetEntry, Evaluation, ModelEntry
 
@@ -37,7 +38,7 @@ def _fingerprint(cfg: config.Config) -> str:
     h = hashlib.sha256(json.dumps({"config": cfg.raw, "protocol": cfg.protocol.config_dict()},
                                   sort_keys=True, default=str).encode())
     for m in cfg.models:
-        for a in m.artifacts():
+        for a in [*m.artifacts(), *m.committee]:
             h.update(hashlib.sha256(a.read_bytes()).digest())
     return h.hexdigest()[:16]
 
@@ -129,7 +130,8 @@ def _model_entry(m: config.Model) -> ModelEntry:
                       trained_on_per_dataset={k: x.trained_on for k, x in m.per_dataset.items()
                                               if x.trained_on},
                       calculator=m.calculator, family=m.metadata.get("family"),
-                      training_time_s=m.training_time_s)
+                      training_time_s=m.training_time_s,
+                      committee=[str(a) for a in m.committee])
 
 
 def _dataset_entry(t: config.DatasetTask, p) -> DatasetEntry:
@@ -153,6 +155,7 @@ def _collect(cfg: config.Config, evaldir: EvalDir, plans: dict, tasks: list, log
     refs = {t.label: plan.reference_trajectory(t) for t in cfg.datasets}
     ev.reference = {t.label: collect.reference_analysis(t, plans[t.label], proto, evaldir)
                     for t in cfg.datasets}
+    by_dataset: dict[str, list] = {}  # every run of a dataset, for the committee analysis
     for column in cfg.models:
         ev.results[column.name] = {}
         for t in cfg.datasets:
@@ -171,9 +174,14 @@ def _collect(cfg: config.Config, evaldir: EvalDir, plans: dict, tasks: list, log
                     runs.append(collect.run_metrics(r, plans[t.label], proto, refs[t.label],
                                                     ev.reference[t.label]))
             ev.runs += runs
+            by_dataset.setdefault(t.label, []).extend(runs)
             if runs:
                 ev.results[m.name][t.label] = collect.aggregate(m, t, static, runs,
                                                                 plans[t.label], proto, nve)
+    for label, runs in by_dataset.items():
+        warning = committee_warning(runs)
+        if warning is not None:
+            ev.committee[label] = warning
     write_report(ev, evaldir)
     log(f"wrote {evaldir.report_md}, report.html, metrics.json and metrics.csv")
     if ev.errors:

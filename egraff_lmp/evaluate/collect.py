@@ -20,8 +20,9 @@ from ..errors import EgraffError
 from ..run.record import RunRecord
 from . import legacy
 from .config import DatasetTask, Model
+from .deviation import read_model_devi
 from .evaldir import EvalDir
-from .plan import RunTask, reference_trajectory, test_trajectory
+from .plan import DEVI_FILE, RunTask, reference_trajectory, test_trajectory
 from .records import (
     CellResult,
     Curves,
@@ -103,6 +104,10 @@ def run_metrics(run: RunTask, plan: DatasetPlan, protocol: Protocol, ref,
                      failed_at_step=done.failed_at_step, failure=done.failure,
                      ms_per_step=done.ms_per_step, engine=rec.engine,
                      timestep_fs=plan.timestep_fs)
+    devi = read_model_devi(run.rundir / DEVI_FILE)
+    if devi is not None:  # a committee ran beside the model: deviation per sample
+        out.devi_t_fs = (devi["step"] * plan.timestep_fs).tolist()
+        out.max_devi_f_ev_per_a = devi["max_devi_f"].tolist()
     traj = read_trajectory(rec.dump, types=done.symbols, log=run.rundir / "log.lammps")
     aligned = plan.aligned
     ref_cell = ref[run.start_frame].cell

@@ -7,6 +7,7 @@
       mine: {calculator: mypkg.calc:make, species: [Ge, Te]}   # callback engine
       small: {artifacts: {md17_ethanol: a.egraff.pt,              # one per dataset
                           3bpa: {artifact: b.egraff.pt, training_time_s: 300}}}
+      watched: {artifact: m.egraff.pt, committee: [m-seed11.egraff.pt, m-seed23.egraff.pt]}
     datasets:                      # registry names, or mappings with overrides
       - gete
       - {name: acetylacetone, temperature: 600, split: test_600K, label: acac-600K}
@@ -27,7 +28,7 @@ from ..errors import EgraffError, located
 from .records import Protocol
 
 MODEL_KEYS = {"artifact", "artifacts", "calculator", "species", "label", "training_time_s",
-              "trained_on"}
+              "trained_on", "committee"}
 DATASET_KEYS = {"name", "label", "temperature", "timestep_fs", "frame_spacing_fs", "split",
                 "trajectory_split", "files", "trajectory_files", "species", "periodic"}
 TOP_KEYS = {"title", "models", "datasets", "protocol"}
@@ -58,6 +59,7 @@ class Model:
     metadata: dict = field(default_factory=dict)
     per_dataset: dict = field(default_factory=dict)
     trained_on: str | None = None   # which frames the model saw in training (said in reports)
+    committee: list[Path] = field(default_factory=list)  # evaluated every devi_every steps
 
     def for_task(self, task) -> Model | None:
         """The model that runs on dataset ``task`` (None: this column has none for it)."""
@@ -154,6 +156,8 @@ def _model(name, spec, base, path) -> Model:
     m = Model(str(name), calculator=spec.get("calculator"),
               species=list(spec["species"]) if spec.get("species") else None,
               training_time_s=spec.get("training_time_s"), trained_on=spec.get("trained_on"))
+    if spec.get("committee") is not None:
+        m.committee = _committee(name, spec, base, path)
     if spec.get("artifact"):
         from ..deploy.artifact import read_metadata
 
@@ -166,6 +170,29 @@ def _model(name, spec, base, path) -> Model:
         if m.training_time_s is None:
             m.training_time_s = m.metadata.get("training_time_s")
     return m
+
+
+def _committee(name, spec, base, path) -> list[Path]:
+    """A model's committee: artifacts (not calculators) that know its species."""
+    from ..deploy.artifact import read_metadata
+
+    given = spec["committee"]
+    if not spec.get("artifact") or not isinstance(given, list) or not given:
+        raise located(path, f"model {name}: 'committee' is a list of artifacts beside "
+                            "'artifact' (the model that drives the runs)")
+    species = set(read_metadata((base / spec["artifact"]).resolve()).get("type_names", []))
+    out = []
+    for a in given:
+        art = (base / str(a)).resolve()
+        if not art.is_file():
+            raise located(path, f"model {name}: committee artifact {art} not found")
+        missing = species - set(read_metadata(art).get("type_names", []))
+        if missing:
+            raise located(path, f"model {name}: committee artifact {art.name} lacks "
+                                f"{','.join(sorted(missing))}: every member needs the "
+                                "model's species")
+        out.append(art)
+    return out
 
 
 def _dataset(entry, base, path) -> DatasetTask:

@@ -27,6 +27,9 @@ from .config import DatasetTask, Model
 from .evaldir import EvalDir
 from .records import DatasetPlan, Protocol
 
+#: a run's committee deviation (pair_style egraff ... devi_file), in its run directory
+DEVI_FILE = "model_devi.out"
+
 
 @dataclass
 class RunTask:
@@ -226,9 +229,15 @@ def run_tasks(model: Model, task: DatasetTask, plan: DatasetPlan, protocol: Prot
                      protocol.nve_steps, plan.nve_input))
     out = []
     for k, s, data, kind, name, steps, inp in runs:
+        rundir = evaldir.rundir(model.name, task.label, name)
+        pair = str(model.artifact or "calculator")
+        if model.committee:  # the rest of pair_style egraff's line: the committee
+            pair = " ".join([pair, *map(str, model.committee), "devi_every",
+                             str(protocol.devi_every), "devi_file",
+                             str(Path(rundir).resolve() / DEVI_FILE)])
         spec = RunSpec(
-            input=str(inp), rundir=str(evaldir.rundir(model.name, task.label, name)),
-            variables={"model": str(model.artifact or "calculator"), "start": str(data),
+            input=str(inp), rundir=str(rundir),
+            variables={"model": pair, "start": str(data),
                        "steps": str(steps), "seed": str(protocol.seed + k)},
             engine="callback" if model.calculator else protocol.engine, np=protocol.np,
             calculator=model.calculator,

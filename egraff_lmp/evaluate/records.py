@@ -139,7 +139,7 @@ CONFIG_KEYS = {"rdf_dr": "rdf_dr_a", "rdf_rmax": "rdf_rmax_a",
 
 
 #: protocol fields added after the fingerprint's first version -> their defaults
-_ADDED_SINCE = {"compiled": False}
+_ADDED_SINCE = {"compiled": False, "devi_every": 10}
 
 
 @dataclass
@@ -164,6 +164,7 @@ class Protocol(Record):
     bond_cutoff_a: float | None = None  #: bond angles (None: first minimum of the ref. RDF)
     nve_steps: int = 0              #: > 0: one NVE run of this many steps per model × dataset
     compiled: bool = False          #: run every artifact as its compiled package (cached)
+    devi_every: int = 10            #: steps between a committee's deviations
 
     @staticmethod
     def config_keys() -> dict[str, str]:
@@ -193,7 +194,7 @@ class Protocol(Record):
         if not isinstance(p.compiled, bool):
             raise located(where, f"protocol.compiled must be true or false, got "
                                  f"{p.compiled!r}")
-        for key in ("runs", "steps", "np"):
+        for key in ("runs", "steps", "np", "devi_every"):
             if not isinstance(getattr(p, key), int) or getattr(p, key) < 1:
                 raise located(where, f"protocol.{key} must be a positive integer, got "
                                      f"{getattr(p, key)!r}")
@@ -246,6 +247,7 @@ class ModelEntry(Record):
     calculator: str | None = None
     family: str | None = None
     training_time_s: float | None = None
+    committee: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -303,7 +305,7 @@ class RunMetrics(Record):
     SERIES: ClassVar[tuple[str, ...]] = (
         "wf_pairs_percent", "jsd_pairs_nats", "ev_t", "fv_t", "ev_referenced_t", "notes",
         "r_a", "rdf", "msd_t_fs", "msd_a2", "diffusivity_a2_per_ps", "vdos_freq_thz",
-        "vdos_per_thz", "adf_per_degree")
+        "vdos_per_thz", "adf_per_degree", "devi_t_fs", "max_devi_f_ev_per_a")
 
     model: str
     dataset: str
@@ -347,6 +349,8 @@ class RunMetrics(Record):
     vdos_jsd_frames: int | None = None
     adf_per_degree: list | None = None
     adf_jsd_nats: float | None = None
+    devi_t_fs: list | None = None            #: committee deviation samples (fs from the start)
+    max_devi_f_ev_per_a: list | None = None  #: ... their max_devi_f (eV/Å)
 
     def summary(self) -> dict:
         """The scalar fields (one row of ``metrics.json``'s ``runs``)."""
@@ -494,6 +498,48 @@ class ReferenceAnalysis(Record):
     itself: ReferenceFloor = field(default_factory=ReferenceFloor)
 
 
+# -- the committee deviation (egraff_lmp.evaluate.deviation) ----------------------------
+@dataclass
+class DeviationRun(Record):
+    """One run's committee deviation: the largest max_devi_f (eV/Å) along it and, for a
+    failed run, at its failure (fs), the largest in the last ``window_fs`` fs before it, when
+    it first crossed the threshold (fs) and how far ahead of the failure that was (fs)."""
+
+    FORMAT: ClassVar[str] = "egraff-lmp-deviation-run"
+
+    model: str = ""
+    k: int = 0
+    stable: bool = True
+    samples: int = 0
+    max_ev_per_a: float | None = None
+    failed_at_fs: float | None = None
+    last_window_max_ev_per_a: float | None = None
+    flagged_at_fs: float | None = None
+    lead_fs: float | None = None
+    t_fs: list = field(default_factory=list)                  #: the samples' times
+    max_devi_f_ev_per_a: list = field(default_factory=list)   #: ... and max_devi_f
+
+
+@dataclass
+class CommitteeWarning(Record):
+    """A dataset's answer: the threshold (eV/Å; the ``percentile`` of the stable runs'
+    samples, ``stable_samples`` of them from ``stable_runs`` runs; None: no stable run) and
+    every run's :class:`DeviationRun`."""
+
+    FORMAT: ClassVar[str] = "egraff-lmp-committee-warning"
+
+    percentile: float = 95.0
+    window_fs: float = 50.0
+    threshold_ev_per_a: float | None = None
+    stable_runs: int = 0
+    stable_samples: int = 0
+    runs: list[DeviationRun] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[DeviationRun]:
+        return [r for r in self.runs if not r.stable]
+
+
 # -- the whole evaluation ------------------------------------------------------------------
 @dataclass
 class Evaluation(Record):
@@ -513,6 +559,7 @@ class Evaluation(Record):
     reference: dict[str, ReferenceAnalysis] = field(default_factory=dict)
     runs: list[RunMetrics] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    committee: dict[str, CommitteeWarning] = field(default_factory=dict)
 
     def fields(self) -> dict:
         out = super().fields()

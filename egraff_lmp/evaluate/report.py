@@ -291,6 +291,9 @@ def plots(ev: Evaluation, evaldir: EvalDir) -> dict[str, list[Path]]:
         for ax in axes[:2]:
             _legend(ax)
         figs[ds].append(_save(fig, evaldir.plot(f"msd_vdos_adf_{ds}")))
+    for ds, w in ev.committee.items():
+        figs.setdefault(ds, []).append(_save(committee_plot(plt, ds, w),
+                                             evaldir.plot(f"committee_{ds}")))
     pts = [(m, ds, x.static.f_mae_mev_per_a, x.wf_percent, x.t_decorrelation_fs)
            for m, by in ev.results.items() for ds, x in by.items()]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
@@ -306,6 +309,77 @@ def plots(ev: Evaluation, evaldir: EvalDir) -> dict[str, list[Path]]:
                 title="static vs dynamics")
     figs["_scatter"] = [_save(fig, evaldir.plot("static_vs_dynamic"))]
     return figs
+
+
+def committee_plot(plt, ds: str, w):
+    """max_devi_f along every run with a committee; failures (x) where the watch stopped
+    them, the stable runs' threshold dashed."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    colours = {}
+    for r in w.runs:
+        c = colours.setdefault(r.model, f"C{len(colours)}")
+        ax.plot(r.t_fs, r.max_devi_f_ev_per_a, color=c, lw=1, alpha=0.8,
+                label=r.model if list(colours).index(r.model) == len(colours) - 1
+                and r is next(x for x in w.runs if x.model == r.model) else None)
+        if not r.stable and r.failed_at_fs is not None and r.max_devi_f_ev_per_a:
+            ax.plot([r.failed_at_fs], [r.max_devi_f_ev_per_a[-1]], "x", color=c, ms=8)
+    if w.threshold_ev_per_a is not None:
+        ax.axhline(w.threshold_ev_per_a, color="grey", ls="--", lw=1,
+                   label=f"{w.percentile:g}th percentile of the stable runs")
+    ax.set_yscale("log")
+    ax.set(xlabel="t (fs)", ylabel="max_devi_f (eV/Å)",
+           title=f"{ds}: committee force deviation along each run (x: stopped by the watch)")
+    _legend(ax)
+    return fig
+
+
+def committee_section(ev: Evaluation) -> Section:
+    """Does the committee deviation warn? Per dataset the threshold from the stable runs and,
+    per failed run, the deviation before the failure and how far ahead it crossed it."""
+    blocks = [Paragraph(
+        "Models with a committee ran as pair_style egraff A0 A1 ... devi_every "
+        f"{ev.protocol.devi_every}: the committee's max_devi_f (the largest over the atoms "
+        "of the models' force spread, eV/Å) every that many steps. The threshold is the "
+        "95th percentile of max_devi_f over every sample of the dataset's stable runs with a "
+        "committee (pooled over the models); for each run stopped by the stability watch: "
+        "the largest deviation in the last 50 fs before it, and how many fs before the watch "
+        "a run would have been flagged at that threshold.")]
+    for ds, w in ev.committee.items():
+        thr = "-" if w.threshold_ev_per_a is None else f"{w.threshold_ev_per_a:.3g}"
+        rows = []
+        for r in w.runs:
+            rows.append((f"{ds}: {r.model} run {r.k}", [
+                Cell("stable" if r.stable else f"failed at {r.failed_at_fs:.0f} fs"
+                     if r.failed_at_fs is not None else "failed"),
+                Cell(_fmt(r.max_ev_per_a, ".3g")),
+                Cell(_fmt(r.last_window_max_ev_per_a, ".3g")),
+                Cell(thr),
+                Cell(_fmt(r.flagged_at_fs, ".0f") if not r.stable else "-"),
+                Cell(_fmt(r.lead_fs, ".0f") if not r.stable else "-")]))
+        blocks.append(Table(["run", "max devi_f (eV/Å)", "last 50 fs (eV/Å)",
+                             "threshold (eV/Å)", "flagged at (fs)", "ahead of the watch (fs)"],
+                            rows))
+        blocks.append(Bullets([committee_verdict(ds, w)]))
+    return Section("Does the committee deviation warn?", blocks)
+
+
+def committee_verdict(ds: str, w) -> str:
+    """The answer in one sentence, with numbers."""
+    failed = w.failed
+    if not failed:
+        return f"{ds}: no run failed, so there is nothing to warn of."
+    if w.threshold_ev_per_a is None:
+        return (f"{ds}: every run with a committee failed, so no threshold can be chosen on "
+                "stable runs; the deviations before the failures are in the table.")
+    flagged = [r for r in failed if r.lead_fs is not None]
+    leads = sorted(r.lead_fs for r in flagged)
+    text = (f"{ds}: {len(flagged)} of {len(failed)} failures crossed the stable runs' "
+            f"threshold ({w.threshold_ev_per_a:.3g} eV/Å, from {w.stable_samples} samples of "
+            f"{w.stable_runs} stable runs) before the watch stopped them")
+    if leads:
+        text += (f", {leads[0]:.0f}-{leads[-1]:.0f} fs ahead (median "
+                 f"{float(np.median(leads)):.0f} fs)")
+    return text + "."
 
 
 # -- documents -----------------------------------------------------------------------------
@@ -431,6 +505,8 @@ def report_sections(ev: Evaluation, figs: dict[str, list[Path]], root: Path
                  + ("" if not x.notes else "; " + "; ".join(x.notes))
                  for m, by in ev.results.items() for ds, x in by.items()]
     out.append(Section("Stability", [Bullets(stability)]))
+    if ev.committee:
+        out.append(committee_section(ev))
     if ev.errors:
         out.append(Section("Errors", [Bullets(list(ev.errors))]))
     out.append(Section("Plots", [Figures([f for paths in figs.values() for f in paths], root)]))
