@@ -244,3 +244,37 @@ def test_the_warning_lead_is_measured_from_the_stable_runs_threshold():
     assert committee_verdict("d", w).startswith("d: 1 of 2 failures crossed")
     assert committee_verdict("d", committee_warning([failed])).startswith(
         "d: every run with a committee failed")
+
+
+def test_the_run_watch_stops_on_the_committee_deviation(artifacts, tmp_path, capsys):
+    """egraff-lmp run --max-devi-f: the stability watch reads the committee's last
+    max_devi_f and stops the run above it, with the reason in run.json; without a
+    committee the option is one error line."""
+    import json
+
+    from test_run import _run
+
+    text = _input("devi_every 5 devi_file ${rundir}/devi.out").replace(
+        "plugin load ${plugin}\n", "").replace("dump.${tag}", "${rundir}/dump.lammpstrj")
+    (tmp_path / "in.lmp").write_text(text)
+    models = f"{artifacts['mace']} {artifacts['allegro']}"
+    code, _, err = _run(capsys, "run", tmp_path / "in.lmp", "-o", tmp_path / "stop",
+                        "--var", f"models={models}", "--max-devi-f", "1e-4",
+                        "--no-progress")
+    assert code != 0 and "committee force deviation" in err
+    rec = json.loads((tmp_path / "stop" / "run.json").read_text())
+    assert rec["status"] == "failed" and rec["failed_at_step"] == 10  # the first check
+    assert "committee force deviation" in rec["failure"]
+    code, _, err = _run(capsys, "run", tmp_path / "in.lmp", "-o", tmp_path / "far",
+                        "--var", f"models={models}", "--max-devi-f", "100",
+                        "--no-progress")
+    assert code == 0, err
+    alone = text.replace("devi_every 5 devi_file ${rundir}/devi.out", "").replace(
+        "compute dv all pair egraff\n", "").replace(
+        " c_dv[1] c_dv[2] c_dv[3] c_dv[4] c_dv[5]", "")
+    (tmp_path / "alone.lmp").write_text(alone)
+    code, _, err = _run(capsys, "run", tmp_path / "alone.lmp", "-o", tmp_path / "alone",
+                        "--var", f"models={artifacts['mace']}", "--max-devi-f", "1",
+                        "--no-progress")
+    assert code == 2 and "--max-devi-f needs a committee" in err
+    assert len(err.strip().splitlines()) == 1

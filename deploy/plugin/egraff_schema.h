@@ -41,8 +41,8 @@ constexpr const char *PROGRAM_LAYER_FW = "layer_fw_";
 constexpr const char *PROGRAM_LAYER_BW = "layer_bw_";
 // Pair::extract() name of the chosen mode's code
 constexpr const char *EXTRACT_MODE = "egraff_mode";
-// Pair::extract() name of a committee's last deviation: max, min, mean force deviation, energy
-// deviation per atom, max, min, mean virial deviation per atom (7 doubles)
+// Pair::extract() name of a committee's last max_devi_f (a double; all seven values: compute
+// pair egraff)
 constexpr const char *EXTRACT_DEVI = "egraff_devi";
 
 // metadata keys the plugin reads (top level of the JSON object)

@@ -592,7 +592,7 @@ void *PairEgraff::extract(const char *name, int &dim)
     return (void *) &mode_value;
   }
   if (strcmp(name, EXTRACT_DEVI) == 0 && !committee.empty()) {
-    dim = 1;
+    dim = 0;    // the last max_devi_f (all 7 values: compute pair egraff)
     return (void *) devi;
   }
   return nullptr;

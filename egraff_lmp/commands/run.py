@@ -43,6 +43,9 @@ def add_parser(sub) -> None:
     g = p.add_argument_group("stability watch")
     g.add_argument("--check-every", type=int, default=10, help="steps between checks (10)")
     g.add_argument("--max-force", type=float, default=50.0, help="eV/Å (default 50)")
+    g.add_argument("--max-devi-f", type=float, metavar="EV_PER_A",
+                   help="stop when a committee's last max_devi_f (pair_style egraff A0 A1 ... "
+                        "devi_every N) is above this, eV/Å")
     g.add_argument("--temp-factor", type=float, default=3.0,
                    help="stop above this factor × the target temperature (default 3)")
     g.add_argument("--max-temp", type=float, help="K; overrides --temp-factor")
@@ -73,7 +76,8 @@ def main(args) -> int:
                    engine=args.engine, np=args.np, calculator=args.calculator,
                    device=args.device, pair_mode=args.pair_mode,
                    watch=Watch(every=args.check_every, max_force=args.max_force,
-                               temp_factor=args.temp_factor, max_temp=args.max_temp),
+                               temp_factor=args.temp_factor, max_temp=args.max_temp,
+                               max_devi_f=args.max_devi_f),
                    restart_every=args.restart_every, ref=args.ref,
                    progress=not args.no_progress)
     rec = run(spec)

@@ -103,8 +103,8 @@ PROGRAM_LAYER_BW = "layer_bw_"
 # --- the plugin's extract() name for the mode it chose -----------------------------------
 
 EXTRACT_MODE = "egraff_mode"
-#: ... and for a committee's last deviation (7 doubles: max, min, mean force deviation, energy
-#: deviation, max, min, mean virial deviation; the style's units)
+#: ... and for a committee's last max_devi_f (the style's force unit; the other six values of
+#: the deviation: compute pair egraff)
 EXTRACT_DEVI = "egraff_devi"
 
 
@@ -275,8 +275,8 @@ _OTHER = (  # (C++ constant, value, comment): the rest of the contract the plugi
      "g_h_k+1 below the last layer]) -> g_pos [, g_x_k, g_h_k above layer 0]"),
     ("EXTRACT_MODE", EXTRACT_MODE, "Pair::extract() name of the chosen mode's code"),
     ("EXTRACT_DEVI", EXTRACT_DEVI,
-     "Pair::extract() name of a committee's last deviation: max, min, mean force deviation, "
-     "energy deviation per atom, max, min, mean virial deviation per atom (7 doubles)"),
+     "Pair::extract() name of a committee's last max_devi_f (a double; all seven values: "
+     "compute pair egraff)"),
 )
 
 

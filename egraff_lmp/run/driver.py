@@ -5,7 +5,9 @@ Every plain ``run N`` is split into chunks of ``Watch.every`` steps
 run, so thermostats and ramps behave as in one run). After each chunk the watch checks, on
 global quantities every rank agrees on: a non-finite potential energy, lost atoms, the
 temperature above ``temp_factor`` × the target (from ``fix nvt/npt/langevin`` or
-``velocity create``) or above ``max_temp``, and the largest force above ``max_force``. A
+``velocity create``) or above ``max_temp``, the largest force above ``max_force`` and, with a
+committee (``pair_style egraff A0 A1 ... devi_every N``), its last force deviation above
+``max_devi_f``. A
 failure stops the run there (within ``every`` steps), closes LAMMPS so that every dump and
 the log keep what they hold, and is reported with its step and reason.
 
@@ -203,8 +205,25 @@ def _check(lmp, watch, status, natoms0) -> str | None:
     temp = lmp.extract_compute("thermo_temp", LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR)
     fmax = u.to_ev_per_angstrom(lmp.extract_compute("egraff_fmax", LMP_STYLE_GLOBAL,
                                                     LMP_TYPE_SCALAR))
+    devi = None
+    if watch.max_devi_f is not None:
+        devi = _committee_deviation(lmp)
+        if devi is None:
+            raise EgraffError("--max-devi-f needs a committee: pair_style egraff A0 A1 ... "
+                              "devi_every N")
+        devi = u.to_ev_per_angstrom(devi)
     return watch.verdict(pe, temp, fmax, status.target_temperature_k,
-                         lost=natoms0 - lmp.get_natoms(), natoms=natoms0)
+                         lost=natoms0 - lmp.get_natoms(), natoms=natoms0, devi_f=devi)
+
+
+def _committee_deviation(lmp) -> float | None:
+    """The committee's last max_devi_f (the style's force unit; None: no committee)."""
+    from ..deploy.schema import EXTRACT_DEVI
+
+    try:
+        return lmp.extract_pair(EXTRACT_DEVI)
+    except Exception:  # no pair style, or a LAMMPS without extract_pair
+        return None
 
 
 def _stop(lmp, status: RunStatus, reason: str) -> bool:

@@ -17,12 +17,14 @@ class Watch:
     max_force: float = 50.0  # eV/Å
     temp_factor: float = 3.0  # × target temperature
     max_temp: float | None = None  # K; overrides the factor when given
+    max_devi_f: float | None = None  # eV/Å: a committee's max_devi_f (pair_style egraff A0 A1)
 
     def verdict(self, pe: float, temp: float, fmax: float, target: float | None,
-                lost: int = 0, natoms: int = 0) -> str | None:
+                lost: int = 0, natoms: int = 0, devi_f: float | None = None) -> str | None:
         """Why the run must stop now, or None: a non-finite energy, lost atoms, a
         temperature above ``max_temp`` (or ``temp_factor`` × ``target``), a force above
-        ``max_force``."""
+        ``max_force``, a committee's last force deviation ``devi_f`` above
+        ``max_devi_f``."""
         if not math.isfinite(pe):
             return f"non-finite potential energy ({pe})"
         if lost:
@@ -34,6 +36,10 @@ class Watch:
             return f"temperature {temp:.4g} K above the limit {limit:.4g} K"
         if not fmax <= self.max_force:
             return f"largest force {fmax:.4g} eV/Å above the limit {self.max_force:g} eV/Å"
+        if self.max_devi_f is not None and devi_f is not None and \
+                not devi_f <= self.max_devi_f:
+            return (f"committee force deviation {devi_f:.4g} eV/Å above the limit "
+                    f"{self.max_devi_f:g} eV/Å")
         return None
 
 
