@@ -278,3 +278,24 @@ def test_the_run_watch_stops_on_the_committee_deviation(artifacts, tmp_path, cap
                         "--no-progress")
     assert code == 2 and "--max-devi-f needs a committee" in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_the_worked_committee_input_halts_on_the_deviation(ranks, tmp_path, capsys):
+    """inputs/gete-committee.in as shipped (the unstable NequIP watched by its two seeds):
+    fix halt ends the run at the first deviation step whose max_devi_f exceeds the limit,
+    and egraff-lmp run records that LAMMPS halted it."""
+    import json
+
+    from test_run import _run
+
+    rundir = tmp_path / "committee"
+    code, _, err = _run(capsys, "run", ROOT / "inputs" / "gete-committee.in", "-o", rundir,
+                        "--np", ranks, "--var", "devi_limit=5", "--no-progress")
+    assert code != 0 and "halted by LAMMPS" in err
+    rec = json.loads((rundir / "run.json").read_text())
+    assert rec["status"] == "failed" and "fix halt" in rec["failure"]
+    assert "Fix halt condition for fix-id halt met" in (rundir / "log.lammps").read_text()
+    devi = _devi(rundir / "model_devi.out")
+    assert devi[-1, 4] > 5.0 and (devi[:-1, 4] <= 5.0).all()  # the first crossing
+    assert rec["failed_at_step"] == devi[-1, 0] < 1000

@@ -265,11 +265,17 @@ def _run(lmp, steps, watch, status, bar, start, stop) -> tuple[float, float, boo
             return seconds, setup, False
         k = min(watch.every, steps - done)
         t0 = time.perf_counter()
+        before = int(lmp.extract_global("ntimestep"))
         if not _lammps(lmp, f"run {k} {bounds} pre no post no", status):
             return seconds, setup, True
         dt = time.perf_counter() - t0
+        moved = int(lmp.extract_global("ntimestep")) - before
         seconds += dt
-        done += k
-        status.steps_done += k
+        done += moved
+        status.steps_done += moved
         if bar is not None:
-            bar.update(k, dt)
+            bar.update(moved, dt)
+        if moved < k:  # LAMMPS ended the run itself: fix halt, or a timer timeout
+            return seconds, setup, _stop(lmp, status, "halted by LAMMPS after "
+                                         f"{moved} of {k} steps (fix halt or timer timeout; "
+                                         "its message is in log.lammps)")
