@@ -10,7 +10,8 @@ sample of the stable runs (all the dataset's models with a committee, pooled: th
 deviation is a force in eV/Å whichever model drives); for each failed run, the largest
 deviation in the last 50 fs before the stability watch stopped it, and when the deviation
 first crossed the threshold: how many fs ahead of the watch it would have flagged the
-failure (None: it never crossed).
+failure (None: it never crossed), and where the last-50-fs value lies among the stable
+runs' samples (a percentile: whether failing runs deviate more than stable ones do).
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def committee_warning(runs) -> CommitteeWarning | None:
             one.failed_at_fs = float(t_fail)
             window = d[(t >= t_fail - WINDOW_FS) & (t <= t_fail)]
             one.last_window_max_ev_per_a = float(window.max()) if len(window) else None
+            if len(pooled) and one.last_window_max_ev_per_a is not None:
+                one.last_window_percentile = float(
+                    100.0 * np.mean(pooled <= one.last_window_max_ev_per_a))
             if out.threshold_ev_per_a is not None:
                 above = np.nonzero((d > out.threshold_ev_per_a) & (t <= t_fail))[0]
                 if len(above):

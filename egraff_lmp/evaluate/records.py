@@ -516,6 +516,7 @@ class DeviationRun(Record):
     last_window_max_ev_per_a: float | None = None
     flagged_at_fs: float | None = None
     lead_fs: float | None = None
+    last_window_percentile: float | None = None  #: where that lies among the stable samples
     t_fs: list = field(default_factory=list)                  #: the samples' times
     max_devi_f_ev_per_a: list = field(default_factory=list)   #: ... and max_devi_f
 

@@ -311,6 +311,9 @@ def plots(ev: Evaluation, evaldir: EvalDir) -> dict[str, list[Path]]:
     return figs
 
 
+COMMITTEE_TITLE = "Does the committee deviation warn?"
+
+
 def committee_plot(plt, ds: str, w):
     """max_devi_f along every run with a committee; failures (x) where the watch stopped
     them, the stable runs' threshold dashed."""
@@ -353,14 +356,15 @@ def committee_section(ev: Evaluation) -> Section:
                      if r.failed_at_fs is not None else "failed"),
                 Cell(_fmt(r.max_ev_per_a, ".3g")),
                 Cell(_fmt(r.last_window_max_ev_per_a, ".3g")),
+                Cell(_fmt(r.last_window_percentile, ".0f")),
                 Cell(thr),
                 Cell(_fmt(r.flagged_at_fs, ".0f") if not r.stable else "-"),
                 Cell(_fmt(r.lead_fs, ".0f") if not r.stable else "-")]))
-        blocks.append(Table(["run", "max devi_f (eV/Å)", "last 50 fs (eV/Å)",
-                             "threshold (eV/Å)", "flagged at (fs)", "ahead of the watch (fs)"],
-                            rows))
+        blocks.append(Table(["status", "max devi_f (eV/Å)", "last 50 fs (eV/Å)",
+                             "its percentile among the stable samples", "threshold (eV/Å)",
+                             "flagged at (fs)", "ahead of the watch (fs)"], rows))
         blocks.append(Bullets([committee_verdict(ds, w)]))
-    return Section("Does the committee deviation warn?", blocks)
+    return Section(COMMITTEE_TITLE, blocks)
 
 
 def committee_verdict(ds: str, w) -> str:
@@ -379,6 +383,14 @@ def committee_verdict(ds: str, w) -> str:
     if leads:
         text += (f", {leads[0]:.0f}-{leads[-1]:.0f} fs ahead (median "
                  f"{float(np.median(leads)):.0f} fs)")
+    last = sorted(r.last_window_max_ev_per_a for r in failed
+                  if r.last_window_max_ev_per_a is not None)
+    pct = sorted(r.last_window_percentile for r in failed
+                 if r.last_window_percentile is not None)
+    if last and pct:
+        text += (f"; in their last {w.window_fs:g} fs the failing runs deviated "
+                 f"{last[0]:.3g}-{last[-1]:.3g} eV/Å, the {pct[0]:.0f}th-{pct[-1]:.0f}th "
+                 "percentile of the stable runs' samples")
     return text + "."
 
 
@@ -441,6 +453,11 @@ def write_results_page(report_md: Path, target: Path, command: str) -> None:
         raise located(report_md, "has no tables to write a results page from")
     head = rep[:rep.index("\n## Table 1")].strip()
     tables = rep[rep.index("\n## Table 1"):rep.index("\n## Stability")].strip()
+    mark = "\n## " + COMMITTEE_TITLE
+    if mark in rep:  # the committee's answer belongs with the tables
+        rest = rep[rep.index(mark) + 1:]
+        end = rest.find("\n## ")
+        tables += "\n\n" + (rest if end < 0 else rest[:end]).strip()
     written = (f"Written by `{command}` from the report's `report.md`, which also holds the "
                "plots and every run's stability notes; that command rewrites this page "
                "whole, so say what the numbers mean on a page of your own.")
