@@ -348,7 +348,7 @@ def committee_section(ev: Evaluation) -> Section:
         "the largest deviation in the last 50 fs before it, and how many fs before the watch "
         "a run would have been flagged at that threshold.")]
     for ds, w in ev.committee.items():
-        thr = "-" if w.threshold_ev_per_a is None else f"{w.threshold_ev_per_a:.3g}"
+        thr = "–" if w.threshold_ev_per_a is None else f"{w.threshold_ev_per_a:.3g}"
         rows = []
         for r in w.runs:
             rows.append((f"{ds}: {r.model} run {r.k}", [
@@ -358,8 +358,8 @@ def committee_section(ev: Evaluation) -> Section:
                 Cell(_fmt(r.last_window_max_ev_per_a, ".3g")),
                 Cell(_fmt(r.last_window_percentile, ".0f")),
                 Cell(thr),
-                Cell(_fmt(r.flagged_at_fs, ".0f") if not r.stable else "-"),
-                Cell(_fmt(r.lead_fs, ".0f") if not r.stable else "-")]))
+                Cell(_fmt(r.flagged_at_fs, ".0f") if not r.stable else "–"),
+                Cell(_fmt(r.lead_fs, ".0f") if not r.stable else "–")]))
         blocks.append(Table(["status", "max devi_f (eV/Å)", "last 50 fs (eV/Å)",
                              "its percentile among the stable samples", "threshold (eV/Å)",
                              "flagged at (fs)", "ahead of the watch (fs)"], rows))
