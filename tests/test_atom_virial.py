@@ -10,7 +10,7 @@ import torch
 from conftest import ROOT
 from lj_artifact import argon_input, lj_artifact
 from test_plugin import EV_PER_A3_IN_BAR, run_lmp
-from test_staged import _cells, _frame, _lmp_error, _with_metadata
+from test_staged import CELL_SETUP, _cells, _frame, _lmp_error, _with_metadata
 
 from egraff_lmp.calculator import DeployedCalculator, atom_virials
 from egraff_lmp.errors import EgraffError
@@ -101,15 +101,7 @@ def test_per_atom_stresses_need_convention_2_and_a_periodic_cell(artifacts, gete
         atoms.get_stresses()
 
 
-ATOM_INPUT = """
-units metal
-atom_style atomic
-atom_modify map array
-read_data cell.data
-plugin load ${plugin}
-pair_style egraff ${artifact} mode ${mode} ${extra}
-pair_coeff * * Ge Te
-compute s all stress/atom NULL virial
+ATOM_INPUT = CELL_SETUP + """compute s all stress/atom NULL virial
 compute cs all centroid/stress/atom NULL virial
 compute ssum all reduce sum c_s[*] c_cs[*]
 compute p all pressure NULL virial
@@ -246,7 +238,7 @@ def test_per_atom_virials_refuse_old_artifacts_and_packages_in_one_line(
                      mode="auto", extra="")
     assert "need the TorchScript artifact" in err
     # without per-atom computes both still run
-    run_lmp(tmp_path, ATOM_INPUT.split("compute s ")[0] + "run 0\n", plugin=plugin,
+    run_lmp(tmp_path, CELL_SETUP + "run 0\n", plugin=plugin,
             artifact=old, mode="auto", extra="")
 
 

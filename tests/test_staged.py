@@ -67,7 +67,8 @@ def test_skipping_an_exchange_breaks_the_emulation(kind, artifacts, gete):
     assert dev["forces"] > 1e-5 and dev["energy"] > 1e-6
 
 
-STAGED_INPUT = """
+#: a GeTe cell (cell.data) with pair_style egraff ARTIFACT mode MODE EXTRA
+CELL_SETUP = """
 units metal
 atom_style atomic
 atom_modify map array
@@ -75,7 +76,9 @@ read_data cell.data
 plugin load ${plugin}
 pair_style egraff ${artifact} mode ${mode} ${extra}
 pair_coeff * * Ge Te
-compute peatom all pe/atom
+"""
+
+STAGED_INPUT = CELL_SETUP + """compute peatom all pe/atom
 compute pe all reduce sum c_peatom
 thermo_style custom step pe c_pe press pxx pyy pzz pxy pxz pyz
 thermo_modify format float %20.15g

@@ -156,8 +156,6 @@ def _model(name, spec, base, path) -> Model:
     m = Model(str(name), calculator=spec.get("calculator"),
               species=list(spec["species"]) if spec.get("species") else None,
               training_time_s=spec.get("training_time_s"), trained_on=spec.get("trained_on"))
-    if spec.get("committee") is not None:
-        m.committee = _committee(name, spec, base, path)
     if spec.get("artifact"):
         from ..deploy.artifact import read_metadata
 
@@ -169,18 +167,21 @@ def _model(name, spec, base, path) -> Model:
         m.species = m.species or list(m.metadata.get("type_names", [])) or None
         if m.training_time_s is None:
             m.training_time_s = m.metadata.get("training_time_s")
+    if spec.get("committee") is not None:
+        m.committee = _committee(name, spec, m.metadata, base, path)
     return m
 
 
-def _committee(name, spec, base, path) -> list[Path]:
-    """A model's committee: artifacts (not calculators) that know its species."""
+def _committee(name, spec, metadata: dict, base, path) -> list[Path]:
+    """A model's committee: artifacts (not calculators) that know the species of the model
+    (``metadata``: its artifact's)."""
     from ..deploy.artifact import read_metadata
 
     given = spec["committee"]
     if not spec.get("artifact") or not isinstance(given, list) or not given:
         raise located(path, f"model {name}: 'committee' is a list of artifacts beside "
                             "'artifact' (the model that drives the runs)")
-    species = set(read_metadata((base / spec["artifact"]).resolve()).get("type_names", []))
+    species = set(metadata.get("type_names", []))
     out = []
     for a in given:
         art = (base / str(a)).resolve()

@@ -25,8 +25,6 @@ from .records import CommitteeWarning, DeviationRun
 #: the columns of pair_style egraff's devi_file (deepmd-kit's model_devi.out)
 COLUMNS = ("step", "max_devi_v", "min_devi_v", "avg_devi_v", "max_devi_f", "min_devi_f",
            "avg_devi_f", "devi_e")
-PERCENTILE = CommitteeWarning.percentile
-WINDOW_FS = CommitteeWarning.window_fs
 
 
 def read_model_devi(path) -> dict[str, np.ndarray] | None:
@@ -53,7 +51,7 @@ def committee_warning(runs) -> CommitteeWarning | None:
     pooled = np.concatenate([r.max_devi_f_ev_per_a for r in stable]) if stable else []
     out = CommitteeWarning(stable_runs=len(stable), stable_samples=len(pooled))
     if len(pooled):
-        out.threshold_ev_per_a = float(np.percentile(pooled, PERCENTILE))
+        out.threshold_ev_per_a = float(np.percentile(pooled, out.percentile))
     for r in runs:
         t, d = np.asarray(r.devi_t_fs, float), np.asarray(r.max_devi_f_ev_per_a, float)
         one = DeviationRun(model=r.model, k=r.k, stable=r.status != "failed", samples=len(d),
@@ -62,7 +60,7 @@ def committee_warning(runs) -> CommitteeWarning | None:
         if not one.stable and r.failed_at_step is not None:
             t_fail = r.failed_at_step * r.timestep_fs
             one.failed_at_fs = float(t_fail)
-            window = d[(t >= t_fail - WINDOW_FS) & (t <= t_fail)]
+            window = d[(t >= t_fail - out.window_fs) & (t <= t_fail)]
             one.last_window_max_ev_per_a = float(window.max()) if len(window) else None
             if len(pooled) and one.last_window_max_ev_per_a is not None:
                 one.last_window_percentile = float(

@@ -320,10 +320,10 @@ def committee_plot(plt, ds: str, w):
     fig, ax = plt.subplots(figsize=(7, 3.6))
     colours = {}
     for r in w.runs:
+        first = r.model not in colours  # one legend entry per model
         c = colours.setdefault(r.model, f"C{len(colours)}")
         ax.plot(r.t_fs, r.max_devi_f_ev_per_a, color=c, lw=1, alpha=0.8,
-                label=r.model if list(colours).index(r.model) == len(colours) - 1
-                and r is next(x for x in w.runs if x.model == r.model) else None)
+                label=r.model if first else None)
         if not r.stable and r.failed_at_fs is not None and r.max_devi_f_ev_per_a:
             ax.plot([r.failed_at_fs], [r.max_devi_f_ev_per_a[-1]], "x", color=c, ms=8)
     if w.threshold_ev_per_a is not None:
