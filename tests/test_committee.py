@@ -299,3 +299,23 @@ def test_the_worked_committee_input_halts_on_the_deviation(ranks, tmp_path, caps
     devi = _devi(rundir / "model_devi.out")
     assert devi[-1, 4] > 5.0 and (devi[:-1, 4] <= 5.0).all()  # the first crossing
     assert rec["failed_at_step"] == devi[-1, 0] < 1000
+
+
+def test_a_committee_of_other_species_or_without_an_artifact_is_one_config_error(
+        artifacts, tmp_path, capsys):
+    import yaml
+
+    from egraff_lmp.cli import main
+
+    lj = lj_artifact(tmp_path)  # argon only
+    for spec, expected in (
+            ({"artifact": str(artifacts["mace"]), "committee": [str(lj)]},
+             "committee artifact lj.egraff.pt lacks Ge,Te"),
+            ({"calculator": "ase.calculators.emt:EMT", "species": ["Ge", "Te"],
+              "committee": [str(artifacts["mace"])]}, "'committee' is a list of artifacts")):
+        cfg = tmp_path / "bad.yaml"
+        cfg.write_text(yaml.safe_dump({"models": {"m": spec}, "datasets": ["gete"]}))
+        code = main(["evaluate", str(cfg), "-o", str(tmp_path / "out")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and expected in err[0], err
+        assert not (tmp_path / "out").exists()
