@@ -11,6 +11,10 @@ runs the model on a GPU; inputs and results stay numpy on the host)::
 
     atoms.calc = DeployedCalculator("inputs/models/gete-mace.egraff.pt")
     atoms.get_forces()
+
+A multi-head artifact (MACE trained with heads) evaluates the head named by ``head=``
+(default: its default head, or its only one; else a one-line error naming its heads), as
+``pair_style egraff ARTIFACT head NAME`` does.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ class DeployedCalculator(Calculator):
                               "stresses"]
 
     def __init__(self, artifact, n_threads: int | None = None, device: str = "cpu",
-                 **kwargs):
+                 head: str | None = None, **kwargs):
         from .deploy.artifact import Artifact, load
 
         super().__init__(**kwargs)
         self.artifact = artifact if isinstance(artifact, Artifact) else load(artifact, device)
+        #: the head evaluated (None: a model without heads)
+        self.head = self.artifact.select_head(head)
         self._index = {s: k for k, s in enumerate(self.artifact.type_names)}
         self._n_threads = n_threads
         self._nl = None
@@ -58,6 +64,8 @@ class DeployedCalculator(Calculator):
         if self._n_threads:
             torch.set_num_threads(self._n_threads)
         types = self._types(atoms)
+        if self.head is not None and self.artifact.head != self.head:
+            self.artifact.select_head(self.head)  # an artifact shared with another head
         edge_index, shift = self.neighbours(atoms)
         want_stress = bool(all(atoms.pbc))  # the virial shares the forces' backward pass
         pos = torch.from_numpy(np.ascontiguousarray(atoms.positions, dtype=np.float64))
@@ -137,11 +145,16 @@ def calculator_from_factory(spec: str):
     return factory()
 
 
-def resolve_calculator(artifact=None, calculator: str | None = None, device: str = "cpu"):
+def resolve_calculator(artifact=None, calculator: str | None = None, device: str = "cpu",
+                       head: str | None = None):
     """The ASE calculator of a run or an evaluation: ``calculator`` (``module:factory``, any
-    ASE calculator) when given, else a :class:`DeployedCalculator` on ``artifact``."""
+    ASE calculator) when given, else a :class:`DeployedCalculator` on ``artifact`` (with
+    head ``head``)."""
     if calculator:
+        if head is not None:
+            raise EgraffError(f"head {head} with --calculator: the head is the deployed "
+                              "artifact's; give it to the calculator's factory instead")
         return calculator_from_factory(calculator)
     if artifact is None:
         raise EgraffError("no artifact and no --calculator: nothing gives the forces")
-    return DeployedCalculator(artifact, device=device or "cpu")
+    return DeployedCalculator(artifact, device=device or "cpu", head=head)

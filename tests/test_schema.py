@@ -157,7 +157,7 @@ def test_the_artifact_writer_writes_the_schemas_keys(tmp_path):
     source = SimpleNamespace(family="mace", type_names=["Ge", "Te"], r_max=5.0, num_layers=2,
                              strictly_local=False, ghost_cutoff=10.0, dtype=torch.float64,
                              family_version="0", extra={"species_from": "--species"},
-                             stages_unavailable="")
+                             stages_unavailable="", heads=["md17", "acac"], default_head=None)
     meta = artifact.build_metadata(source, src, {"parity": 0.0},
                                    {schema.STAGES_LAYERS: 2, schema.STAGES_FEATURE_WIDTHS: [4, 4],
                                     schema.STAGES_STATE_WIDTHS: [8, 8],
@@ -166,7 +166,9 @@ def test_the_artifact_writer_writes_the_schemas_keys(tmp_path):
     assert set(meta) <= top
     assert {k.name for k in schema.PLUGIN_KEYS if k.parent is None} - set(meta) == {
         schema.KEY_STAGES_UNAVAILABLE,  # written only where stages are missing
+        schema.KEY_DEFAULT_HEAD,  # written only where the model names one
         schema.KEY_COMPILED}  # written only into a compiled package
+    assert meta[schema.KEY_HEADS] == ["md17", "acac"]
     assert meta[schema.KEY_DTYPE] == schema.DTYPE_FLOAT64
     assert meta[schema.KEY_FORMAT] == schema.FORMAT
     assert meta[schema.KEY_CALLING_CONVENTION] == schema.CALLING_CONVENTION

@@ -39,6 +39,9 @@ constexpr const char *PROGRAM_LAYER_FW = "layer_fw_";
 // its backward (prefix of k): (pos, types, edges, shifts, x_k, h_k, saved... [, g_x_k+1,
 // g_h_k+1 below the last layer]) -> g_pos [, g_x_k, g_h_k above layer 0]
 constexpr const char *PROGRAM_LAYER_BW = "layer_bw_";
+// the 0-dim int64 buffer of an artifact with heads: the index in KEY_HEADS of the head it
+// evaluates, shared by all its parts, filled in place
+constexpr const char *ATTR_HEAD = "head_index";
 // Pair::extract() name of the chosen mode's code
 constexpr const char *EXTRACT_MODE = "egraff_mode";
 // Pair::extract() name of a committee's last max_devi_f (a double; all seven values: compute
@@ -69,6 +72,12 @@ constexpr const char *KEY_DTYPE = "dtype";
 constexpr const char *KEY_STAGES = "stages";
 // string: why a message-passing artifact has no stages (optional)
 constexpr const char *KEY_STAGES_UNAVAILABLE = "stages_unavailable";
+// list of strings: the model's heads in readout order (multi-head MACE; absent: no heads); an
+// engine selects one by filling the buffer ATTR_HEAD with its index
+constexpr const char *KEY_HEADS = "heads";
+// string: the head used where none is asked for (absent: the only head, or none: a multi-head
+// artifact then needs one named)
+constexpr const char *KEY_DEFAULT_HEAD = "default_head";
 // object: present in an AOTInductor package (*.egraff.pt2) only: what it was compiled for and
 // from
 constexpr const char *KEY_COMPILED = "compiled";
@@ -86,6 +95,8 @@ constexpr const char *STAGES_FEATURE_WIDTHS = "feature_widths";
 constexpr const char *COMPILED_TORCH = "torch_version";
 // string: the device type it was compiled for (cpu, cuda)
 constexpr const char *COMPILED_DEVICE = "device_type";
+// string: a compiled multi-head model: the one head it was compiled for
+constexpr const char *COMPILED_HEAD = "for_head";
 
 // pair_style egraff ... mode NAME: the modes, by code (extract(EXTRACT_MODE))
 enum Mode : int {

@@ -24,6 +24,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -73,10 +74,10 @@ void PairEgraff::allocate()
 }
 
 /* pair_style egraff ARTIFACT [chunk N] [mode auto|images|ghosts|staged] [optimize yes|no]
-   [device cpu|cuda|cuda:N] [skip_exchange K] */
+   [device cpu|cuda|cuda:N] [head NAME] [skip_exchange K] */
 
-static const char *const KEYWORDS[] = {"chunk", "mode", "optimize", "device", "skip_exchange",
-                                       "devi_every", "devi_file", "relative"};
+static const char *const KEYWORDS[] = {"chunk", "mode", "optimize", "device", "head",
+                                       "skip_exchange", "devi_every", "devi_file", "relative"};
 
 static bool is_keyword(const char *word)
 {
@@ -87,7 +88,7 @@ static bool is_keyword(const char *word)
 
 void PairEgraff::settings(int narg, char **arg)
 {
-  const std::string usage = "expected pair_style egraff ARTIFACT [ARTIFACT2 ...] [chunk N] [mode " + mode_list("|", "|") + "] [optimize yes|no] [device cpu|cuda|cuda:N] [devi_every N] [devi_file F] [relative EPS]";
+  const std::string usage = "expected pair_style egraff ARTIFACT [ARTIFACT2 ...] [chunk N] [mode " + mode_list("|", "|") + "] [optimize yes|no] [device cpu|cuda|cuda:N] [head NAME] [devi_every N] [devi_file F] [relative EPS]";
   if (narg < 1) error->all(FLERR, "Illegal pair_style egraff command: {}", usage);
   artifact = arg[0];
   // the committee: the artifacts after the first, up to the first keyword
@@ -104,9 +105,11 @@ void PairEgraff::settings(int narg, char **arg)
   devi_file = "model_devi.out";
   devi_relative = -1.0;
   std::string device_name = "cpu";
+  std::string head_name;
   for (int a = first_keyword; a < narg; a += 2) {
     // what the committee's members share with the driving model
-    if (strcmp(arg[a], "chunk") == 0 || strcmp(arg[a], "optimize") == 0 || strcmp(arg[a], "device") == 0) {
+    if (strcmp(arg[a], "chunk") == 0 || strcmp(arg[a], "optimize") == 0 || strcmp(arg[a], "device") == 0 ||
+        strcmp(arg[a], "head") == 0) {
       member_args.push_back(arg[a]);
       member_args.push_back(arg[a + 1]);
     }
@@ -132,6 +135,8 @@ void PairEgraff::settings(int narg, char **arg)
       optimize_graph = utils::logical(FLERR, arg[a + 1], false, lmp) == 1;
     } else if (strcmp(arg[a], "device") == 0) {
       device_name = arg[a + 1];
+    } else if (strcmp(arg[a], "head") == 0) {
+      head_name = arg[a + 1];
     } else if (strcmp(arg[a], "skip_exchange") == 0) {
       skip_exchange = utils::inumeric(FLERR, arg[a + 1], false, lmp);
     } else {
@@ -193,6 +198,7 @@ void PairEgraff::settings(int narg, char **arg)
     error->all(FLERR, "pair_style egraff: corrupt metadata in {}: {}", artifact, e.what());
   }
   if (!package) model.eval();
+  select_head(meta, head_name);
   if (!package && calling_convention >= 2 && !model.find_method(METHOD_FORWARD_EDGES))
     error->all(FLERR, "pair_style egraff: {} says calling convention {} but has no {} method: deploy it again",
                artifact, calling_convention, METHOD_FORWARD_EDGES);
@@ -242,6 +248,48 @@ template <class Json> void PairEgraff::check_compiled(const Json &meta)
   if (c.value(COMPILED_DEVICE, std::string("?")) != want)
     error->all(FLERR, "pair_style egraff: {} was compiled for {}, asked to run on {}", artifact,
                c.value(COMPILED_DEVICE, std::string("?")), want);
+}
+
+/* head NAME: the head of a multi-head artifact (KEY_HEADS) that this style evaluates, set by
+   filling the artifact's ATTR_HEAD buffer (shared by all its parts) with NAME's index;
+   without head, the artifact's KEY_DEFAULT_HEAD or its only head. A compiled package runs
+   the one head it was compiled for (COMPILED_HEAD). */
+
+template <class Json> void PairEgraff::select_head(const Json &meta, const std::string &asked)
+{
+  std::vector<std::string> heads;
+  if (meta.contains(KEY_HEADS)) heads = meta[KEY_HEADS].template get<std::vector<std::string>>();
+  head = "";
+  if (heads.empty()) {
+    if (!asked.empty())
+      error->all(FLERR, "pair_style egraff: head {} asked for, but {} ({}) has no heads", asked,
+                 artifact, meta.value(KEY_FAMILY, std::string("?")));
+    return;
+  }
+  std::string names;
+  for (const auto &h : heads) names += (names.empty() ? "" : ", ") + h;
+  if (package) {
+    const std::string fixed = meta.at(KEY_COMPILED).value(COMPILED_HEAD, heads[0]);
+    if (!asked.empty() && asked != fixed)
+      error->all(FLERR, "pair_style egraff: {} was compiled for head {} only: compile it again with --head {}",
+                 artifact, fixed, asked);
+    head = fixed;
+    return;
+  }
+  std::string name = asked;
+  if (name.empty()) name = meta.value(KEY_DEFAULT_HEAD, heads.size() == 1 ? heads[0] : std::string());
+  if (name.empty())
+    error->all(FLERR, "pair_style egraff: {} has {} heads ({}): name the one to use with head NAME",
+               artifact, heads.size(), names);
+  const auto it = std::find(heads.begin(), heads.end(), name);
+  if (it == heads.end())
+    error->all(FLERR, "pair_style egraff: {} has no head {} (its heads: {})", artifact, name, names);
+  if (!model.hasattr(ATTR_HEAD))
+    error->all(FLERR, "pair_style egraff: {} lists heads but has no {} buffer: deploy it again", artifact,
+               ATTR_HEAD);
+  torch::NoGradGuard no_grad;
+  model.attr(ATTR_HEAD).toTensor().fill_((int64_t) (it - heads.begin()));
+  head = name;
 }
 
 torch::Device PairEgraff::choose_device(const std::string &name)
@@ -342,11 +390,12 @@ void PairEgraff::init_style()
                      need, num_layers, r_max, update->unit_style);
   }
   if (comm->me == 0) {
-    utils::logmesg(lmp, "pair_style egraff{}: mode {} on {} rank(s){}\n",
+    utils::logmesg(lmp, "pair_style egraff{}: mode {} on {} rank(s){}{}\n",
                    member ? fmt::format(" (committee member {})", artifact) : "", MODE_NAMES[mode], comm->nprocs,
                    mode == MODE_STAGED ? fmt::format(" ({} layers, ghost shell r_max {:.4g} A + skin, features exchanged between layers{})",
                                                 stage_layers, r_max, chunked ? fmt::format(", chunks of ~{} centres", chunk_atoms) : "")
-                                  : "");
+                                  : "",
+                   head.empty() ? "" : fmt::format(", head {}", head));
   }
 }
 

@@ -3,7 +3,7 @@
 
    Syntax:   pair_style egraff ARTIFACT [ARTIFACT2 ...] [chunk N]
                                         [mode auto|images|ghosts|staged]
-                                        [device cpu|cuda|cuda:N]
+                                        [device cpu|cuda|cuda:N] [head NAME]
                                         [devi_every N] [devi_file F] [relative EPS]
              pair_coeff * * Ge Te        (element of each LAMMPS type, by symbol)
 
@@ -24,6 +24,10 @@
    device: where the model runs (default cpu); cuda: one GPU per rank (the rank's index on
    its node modulo the node's GPUs), cuda:N that GPU. Needs a plugin built against a CUDA
    torch.
+   head NAME: the head of a multi-head artifact (MACE fine-tuned with mace_run_train --heads)
+   to evaluate; without it, the artifact's default head or its only one, else an error that
+   names its heads. A compiled package runs the head it was compiled for. A committee's
+   members take the same head.
    ARTIFACT2 ... (a committee): evaluated every devi_every N steps only (each in its own
    mode auto), beside ARTIFACT, which drives the dynamics; the deviation of their forces,
    energies and virials goes to devi_file F (default model_devi.out) and to compute pair
@@ -135,6 +139,8 @@ class PairEgraff : public Pair {
   void allocate();
   torch::Device choose_device(const std::string &);
   template <class Json> void check_compiled(const Json &meta);
+  std::string head;                       // the head evaluated (empty: a model without heads)
+  template <class Json> void select_head(const Json &meta, const std::string &asked);
   void set_units();
   void physical_warnings();
   bool warned = false;                    // physical_warnings() said its piece

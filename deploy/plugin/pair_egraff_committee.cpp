@@ -38,7 +38,7 @@
 using namespace LAMMPS_NS;
 
 /* The members, from the artifacts after the first and the keywords they share (chunk,
-   optimize, device). */
+   optimize, device, head). */
 
 void PairEgraff::make_committee(const std::vector<std::string> &members, const std::vector<std::string> &shared)
 {

@@ -21,6 +21,9 @@ def add_parser(sub) -> None:
                    help="configurations for the parity check (default: deploy's)")
     p.add_argument("--device", default="cpu", metavar="cpu",
                    help="device to compile for (cpu only so far)")
+    p.add_argument("--head", metavar="NAME",
+                   help="a multi-head artifact: the head to compile (the package runs that "
+                   "head only; default: the artifact's default head)")
     p.set_defaults(func=main)
 
 
@@ -28,7 +31,7 @@ def main(args) -> int:
     from ..deploy.compiled import compile_artifact, read_metadata
 
     path = compile_artifact(args.artifact, args.source, args.output, data=args.data,
-                            device=args.device)
+                            device=args.device, head=args.head)
     print(compiled_summary(path, read_metadata(path)))
     return 0
 
@@ -36,7 +39,8 @@ def main(args) -> int:
 def compiled_summary(path, meta) -> str:
     """What ``compile`` and ``deploy --compile`` print about the package at ``path``."""
     c, v = meta["compiled"], meta["validation"]["compiled_parity"]
-    return (f"wrote {path}: compiled in {c['compile_s']:.0f} s for {c['device_type']} "
+    head = f" (head {c['head']})" if c.get("head") else ""
+    return (f"wrote {path}{head}: compiled in {c['compile_s']:.0f} s for {c['device_type']} "
             f"({c['cpu_flags']}, torch {c['torch_version']}); against the TorchScript "
             f"artifact: forces {v['forces']:.2e} eV/Å, energy {v['energy_per_atom']:.2e} "
             "eV/atom")

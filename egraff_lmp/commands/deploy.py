@@ -63,16 +63,24 @@ def main(args) -> int:
     print(f"wrote {path}: {meta['family']} {','.join(meta['type_names'])}, r_max "
           f"{meta['r_max']:g} Å, {meta['num_layers']} layers, ghost cutoff "
           f"{meta['ghost_cutoff']:g} Å, {meta['dtype']}")
-    ea = v["parity"].get("atom_energies")
-    print(f"parity vs the family calculator: forces {v['parity']['forces']:.2e} eV/Å, "
-          f"energy {v['parity']['energy_per_atom']:.2e} eV/atom"
-          + ("" if ea is None else f", per-atom energies {ea:.2e} eV") + "; symmetry: "
-          + ", ".join(f"{k} {r['forces']:.1e} eV/Å" for k, r in v["symmetry"].items()))
+    heads = v.get("heads") or {None: v}
+    if meta.get("heads") and len(meta["heads"]) > 1:
+        default = meta.get("default_head")
+        print(f"heads: {', '.join(meta['heads'])} (" + (f"default {default}" if default else
+              "no default: pair_style egraff ... head NAME chooses") + ")")
+    for head, r in heads.items():
+        at = f"head {head}: " if head else ""
+        ea = r["parity"].get("atom_energies")
+        print(f"{at}parity vs the family calculator: forces {r['parity']['forces']:.2e} "
+              f"eV/Å, energy {r['parity']['energy_per_atom']:.2e} eV/atom"
+              + ("" if ea is None else f", per-atom energies {ea:.2e} eV") + "; symmetry: "
+              + ", ".join(f"{k} {x['forces']:.1e} eV/Å" for k, x in r["symmetry"].items()))
     st = meta.get("stages")
     if st:
-        sv = v.get("staging")
-        check = ("" if sv is None else f"; two sub-domains vs one call: forces "
-                 f"{sv['forces']:.1e} eV/Å, energy {sv['energy']:.1e} eV")
+        sv = [r["staging"] for r in heads.values() if r.get("staging")]
+        check = ("" if not sv else f"; two sub-domains vs one call: forces "
+                 f"{max(x['forces'] for x in sv):.1e} eV/Å, energy "
+                 f"{max(x['energy'] for x in sv):.1e} eV")
         print(f"stages: {st['layers']} layers exchanging "
               f"{','.join(str(w) for w in st['feature_widths'])} features per atom{check}")
     elif meta.get("stages_unavailable"):

@@ -13,6 +13,9 @@ def add_parser(sub) -> None:
     p.add_argument("artifact", metavar="ARTIFACT")
     p.add_argument("traj", metavar="TRAJ")
     p.add_argument("-o", "--output", required=True, metavar="OUT.npz")
+    p.add_argument("--head", metavar="NAME",
+                   help="the head of a multi-head artifact to evaluate (default: its default "
+                   "head, or its only one)")
     reader_options(p)
     g = p.add_argument_group("frames")
     g.add_argument("--start", type=int)
@@ -24,12 +27,13 @@ def add_parser(sub) -> None:
 def main(args) -> int:
     import time
 
+    from ..calculator import DeployedCalculator
     from ..predict import predict, write_npz
 
+    calc = DeployedCalculator(args.artifact, head=args.head)
     traj = open_trajectory(args, args.traj)
     t0 = time.perf_counter()
-    n = write_npz(args.output, traj, predict(args.artifact, traj, args.start, args.stop,
-                                             args.step))
+    n = write_npz(args.output, traj, predict(calc, traj, args.start, args.stop, args.step))
     dt = time.perf_counter() - t0
     print(f"wrote {args.output}: {n} frames of {traj.n_atoms} atoms "
           f"({1000 * dt / max(n, 1):.1f} ms per frame)")

@@ -83,12 +83,12 @@ def configurations(type_names, r_max, data=None, frames=2, min_width=0.0):
 
 def validate(module_path, source=None, data=None, type_names=None, r_max=None,
              dtype="float64") -> dict:
-    """Parity (when the ``source`` model is given) and symmetry of the artifact at
-    ``module_path``; raises :class:`EgraffError` naming each failed check."""
+    """Parity (when the ``source`` model is given), symmetry and staging of the artifact at
+    ``module_path``, head by head for a multi-head model (the report's ``heads``: each head's
+    checks); raises :class:`EgraffError` naming each failed check."""
     from ..calculator import DeployedCalculator
 
     art = _artifact.load(module_path)
-    calc = DeployedCalculator(art)
     min_width = 0.0
     if source is not None:
         type_names, r_max = source.type_names, source.r_max
@@ -96,13 +96,24 @@ def validate(module_path, source=None, data=None, type_names=None, r_max=None,
         min_width = source.reference_min_width
     configs, where = configurations(type_names, r_max, data, min_width=min_width)
     report = {"configurations": where}
-    if source is not None:
-        report["parity"] = checks.parity(calc, source.reference(), configs)
-    report["symmetry"] = checks.symmetry(calc, configs[0])
-    if art.metadata.get("stages") and all(configs[0].pbc):
-        report["staging"] = checks.staging(art, calc, configs[0])
+    bad = []
+    heads = art.heads if len(art.heads) > 1 else [None]
+    for head in heads:
+        calc = DeployedCalculator(art, head=head)
+        checked = {}
+        if source is not None:
+            reference = source.reference(head=head) if head else source.reference()
+            checked["parity"] = checks.parity(calc, reference, configs)
+        checked["symmetry"] = checks.symmetry(calc, configs[0])
+        if art.metadata.get("stages") and all(configs[0].pbc):
+            checked["staging"] = checks.staging(art, calc, configs[0])
+        if head is None:
+            report.update(checked)
+        else:
+            report.setdefault("heads", {})[head] = checked
+        bad += [f"head {head}: {b}" if head else b
+                for b in checks.failures(checked, dtype, len(configs[0]))]
     report["tolerance"] = checks.tolerance(dtype)
-    bad = checks.failures(report, dtype, len(configs[0]))
     if bad:
         hint = ("" if data is not None else
                 f" (on {where}, synthetic structures of the model's elements: give --data "

@@ -31,14 +31,17 @@ import torch
 from .. import __version__
 from ..errors import located
 from .schema import (
+    ATTR_HEAD,
     CALLING_CONVENTION,
     FORMAT,
     KEY_CALLING_CONVENTION,
     KEY_CREATED_AT,
+    KEY_DEFAULT_HEAD,
     KEY_DTYPE,
     KEY_FAMILY,
     KEY_FORMAT,
     KEY_GHOST_CUTOFF,
+    KEY_HEADS,
     KEY_NUM_LAYERS,
     KEY_R_MAX,
     KEY_SOURCE_FILE,
@@ -101,7 +104,33 @@ def build_metadata(source, source_path, validation: dict, stages: dict | None = 
            if source.stages_unavailable else {}),
         **({KEY_SPECIES_FROM: source.extra["species_from"]}
            if "species_from" in source.extra else {}),
+        **({KEY_HEADS: list(source.heads)} if source.heads else {}),
+        **({KEY_DEFAULT_HEAD: source.default_head} if source.default_head else {}),
     }
+
+
+def head_index(metadata: dict, head: str | None, where="") -> int | None:
+    """The index of ``head`` among the artifact's heads (schema ``KEY_HEADS``); for
+    ``head=None`` its default head, or its only one. ``None`` for an artifact without heads
+    and no head asked for. One-line errors: a multi-head artifact with no head given and no
+    default, an unknown head, a head asked of an artifact without heads."""
+    from ..errors import EgraffError
+
+    heads = list(metadata.get(KEY_HEADS) or [])
+    at = f"{where}: " if where else ""
+    if not heads:
+        if head is not None:
+            raise EgraffError(f"{at}head {head} asked for, but the {metadata.get(KEY_FAMILY)} "
+                              "model has no heads")
+        return None
+    if head is None:
+        head = metadata.get(KEY_DEFAULT_HEAD) or (heads[0] if len(heads) == 1 else None)
+        if head is None:
+            raise EgraffError(f"{at}a model with {len(heads)} heads ({', '.join(heads)}): "
+                              "name the one to use (head NAME)")
+    if head not in heads:
+        raise EgraffError(f"{at}the model has no head {head} (its heads: {', '.join(heads)})")
+    return heads.index(head)
 
 
 def script(source) -> torch.jit.ScriptModule:
@@ -208,6 +237,28 @@ class Artifact:
     @property
     def strictly_local(self) -> bool:
         return bool(self.metadata[KEY_STRICTLY_LOCAL])
+
+    @property
+    def heads(self) -> list[str]:
+        """The model's heads (empty: none)."""
+        return list(self.metadata.get(KEY_HEADS) or [])
+
+    @property
+    def head(self) -> str | None:
+        """The head the module evaluates now (None: a model without heads)."""
+        if not self.heads:
+            return None
+        return self.heads[int(getattr(self.module, ATTR_HEAD))]
+
+    def select_head(self, head: str | None = None) -> str | None:
+        """Make the module evaluate ``head`` (None: the default or only head) and return
+        its name; see :func:`head_index` for the errors."""
+        index = head_index(self.metadata, head, str(self.path))
+        if index is None:
+            return None
+        with torch.no_grad():
+            getattr(self.module, ATTR_HEAD).fill_(index)
+        return self.heads[index]
 
     def __call__(self, pos, types, edge_index, edge_shift, n_local: int,
                  compute_virial: bool = False):

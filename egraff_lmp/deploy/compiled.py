@@ -42,12 +42,15 @@ from ..errors import EgraffError, located
 from . import artifact as _artifact
 from .model import DeployedModel, edge_inputs
 from .schema import (
+    ATTR_HEAD,
     COMPILED_CPU,
     COMPILED_DEVICE,
     COMPILED_FROM_SHA256,
+    COMPILED_HEAD,
     COMPILED_SECONDS,
     COMPILED_TORCH,
     KEY_COMPILED,
+    KEY_HEADS,
     KEY_STAGES,
     META_FILE,
     PROGRAM_MODEL,
@@ -190,10 +193,13 @@ def cpu_capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
-def compile_source(source, artifact_path, output, data=None, device: str = "cpu") -> Path:
+def compile_source(source, artifact_path, output, data=None, device: str = "cpu",
+                   head: str | None = None) -> Path:
     """Compile ``source`` (a :class:`~egraff_lmp.deploy.families.Source`, loaded inside
     :func:`traceable`) into a package at ``output``, after parity with the TorchScript
-    artifact at ``artifact_path``; returns its path."""
+    artifact at ``artifact_path``; returns its path. A multi-head model is compiled for
+    one head, ``head`` (default: the artifact's default head): the head becomes a constant
+    of the generated code."""
     import tempfile
 
     from torch.export import Dim
@@ -205,6 +211,11 @@ def compile_source(source, artifact_path, output, data=None, device: str = "cpu"
                           "so far")
     meta = _artifact.read_metadata(artifact_path)
     dtype = meta["dtype"]
+    index = _artifact.head_index(meta, head, str(artifact_path))
+    head = None if index is None else meta[KEY_HEADS][index]
+    if index is not None:
+        with torch.no_grad():
+            getattr(source.energy_model, ATTR_HEAD).fill_(index)  # stages share it
     configs, where = configurations(meta["type_names"], meta["r_max"], data)
     module = Unfolded(source.energy_model, source.dtype).eval()
     example = _inputs(configs[0], meta["type_names"], meta["r_max"])
@@ -234,12 +245,12 @@ def compile_source(source, artifact_path, output, data=None, device: str = "cpu"
         compiled_meta = {**meta, KEY_STAGES: stages, KEY_COMPILED: {
             COMPILED_TORCH: torch.__version__, COMPILED_DEVICE: device,
             COMPILED_CPU: cpu_capability(), COMPILED_FROM_SHA256: _artifact.sha256(
-                artifact_path)}}
+                artifact_path), **({COMPILED_HEAD: head} if head else {})}}
         with tempfile.TemporaryDirectory() as tmp:
             draft = Path(tmp) / f"draft{SUFFIX}"
             _package(programs, compiled_meta, draft)
             seconds = time.perf_counter() - t0
-            report = _parity(draft, artifact_path, configs, dtype)
+            report = _parity(draft, artifact_path, configs, dtype, head)
             report["configurations"] = where
             compiled_meta[KEY_COMPILED][COMPILED_SECONDS] = round(seconds, 1)
             compiled_meta["validation"] = {**meta.get("validation", {}),
@@ -281,7 +292,7 @@ def _write_with_metadata(package, meta: dict, output) -> None:
             dst.writestr(info, data)
 
 
-def _parity(package, artifact_path, configs, dtype: str) -> dict:
+def _parity(package, artifact_path, configs, dtype: str, head: str | None = None) -> dict:
     """Package vs TorchScript artifact on ``configs`` and on a 2x1x1 replica of the first
     (another atom count): forces (eV/Å), energy per atom, per-atom energies (eV); raises
     on a difference above deploy's tolerances."""
@@ -290,7 +301,7 @@ def _parity(package, artifact_path, configs, dtype: str) -> dict:
 
     configs = list(configs) + [configs[0].repeat((2, 1, 1))]
     report = checks.parity(DeployedCalculator(load(package)),
-                           DeployedCalculator(artifact_path), configs)
+                           DeployedCalculator(artifact_path, head=head), configs)
     # in float32 both the package and the artifact round: each is held to deploy's
     # tolerance from the exact forces, so their difference to twice that (the shipped
     # Allegro on a compressed random cell: 1.3e-4 eV/Å at |F| 4.9 eV/Å, 2.7e-5 relative)
@@ -300,7 +311,8 @@ def _parity(package, artifact_path, configs, dtype: str) -> dict:
     bad = []
     if read_metadata(package).get(KEY_STAGES) and all(configs[0].pbc):
         # the compiled stages, emulated on two sub-domains, against the artifact's one call
-        report["staging"] = checks.staging(load(package), DeployedCalculator(artifact_path),
+        report["staging"] = checks.staging(load(package),
+                                           DeployedCalculator(artifact_path, head=head),
                                            configs[0])
         bad += checks.failures({"staging": report["staging"]}, dtype, len(configs[0]))
     if report["forces"] > f_tol:
@@ -315,9 +327,10 @@ def _parity(package, artifact_path, configs, dtype: str) -> dict:
 
 
 def compile_artifact(artifact_path, source_path=None, output=None, family=None, data=None,
-                     device: str = "cpu") -> Path:
+                     device: str = "cpu", head: str | None = None) -> Path:
     """``egraff-lmp compile``: the package of an existing artifact, compiled from its
-    trained model (``source_path``; default: the file the artifact names, beside it)."""
+    trained model (``source_path``; default: the file the artifact names, beside it), for
+    head ``head`` of a multi-head model."""
     from . import source_of
 
     artifact_path = Path(artifact_path)
@@ -330,21 +343,24 @@ def compile_artifact(artifact_path, source_path=None, output=None, family=None, 
             raise located(artifact_path, f"its trained model {meta['source_file']} is not "
                                          "beside it: give --source MODEL")
     output = output or artifact_path.with_name(artifact_path.name.split(".")[0] + SUFFIX)
+    _artifact.head_index(meta, head, str(artifact_path))  # before the slow part
     with traceable():
         source = source_of(meta, artifact_path, source_path, family)
-    return compile_source(source, artifact_path, output, data, device)
+    return compile_source(source, artifact_path, output, data, device, head)
 
 
-def cache_key(artifact_path, device: str = "cpu") -> str:
-    """What a cached package depends on: the artifact's content, torch, device, CPU."""
+def cache_key(artifact_path, device: str = "cpu", head: str | None = None) -> str:
+    """What a cached package depends on: the artifact's content, torch, device, CPU (and
+    the head of a multi-head model)."""
     import hashlib
 
     parts = (_artifact.sha256(artifact_path), torch.__version__, torch.device(device).type,
-             cpu_capability())
+             cpu_capability()) + ((head,) if head else ())
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
 
-def cached(artifact_path, source_path=None, data=None, device: str = "cpu") -> Path:
+def cached(artifact_path, source_path=None, data=None, device: str = "cpu",
+           head: str | None = None) -> Path:
     """The package of ``artifact_path`` from the cache (``$EGRAFF_LMP_CACHE/compiled``,
     default ``~/.cache/egraff-lmp``), compiled on first use. Concurrent first uses
     (``evaluate --jobs N``) compile once: the compile holds a file lock on its entry and
@@ -354,13 +370,14 @@ def cached(artifact_path, source_path=None, data=None, device: str = "cpu") -> P
     from ..lammps.plugin import cache_dir
 
     artifact_path = Path(artifact_path)
-    entry = cache_dir() / "compiled" / cache_key(artifact_path, device)
+    entry = cache_dir() / "compiled" / cache_key(artifact_path, device, head)
     target = entry / (artifact_path.name.split(".")[0] + SUFFIX)
     with file_lock(entry.with_suffix(".lock")):
         if target.exists():
             return target
         t0 = time.perf_counter()
-        compile_artifact(artifact_path, source_path, target, data=data, device=device)
+        compile_artifact(artifact_path, source_path, target, data=data, device=device,
+                         head=head)
         with open(entry.parent / "compiles.log", "a") as log:
             log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {entry.name} "
                       f"{artifact_path.name} {time.perf_counter() - t0:.1f} s\n")
@@ -413,6 +430,22 @@ def _check_runs_here(path, meta, device: str = "cpu"):
 class CompiledArtifact(_artifact.Artifact):
     """A loaded package: called as a TorchScript artifact is (the padding is added and
     removed here)."""
+
+    @property
+    def head(self) -> str | None:
+        """The one head it was compiled for (None: a model without heads)."""
+        return (self.metadata.get(KEY_COMPILED) or {}).get(COMPILED_HEAD) or (
+            self.heads[0] if self.heads else None)
+
+    def select_head(self, head: str | None = None) -> str | None:
+        """A package runs the head it was compiled for: ``head`` must be that one (or
+        None)."""
+        if not self.heads:
+            return _artifact.head_index(self.metadata, head, str(self.path))
+        if head is not None and head != self.head:
+            raise located(self.path, f"compiled for head {self.head} only: compile it again "
+                                     f"with --head {head}")
+        return self.head
 
     def edges(self, pos, types, edge_index, edge_shift, n_local: int):
         from ..errors import EgraffError

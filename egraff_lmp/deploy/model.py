@@ -13,13 +13,21 @@ ghost atoms passes zero shifts; ASE passes N = n_local atoms and the periodic sh
 its own dtype. Outputs: per-atom energies [N] (eV; their sum over the first ``n_local``
 atoms is the energy of the local atoms), forces [N, 3] (eV/Å), virial [3, 3]
 (eV, W = −∂E/∂ε = Σ_i r_i ⊗ F_i; zeros unless ``compute_virial``).
+
+A model with heads (multi-head MACE) evaluates the head whose index its buffer
+``head_index`` (schema ``ATTR_HEAD``) holds: one 0-dim tensor shared by the energy model and
+every stage, which the engines fill in place (:meth:`Artifact.select_head
+<egraff_lmp.deploy.artifact.Artifact.select_head>`, ``pair_style egraff ... head NAME``).
 """
 
 from __future__ import annotations
 
 import torch
 
-from .schema import CALLING_CONVENTION  # noqa: F401  (the artifact's, stated once)
+from .schema import (
+    ATTR_HEAD,
+    CALLING_CONVENTION,  # noqa: F401  (the artifact's, stated once)
+)
 
 
 def edge_inputs(pos: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor,
@@ -47,6 +55,9 @@ class DeployedModel(torch.nn.Module):
         self.model_dtype = dtype
         for p in self.energy_model.parameters():
             p.requires_grad_(False)
+        if hasattr(energy_model, ATTR_HEAD):
+            # a model with heads: the very tensor its parts read, where the engines find it
+            self.register_buffer(ATTR_HEAD, getattr(energy_model, ATTR_HEAD))
 
     def forward(self, pos: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
                 edge_shift: torch.Tensor, n_local: int,

@@ -61,6 +61,8 @@ KEY_STAGES = "stages"
 KEY_STAGES_UNAVAILABLE = "stages_unavailable"
 KEY_SPECIES_FROM = "species_from"
 KEY_COMPILED = "compiled"
+KEY_HEADS = "heads"
+KEY_DEFAULT_HEAD = "default_head"
 
 # --- keys inside the KEY_STAGES object ---------------------------------------------------
 
@@ -76,6 +78,7 @@ COMPILED_DEVICE = "device_type"
 COMPILED_CPU = "cpu_flags"
 COMPILED_SECONDS = "compile_s"
 COMPILED_FROM_SHA256 = "artifact_sha256"
+COMPILED_HEAD = "for_head"
 
 # --- values ------------------------------------------------------------------------------
 
@@ -83,6 +86,12 @@ DTYPE_FLOAT32 = "float32"
 DTYPE_FLOAT64 = "float64"
 #: what the plugin assumes where KEY_DTYPE is missing
 DTYPE_DEFAULT = DTYPE_FLOAT64
+
+# --- the head of a multi-head model -------------------------------------------------------
+
+#: the buffer (0-dim int64) of an artifact with heads that selects the head, by its index in
+#: KEY_HEADS: one tensor shared by every part of the model, filled in place by the engines
+ATTR_HEAD = "head_index"
 
 # --- methods of a staged artifact (StagedDeployedModel) ----------------------------------
 
@@ -161,6 +170,12 @@ KEYS: tuple[Key, ...] = (
         "why a message-passing artifact has no stages (optional)", True),
     Key(KEY_SPECIES_FROM, "KEY_SPECIES_FROM", "string", "",
         "where the species came from, when not from the model itself (optional)", False),
+    Key(KEY_HEADS, "KEY_HEADS", "list of strings", "",
+        "the model's heads in readout order (multi-head MACE; absent: no heads); an engine "
+        "selects one by filling the buffer ATTR_HEAD with its index", True),
+    Key(KEY_DEFAULT_HEAD, "KEY_DEFAULT_HEAD", "string", "",
+        "the head used where none is asked for (absent: the only head, or none: a "
+        "multi-head artifact then needs one named)", True),
     Key(KEY_COMPILED, "KEY_COMPILED", "object", "",
         "present in an AOTInductor package (*.egraff.pt2) only: what it was compiled for "
         "and from", True),
@@ -176,6 +191,8 @@ KEYS: tuple[Key, ...] = (
     Key(COMPILED_FROM_SHA256, "COMPILED_FROM_SHA256", "string", "",
         "sha256 of the TorchScript artifact it was compiled from and checked against",
         False, KEY_COMPILED),
+    Key(COMPILED_HEAD, "COMPILED_HEAD", "string", "",
+        "a compiled multi-head model: the one head it was compiled for", True, KEY_COMPILED),
     Key(STAGES_LAYERS, "STAGES_LAYERS", "int", "",
         "stages after stage_embed: one per layer, equal to num_layers", True, KEY_STAGES),
     Key(STAGES_FEATURE_WIDTHS, "STAGES_FEATURE_WIDTHS", "list of ints",
@@ -273,6 +290,9 @@ _OTHER = (  # (C++ constant, value, comment): the rest of the contract the plugi
     ("PROGRAM_LAYER_BW", PROGRAM_LAYER_BW,
      "its backward (prefix of k): (pos, types, edges, shifts, x_k, h_k, saved... [, g_x_k+1, "
      "g_h_k+1 below the last layer]) -> g_pos [, g_x_k, g_h_k above layer 0]"),
+    ("ATTR_HEAD", ATTR_HEAD,
+     "the 0-dim int64 buffer of an artifact with heads: the index in KEY_HEADS of the head "
+     "it evaluates, shared by all its parts, filled in place"),
     ("EXTRACT_MODE", EXTRACT_MODE, "Pair::extract() name of the chosen mode's code"),
     ("EXTRACT_DEVI", EXTRACT_DEVI,
      "Pair::extract() name of a committee's last max_devi_f (a double; all seven values: "

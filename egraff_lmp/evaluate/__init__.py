@@ -56,7 +56,7 @@ def _compiled(cfg: config.Config, log) -> config.Config:
             return dataclasses.replace(m, per_dataset={k: package(v) for k, v in
                                                        m.per_dataset.items()})
         t0 = time.perf_counter()
-        path = cached(m.artifact)
+        path = cached(m.artifact, head=m.head)
         log(f"model {m.name}: {m.artifact.name} runs compiled as {path} "
             f"({time.perf_counter() - t0:.0f} s to compile or find)")
         return dataclasses.replace(m, artifact=path, per_dataset={
@@ -131,7 +131,9 @@ def _model_entry(m: config.Model) -> ModelEntry:
                                               if x.trained_on},
                       calculator=m.calculator, family=m.metadata.get("family"),
                       training_time_s=m.training_time_s,
-                      committee=[str(a) for a in m.committee])
+                      committee=[str(a) for a in m.committee], head=m.head,
+                      head_per_dataset={k: x.head for k, x in m.per_dataset.items()
+                                        if x.head})
 
 
 def _dataset_entry(t: config.DatasetTask, p) -> DatasetEntry:

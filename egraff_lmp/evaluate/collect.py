@@ -39,7 +39,7 @@ from .records import (
 def _calculator(model: Model):
     from ..calculator import resolve_calculator
 
-    return resolve_calculator(model.artifact, model.calculator)
+    return resolve_calculator(model.artifact, model.calculator, head=model.head)
 
 
 def _evaldir(evaldir) -> EvalDir:

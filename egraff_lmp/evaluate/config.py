@@ -8,6 +8,8 @@
       small: {artifacts: {md17_ethanol: a.egraff.pt,              # one per dataset
                           3bpa: {artifact: b.egraff.pt, training_time_s: 300}}}
       watched: {artifact: m.egraff.pt, committee: [m-seed11.egraff.pt, m-seed23.egraff.pt]}
+      heads: {artifacts: {md17_ethanol: {artifact: two-head.egraff.pt, head: md17},
+                          acetylacetone: {artifact: two-head.egraff.pt, head: acac}}}
     datasets:                      # registry names, or mappings with overrides
       - gete
       - {name: acetylacetone, temperature: 600, split: test_600K, label: acac-600K}
@@ -28,7 +30,7 @@ from ..errors import EgraffError, located
 from .records import Protocol
 
 MODEL_KEYS = {"artifact", "artifacts", "calculator", "species", "label", "training_time_s",
-              "trained_on", "committee"}
+              "trained_on", "committee", "head"}
 DATASET_KEYS = {"name", "label", "temperature", "timestep_fs", "frame_spacing_fs", "split",
                 "trajectory_split", "files", "trajectory_files", "species", "periodic"}
 TOP_KEYS = {"title", "models", "datasets", "protocol"}
@@ -60,6 +62,7 @@ class Model:
     per_dataset: dict = field(default_factory=dict)
     trained_on: str | None = None   # which frames the model saw in training (said in reports)
     committee: list[Path] = field(default_factory=list)  # evaluated every devi_every steps
+    head: str | None = None  # the head of a multi-head artifact (pair_style egraff ... head)
 
     def for_task(self, task) -> Model | None:
         """The model that runs on dataset ``task`` (None: this column has none for it)."""
@@ -144,7 +147,7 @@ def _model(name, spec, base, path) -> Model:
                 not isinstance(spec["artifacts"], dict) or not spec["artifacts"]:
             raise located(path, f"model {name}: 'artifacts' is a mapping dataset -> artifact, "
                                 "instead of 'artifact' or 'calculator'")
-        inherit = {k: spec[k] for k in ("training_time_s", "trained_on") if k in spec}
+        inherit = {k: spec[k] for k in ("training_time_s", "trained_on", "head") if k in spec}
         per = {str(ds): _model(name, {**inherit, **a} if isinstance(a, dict) else
                                {**inherit, "artifact": a}, base, path)
                for ds, a in spec["artifacts"].items()}
@@ -167,9 +170,31 @@ def _model(name, spec, base, path) -> Model:
         m.species = m.species or list(m.metadata.get("type_names", [])) or None
         if m.training_time_s is None:
             m.training_time_s = m.metadata.get("training_time_s")
+    if spec.get("head") is not None or m.artifact is not None:
+        m.head = _head(name, spec, [m.artifact] if m.artifact else [], path)
     if spec.get("committee") is not None:
         m.committee = _committee(name, spec, m.metadata, base, path)
+        _head(name, spec, m.committee, path)
     return m
+
+
+def _head(name, spec, artifacts, path) -> str | None:
+    """The model's ``head``, checked against each artifact's heads (a multi-head artifact
+    needs one named; a head asked of an artifact without heads is an error)."""
+    from ..deploy.artifact import head_index, read_metadata
+
+    head = spec.get("head")
+    if head is not None and not isinstance(head, str):
+        raise located(path, f"model {name}: 'head' is the name of one of the model's heads")
+    if head is not None and spec.get("calculator"):
+        raise located(path, f"model {name}: 'head' goes with an artifact; a calculator's "
+                            "factory chooses its own head")
+    for art in artifacts:
+        try:
+            head_index(read_metadata(art), head, art.name)
+        except EgraffError as exc:
+            raise located(path, f"model {name}: {exc}") from None
+    return head
 
 
 def _committee(name, spec, metadata: dict, base, path) -> list[Path]:

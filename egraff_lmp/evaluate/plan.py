@@ -235,6 +235,8 @@ def run_tasks(model: Model, task: DatasetTask, plan: DatasetPlan, protocol: Prot
             pair = " ".join([pair, *map(str, model.committee), "devi_every",
                              str(protocol.devi_every), "devi_file",
                              str(Path(rundir).resolve() / DEVI_FILE)])
+        if model.head:  # the head of a multi-head artifact (the committee's too)
+            pair = f"{pair} head {model.head}"
         spec = RunSpec(
             input=str(inp), rundir=str(rundir),
             variables={"model": pair, "start": str(data),

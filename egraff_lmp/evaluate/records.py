@@ -236,7 +236,8 @@ class DatasetPlan(Record):
 @dataclass
 class ModelEntry(Record):
     """A model column as ``metrics.json`` records it: its artifact (or one per dataset), what
-    it was trained on, an ASE calculator ``module:factory`` instead, family, training (s)."""
+    it was trained on, an ASE calculator ``module:factory`` instead, family, training (s),
+    its committee and head (or one per dataset)."""
 
     FORMAT: ClassVar[str] = "egraff-lmp-evaluation-model"
 
@@ -248,6 +249,8 @@ class ModelEntry(Record):
     family: str | None = None
     training_time_s: float | None = None
     committee: list[str] = field(default_factory=list)
+    head: str | None = None  #: the head of a multi-head artifact
+    head_per_dataset: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -29,7 +29,7 @@ import numpy as np
 from ase import units
 
 from ..errors import located
-from .engines import Engine
+from .engines import Engine, head_of
 from .input import logical_commands, run_steps
 from .watch import target_temperature
 
@@ -92,6 +92,7 @@ class AseProtocol:
     target_temperature_k: float | None = None
     symbols: list[str] | None = None
     artifact: str | None = None
+    head: str | None = None  # pair_style egraff ARTIFACT head NAME (multi-head models)
 
 
 class AseEngine(Engine):
@@ -109,13 +110,14 @@ class AseEngine(Engine):
     def protocol(self, input_path, rundir, variables: dict) -> AseProtocol:
         proto = _Reader(Path(input_path).resolve(), Path(rundir).resolve(),
                         dict(variables)).read()
-        self.symbols, self.artifact = proto.symbols, proto.artifact
+        self.symbols, self.artifact, self.head = proto.symbols, proto.artifact, proto.head
         return proto
 
     def calculator(self, protocol: AseProtocol):
         from ..calculator import resolve_calculator
 
-        return resolve_calculator(protocol.artifact, self.calculator_spec, self.device)
+        return resolve_calculator(protocol.artifact, self.calculator_spec, self.device,
+                                  protocol.head)
 
 
 def temperature(atoms) -> float:
@@ -132,7 +134,7 @@ class _Reader:
         self.vars = {"rundir": str(rundir), **overrides}
         self.overrides = set(overrides)
         self.atoms = self.types = None
-        self.symbols = self.artifact = None
+        self.symbols = self.artifact = self.head = None
         self.paired = False  # pair_coeff seen: the atoms have their elements
         self.timestep_fs = 1.0
         self.thermostat: Thermostat | None = None
@@ -168,7 +170,7 @@ class _Reader:
             structure=self.atoms, types=self.types, timestep_fs=self.timestep_fs,
             thermostat=self.thermostat or Thermostat(), thermo=self.thermo,
             dumps=list(self.dumps.values()), runs=runs, target_temperature_k=self.target,
-            symbols=self.symbols, artifact=self.artifact)
+            symbols=self.symbols, artifact=self.artifact, head=self.head)
 
     def expand(self, text, n):
         def sub(m):
@@ -227,6 +229,7 @@ class _Reader:
                                           "(or --calculator) only")
             self.artifact = str((self.input.parent / w[2]).resolve()) \
                 if not Path(w[2]).is_absolute() else w[2]
+            self.head = head_of(w[2:])
         elif word == "pair_coeff":
             self.need_atoms(word, n)
             self.symbols = w[3:]

@@ -37,6 +37,7 @@ class Engine:
     def __init__(self):
         self.symbols: list[str] | None = None  # element of each LAMMPS type (pair_coeff)
         self.artifact: str | None = None
+        self.head: str | None = None  # pair_style egraff ... head NAME (multi-head models)
 
 
 class LammpsEngine(Engine):
@@ -54,6 +55,8 @@ class LammpsEngine(Engine):
             # absolute (commands run in the input's directory), as LAMMPS opens it
             self.artifact = os.path.abspath(lmp.expand(style[0]))
             self.hybrid = words[1] != "egraff"
+            head = head_of(style)
+            self.head = None if head is None else lmp.expand(head)
         if words[:3] == ["pair_coeff", "*", "*"]:
             if not self.hybrid:
                 self.symbols = [lmp.expand(w) for w in words[3:]]
@@ -97,6 +100,17 @@ def egraff_style(words: list[str]) -> list[str] | None:
         k = words.index("egraff", 2)
         return words[k + 1:] if k + 1 < len(words) else None
     return None
+
+
+def head_of(style: list[str]) -> str | None:
+    """The ``head NAME`` keyword of ``pair_style egraff``'s arguments ``style`` (None:
+    absent)."""
+    if "head" not in style[1:]:
+        return None
+    k = style.index("head", 1)
+    if k + 1 >= len(style):
+        raise EgraffError("pair_style egraff: head needs a NAME (head NAME)")
+    return style[k + 1]
 
 
 #: the plugin's modes (the schema's, as the C++ enum has them)
@@ -189,7 +203,8 @@ class CallbackEngine(LammpsEngine):
                               "--calculator: nothing gives the forces")
         from ..calculator import resolve_calculator
 
-        self.calc = resolve_calculator(self.artifact, self.calculator_spec, self.device)
+        self.calc = resolve_calculator(self.artifact, self.calculator_spec, self.device,
+                                       self.head)
         lmp.commands_list(["fix egraff_cb all external pf/callback 1 1",
                            "fix_modify egraff_cb energy yes virial yes"])
         lmp.set_fix_external_callback("egraff_cb", self._callback, lmp)

@@ -5,7 +5,8 @@ sniffed by, suffixes, whether it takes ``--species``, the pip extra that install
 adapter, the module ``families/<name>``, provides ``load(path) -> Source`` (``load(path,
 species=None)`` where the record ``accepts_species``: element symbols). ``Source`` carries
 the energy model (per-atom energies, eV, from positions (Å), types, edges and shifts (Å))
-and what the artifact's metadata needs.
+and what the artifact's metadata needs. ``reference(head=None)`` builds the family's own ASE
+calculator (with that head, for multi-head models).
 
 What several adapters do is written once: species resolution (:mod:`.species`), the
 refusals of what an artifact cannot reproduce (:mod:`.refuse`), per-type energy scales and
@@ -37,6 +38,10 @@ class Source:
     extra: dict = field(default_factory=dict)
     reach: float | None = None  # Å: the family's own reach where it is not r_max x layers
     reference_min_width: float = 0.0  # Å: cells the family's own code accepts are this wide
+    # the model's heads (multi-head MACE), in the order of its readouts; None: no heads.
+    # The energy model (and stages) then hold the schema's ATTR_HEAD buffer, shared.
+    heads: list[str] | None = None
+    default_head: str | None = None  # the head used where none is asked for, if any
 
     @property
     def ghost_cutoff(self) -> float:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ...errors import located
+from ..schema import ATTR_HEAD
 from . import Source, StagingUnsupported, registry
 from .reference import Evaluation, ReferenceCalculator
 
@@ -37,13 +38,21 @@ STATE_SUFFIX = ".mace-state.pt"
 _STATE_KEY = "egraff_lmp_mace_state"
 
 
-class MACEEnergy(torch.nn.Module):
-    """Per-atom energies (eV) of a mace-torch model from explicit edges and shifts."""
+def head_tensor(index: int = 0) -> torch.Tensor:
+    """The model's head (0-dim int64): one tensor shared by the energy model and every
+    stage, so that filling it in place (schema ``ATTR_HEAD``) selects the head for all."""
+    return torch.tensor(int(index), dtype=torch.long)
 
-    def __init__(self, model: torch.nn.Module, n_types: int):
+
+class MACEEnergy(torch.nn.Module):
+    """Per-atom energies (eV) of a mace-torch model from explicit edges and shifts, with
+    the readout, scale/shift and E0s of head ``head_index`` (multi-head models)."""
+
+    def __init__(self, model: torch.nn.Module, n_types: int, head: torch.Tensor):
         super().__init__()
         self.model = model
         self.n_types = n_types
+        self.register_buffer(ATTR_HEAD, head)
 
     def forward(self, pos: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
                 shift: torch.Tensor) -> torch.Tensor:
@@ -60,13 +69,19 @@ class MACEEnergy(torch.nn.Module):
             # [0, n] made by tensor ops (mace reads its numel only): torch.tensor([0, n])
             # would fix n into a compiled graph (deploy/compiled.py)
             "ptr": torch.stack([batch.sum(), torch.ones_like(batch).sum()]),
-            "head": torch.zeros(1, dtype=torch.long, device=pos.device),
+            "head": self.head_index.view(1).to(pos.device),
         }
         out = self.model(data, training=False, compute_force=False, compute_virials=False,
                          compute_stress=False)
         energy = out["node_energy"]
         assert energy is not None
         return energy
+
+
+def model_heads(model) -> list[str]:
+    """The head names of a mace-torch model (``["Default"]`` where it records none)."""
+    heads = getattr(model, "heads", None)
+    return [str(h) for h in heads] if heads else ["Default"]
 
 
 def _is_state(path) -> bool:
@@ -200,9 +215,10 @@ def source_from_model(model: torch.nn.Module, path, reference=None) -> Source:
     if not numbers or any(not 0 < z < len(chemical_symbols) for z in numbers):
         raise located(path, "the model's species (atomic_numbers) are not given")
     dtype = next(model.parameters()).dtype
-    energy = MACEEnergy(model.eval(), len(numbers))
+    head = head_tensor()
+    energy = MACEEnergy(model.eval(), len(numbers), head)
     try:
-        staged, why = MACEStages(model, len(numbers)), None
+        staged, why = MACEStages(model, len(numbers), head), None
     except StagingUnsupported as exc:
         staged, why = None, str(exc)
     return Source(family=NAME, energy_model=energy,
@@ -210,7 +226,7 @@ def source_from_model(model: torch.nn.Module, path, reference=None) -> Source:
                   r_max=float(model.r_max), num_layers=int(model.num_interactions),
                   strictly_local=False, dtype=dtype, family_version=_version(),
                   reference=reference, extra={"model_class": type(model).__name__},
-                  stages=staged, stages_unavailable=why)
+                  stages=staged, stages_unavailable=why, heads=model_heads(model))
 
 
 def _load_model(path) -> torch.nn.Module:
@@ -241,12 +257,16 @@ def source_from_lammps_file(path) -> Source:
     if not numbers or any(not 0 < z < len(chemical_symbols) for z in numbers):
         raise located(path, "the model's species (atomic_numbers) are not elements")
     inner = m.model
+    heads = model_heads(inner)
+    # the file's head, chosen by mace_create_lammps_model (--head), becomes the default
+    chosen = int(m.head.flatten()[0]) if hasattr(m, "head") else 0
     return Source(
-        family=NAME, energy_model=MACEEnergy(inner, len(numbers)),
+        family=NAME, energy_model=MACEEnergy(inner, len(numbers), head_tensor(chosen)),
+        heads=heads, default_head=heads[chosen],
         type_names=[chemical_symbols[z] for z in numbers], r_max=float(m.r_max),
         num_layers=int(m.num_interactions), strictly_local=False,
         dtype=next(inner.parameters()).dtype, family_version=_version(),
-        reference=lambda: LammpsMACECalculator(load_lammps_file(path)),
+        reference=lambda head=None: LammpsMACECalculator(load_lammps_file(path), head),
         extra={"model_class": "LAMMPS_MACE (TorchScript, mace_create_lammps_model)"},
         stages=None, stages_unavailable="a TorchScript file (mace_create_lammps_model): its "
         "layers cannot be split; deploy the .model or a .mace-state.pt for message passing "
@@ -260,11 +280,12 @@ def load(path) -> Source:
         return source_from_lammps_file(path)
     # the reference loads its own copy: scripting the adapter compiles the model in place
     return source_from_model(_load_model(path), path,
-                             reference=lambda: _calculator(_load_model(path)))
+                             reference=lambda head=None: _calculator(_load_model(path), head))
 
 
-def _calculator(model: torch.nn.Module):
-    """mace-torch's own ASE calculator on the same model (for the parity check)."""
+def _calculator(model: torch.nn.Module, head: str | None = None):
+    """mace-torch's own ASE calculator on the same model, with head ``head`` (for the
+    parity check)."""
     import warnings
 
     from mace.calculators import MACECalculator
@@ -272,18 +293,23 @@ def _calculator(model: torch.nn.Module):
     dtype = str(next(model.parameters()).dtype).replace("torch.", "")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return MACECalculator(models=model, device="cpu", default_dtype=dtype)
+        return MACECalculator(models=model, device="cpu", default_dtype=dtype,
+                              **({} if head is None else {"head": head}))
 
 
 class LammpsMACECalculator(ReferenceCalculator):
     """An ASE calculator that evaluates a ``*-lammps.pt`` file through its own ``forward``
     (the call LAMMPS' pair_style mace makes): energy (eV), forces (eV/Å), per-atom
-    energies, on ASE's neighbour list (all periodic images within r_max)."""
+    energies, on ASE's neighbour list (all periodic images within r_max). ``head``: a head
+    name of the model (default: the file's own, chosen when it was created)."""
 
     per_atom = True
 
-    def __init__(self, module):
+    def __init__(self, module, head: str | None = None):
         super().__init__(next(module.model.parameters()).dtype, module.atomic_numbers)
+        if head is not None:
+            with torch.no_grad():
+                module.head.fill_(model_heads(module.model).index(head))
         self.module = module
         self.r_max = float(module.r_max)
         self.numbers = self.atomic_numbers  # model type order
@@ -309,6 +335,17 @@ class LammpsMACECalculator(ReferenceCalculator):
 
 # -- the staged path (message passing across LAMMPS ranks) ---------------------------------
 
+def _per_head(model, name: str, default: float) -> torch.Tensor:
+    """The scale or shift of ``model.scale_shift`` per head (f64 [n_heads]; ``default``
+    for models without one)."""
+    heads = len(model_heads(model))
+    block = getattr(model, "scale_shift", None)
+    if block is None:
+        return torch.full((heads,), default, dtype=torch.float64)
+    value = torch.atleast_1d(getattr(block, name).detach().to(torch.float64).flatten())
+    return value.expand(heads).clone() if value.numel() == 1 else value.clone()
+
+
 class MACELayerStage(torch.nn.Module):
     """Interaction ``k`` of a MACE model as one stage (see :mod:`egraff_lmp.deploy.stages`).
 
@@ -316,12 +353,13 @@ class MACELayerStage(torch.nn.Module):
     the engine's exchange), the local atoms' state ``h_k`` and the edges of the local
     atoms; returns ``linear_up_{k+1}(h_{k+1})`` of the local atoms (what the next layer
     exchanges; width 0 after the last layer), ``h_{k+1}`` and the layer's energy terms
-    (readout × scale, plus ZBL pair repulsion in the first layer), float64, eV.
+    (readout × scale, plus ZBL pair repulsion in the first layer), float64, eV; readout
+    column and scale those of the head ``head_index`` (shared with :class:`MACEEnergy`).
     """
 
     __constants__ = ["residual", "has_readout", "has_next"]
 
-    def __init__(self, model, k: int, n_types: int):
+    def __init__(self, model, k: int, n_types: int, head: torch.Tensor):
         super().__init__()
         from mace.modules.blocks import (
             RealAgnosticInteractionBlock,
@@ -349,8 +387,8 @@ class MACELayerStage(torch.nn.Module):
         if k == 0 and hasattr(model, "pair_repulsion"):
             self.pair = model.pair_repulsion_fn
         self.n_types = n_types
-        self.scale = float(model.scale_shift.scale.flatten()[0]) if hasattr(
-            model, "scale_shift") else 1.0
+        self.register_buffer(ATTR_HEAD, head)
+        self.register_buffer("scale", _per_head(model, "scale", 1.0))
 
     def forward(self, pos: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
                 edge_shift: torch.Tensor, x: torch.Tensor, h: torch.Tensor
@@ -382,12 +420,17 @@ class MACELayerStage(torch.nn.Module):
             message = inter.skip_tp(message, attrs_local)
         h_next = self.product(node_feats=inter.reshape(message), sc=sc, node_attrs=attrs_local)
         energy = torch.zeros(n_local, dtype=torch.float64, device=pos.device)
+        # the head by index_select, not [head]: a tensor index would become a scalar
+        # (.item()), which compiled code cannot take from a constant
+        head = self.head_index.view(1).to(pos.device)
+        scale = self.scale.index_select(0, head)
         if self.has_readout:
-            heads = torch.zeros(n_local, dtype=torch.long, device=pos.device)
-            energy = energy + self.scale * self.readout(h_next, heads)[:, 0].to(torch.float64)
+            heads = head.expand(n_local)
+            e_head = self.readout(h_next, heads).index_select(1, head)[:, 0]
+            energy = energy + scale * e_head.to(torch.float64)
         if hasattr(self, "pair"):
             pair = self.pair(lengths, attrs, mace_edges, self.atomic_numbers)
-            energy = energy + self.scale * pair[:n_local].to(torch.float64)
+            energy = energy + scale * pair[:n_local].to(torch.float64)
         if self.has_next:
             x_next = self.next_up(h_next)
         else:
@@ -400,7 +443,7 @@ class MACEStages(torch.nn.Module):
     interaction. Shares its submodules with :class:`MACEEnergy`."""
 
 
-    def __init__(self, model, n_types: int):
+    def __init__(self, model, n_types: int, head: torch.Tensor):
         super().__init__()
         if getattr(model, "joint_embedding", None) is not None or hasattr(
                 model, "embedding_readout"):
@@ -409,15 +452,17 @@ class MACEStages(torch.nn.Module):
         self.atomic_energies_fn = model.atomic_energies_fn
         self.first_up = model.interactions[0].linear_up
         self.layers = torch.nn.ModuleList(
-            [MACELayerStage(model, k, n_types) for k in range(len(model.interactions))])
+            [MACELayerStage(model, k, n_types, head) for k in range(len(model.interactions))])
         self.n_types = n_types
-        self.shift = float(model.scale_shift.shift.flatten()[0]) if hasattr(
-            model, "scale_shift") else 0.0
+        self.register_buffer(ATTR_HEAD, head)
+        self.register_buffer("shift", _per_head(model, "shift", 0.0))
 
     def embed(self, types: torch.Tensor, dtype: torch.dtype
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         attrs = torch.nn.functional.one_hot(types, self.n_types).to(dtype)
         h = self.node_embedding(attrs)
-        e0 = self.atomic_energies_fn(attrs)[:, 0].to(torch.float64) + self.shift
+        head = self.head_index.view(1).to(types.device)
+        e0 = self.atomic_energies_fn(attrs).index_select(1, head)[:, 0].to(torch.float64) \
+            + self.shift.index_select(0, head)
         return self.first_up(h), h, e0
 
