@@ -61,8 +61,9 @@ def _devi(path):
     return np.array([[float(v) for v in r] for r in rows])
 
 
-def _python_deviation(artifacts, positions, symbols, cell):
-    """model_devi.out's columns by DeployedCalculators on one configuration."""
+def _python_deviation(artifacts, positions, symbols, cell, atomic=False):
+    """model_devi.out's columns by DeployedCalculators on one configuration (``atomic``:
+    followed by every atom's force deviation)."""
     atoms = Atoms(symbols, positions=positions, cell=cell, pbc=True)
     forces, energies, virials = [], [], []
     for path in artifacts:
@@ -76,8 +77,9 @@ def _python_deviation(artifacts, positions, symbols, cell):
     d = np.sqrt(((f - f.mean(0)) ** 2).sum(-1).mean(0))
     n = len(atoms)
     v = np.array(virials).std(0) / n
-    return np.array([v.max(), v.min(), v.mean(), d.max(), d.min(), d.mean(),
-                     np.std(energies) / n])
+    out = np.array([v.max(), v.min(), v.mean(), d.max(), d.min(), d.mean(),
+                    np.std(energies) / n])
+    return np.concatenate([out, d]) if atomic else out
 
 
 def _symbols_and_cell():
@@ -92,12 +94,15 @@ def _symbols_and_cell():
 def test_the_deviation_is_the_python_recomputation_and_the_dynamics_are_a0s(
         ranks, plugin, artifacts, tmp_path):
     """MACE drives, NequIP and Allegro (each in its own mode: staged, and ghosts on 2 ranks)
-    are evaluated every 5 steps: model_devi.out's seven columns equal DeployedCalculators
-    on the dumped configurations, compute pair egraff gives the same values on every rank
-    count, and the trajectory is MACE's alone, bit for bit."""
+    are evaluated every 5 steps: model_devi.out's seven columns, and with atomic every
+    atom's force deviation by id, equal DeployedCalculators on the dumped configurations,
+    compute pair egraff gives the same values on every rank count, and the trajectory is
+    MACE's alone, bit for bit."""
+    from egraff_lmp.evaluate.deviation import read_model_devi
+
     models = [artifacts["mace"], artifacts["nequip"], artifacts["allegro"]]
-    log = run_lmp(tmp_path, _input(), ranks, plugin=plugin, tag="committee",
-                  models=" ".join(map(str, models)))
+    log = run_lmp(tmp_path, _input("devi_every 5 devi_file devi.out atomic"), ranks,
+                  plugin=plugin, tag="committee", models=" ".join(map(str, models)))
     run_lmp(tmp_path, _input(""), ranks, name="alone.lmp", plugin=plugin,
                     tag="alone", models=models[0])
     text = log.read_text()
@@ -109,9 +114,13 @@ def test_the_deviation_is_the_python_recomputation_and_the_dynamics_are_a0s(
         np.testing.assert_array_equal(x, xa)
         np.testing.assert_array_equal(f, fa)
     symbols, cell = _symbols_and_cell()
+    assert devi.shape == (5, 8 + len(symbols))
     for row, (x, _) in zip(devi, frames):
-        ref = _python_deviation(models, x, symbols, cell)
+        ref = _python_deviation(models, x, symbols, cell, atomic=True)
         np.testing.assert_allclose(row[1:], ref, rtol=1e-5, atol=1e-6, err_msg=row[0])
+    read = read_model_devi(tmp_path / "devi.out")
+    np.testing.assert_array_equal(read["atomic"], devi[:, 8:])
+    np.testing.assert_allclose(read["atomic"].max(1), read["max_devi_f"], rtol=1e-6)
     assert devi[:, 5].min() > 1e-3  # three different models do deviate
     thermo = read_thermo(log)[-1]
     for k, col in ((1, 4), (2, 5), (3, 6), (4, 7), (5, 1)):  # compute pair: rank sums

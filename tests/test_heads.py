@@ -329,3 +329,28 @@ def test_pair_style_runs_a_packages_head_and_refuses_another(plugin, compiled_ac
     error = _lmp_error(tmp_path, HEAD_INPUT, plugin=plugin, artifact=compiled_acac,
                        mode="images", head="md17", tag="x")
     assert "was compiled for head acac only: compile it again with --head md17" in error
+
+
+def test_another_librarys_default_dtype_does_not_break_a_float32_head(tmp_path):
+    """mace-torch's float64 calculator sets torch's process-wide default dtype to float64;
+    the float32 two-head model (whose head mask is made without a dtype) still runs, in
+    Python and in the plugin inside the same process, and gives the same forces."""
+    from egraff_lmp.cli import main
+    from egraff_lmp.io import read_trajectory
+
+    atoms = _molecules()
+    atoms.calc = _calc("acac")
+    before = atoms.get_forces()
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        again = _molecules()
+        again.calc = _calc("acac")
+        np.testing.assert_array_equal(again.get_forces(), before)
+        assert torch.get_default_dtype() == torch.float64  # left as it was found
+        assert main(["run", str(ROOT / "inputs" / "acac-heads.in"), "-o", str(tmp_path / "r"),
+                     "--var", "steps=5", "--no-progress"]) == 0
+    finally:
+        torch.set_default_dtype(previous)
+    traj = read_trajectory(tmp_path / "r" / "dump.lammpstrj")
+    assert np.isfinite(traj[0].forces).all()

@@ -77,7 +77,8 @@ void PairEgraff::allocate()
    [device cpu|cuda|cuda:N] [head NAME] [skip_exchange K] */
 
 static const char *const KEYWORDS[] = {"chunk", "mode", "optimize", "device", "head",
-                                       "skip_exchange", "devi_every", "devi_file", "relative"};
+                                       "skip_exchange", "devi_every", "devi_file", "relative",
+                                       "atomic"};
 
 static bool is_keyword(const char *word)
 {
@@ -88,14 +89,13 @@ static bool is_keyword(const char *word)
 
 void PairEgraff::settings(int narg, char **arg)
 {
-  const std::string usage = "expected pair_style egraff ARTIFACT [ARTIFACT2 ...] [chunk N] [mode " + mode_list("|", "|") + "] [optimize yes|no] [device cpu|cuda|cuda:N] [head NAME] [devi_every N] [devi_file F] [relative EPS]";
+  const std::string usage = "expected pair_style egraff ARTIFACT [ARTIFACT2 ...] [chunk N] [mode " + mode_list("|", "|") + "] [optimize yes|no] [device cpu|cuda|cuda:N] [head NAME] [devi_every N] [devi_file F] [atomic] [relative EPS]";
   if (narg < 1) error->all(FLERR, "Illegal pair_style egraff command: {}", usage);
   artifact = arg[0];
   // the committee: the artifacts after the first, up to the first keyword
   int first_keyword = 1;
   std::vector<std::string> members, member_args;
   while (first_keyword < narg && !is_keyword(arg[first_keyword])) members.push_back(arg[first_keyword++]);
-  if ((narg - first_keyword) % 2) error->all(FLERR, "Illegal pair_style egraff command: {}", usage);
   chunk_atoms = DEFAULT_CHUNK_ATOMS;
   mode_request = MODE_AUTO;
   skip_exchange = -1;
@@ -104,9 +104,16 @@ void PairEgraff::settings(int narg, char **arg)
   devi_every = 0;
   devi_file = "model_devi.out";
   devi_relative = -1.0;
+  devi_atomic = false;
   std::string device_name = "cpu";
   std::string head_name;
   for (int a = first_keyword; a < narg; a += 2) {
+    if (strcmp(arg[a], "atomic") == 0) {    // the one keyword without a value (deepmd-kit's)
+      devi_atomic = true;
+      a--;
+      continue;
+    }
+    if (a + 1 >= narg) error->all(FLERR, "Illegal pair_style egraff command: {} needs a value; {}", arg[a], usage);
     // what the committee's members share with the driving model
     if (strcmp(arg[a], "chunk") == 0 || strcmp(arg[a], "optimize") == 0 || strcmp(arg[a], "device") == 0 ||
         strcmp(arg[a], "head") == 0) {
@@ -460,6 +467,7 @@ double PairEgraff::init_one(int i, int j)
 
 void PairEgraff::compute(int eflag, int vflag)
 {
+  EgraffDefaultDtype default_dtype(model_dtype);
   // a committee's deviation step: energy and virial of every model, and the forces that
   // were on the atoms before this style's
   const bool devi_step = devi_every > 0 && update->ntimestep % devi_every == 0 && update->ntimestep != devi_last;

@@ -4,7 +4,8 @@
    Syntax:   pair_style egraff ARTIFACT [ARTIFACT2 ...] [chunk N]
                                         [mode auto|images|ghosts|staged]
                                         [device cpu|cuda|cuda:N] [head NAME]
-                                        [devi_every N] [devi_file F] [relative EPS]
+                                        [devi_every N] [devi_file F] [atomic]
+                                        [relative EPS]
              pair_coeff * * Ge Te        (element of each LAMMPS type, by symbol)
 
    chunk N: more than N local atoms are evaluated in spatial chunks of about N centres each
@@ -76,6 +77,18 @@ PairStyle(egraff,PairEgraff);
 #include <vector>
 
 namespace LAMMPS_NS {
+
+// torch's default dtype set to the model's while it runs: code inside a model that makes
+// tensors without a dtype (mace-torch's head mask) follows it, and in a Python process
+// another library (mace-torch's float64 calculator) may have changed it
+struct EgraffDefaultDtype {
+  caffe2::TypeMeta previous;
+  explicit EgraffDefaultDtype(torch::ScalarType t) : previous(c10::get_default_dtype())
+  {
+    c10::set_default_dtype(caffe2::TypeMeta::fromScalarType(t));
+  }
+  ~EgraffDefaultDtype() { c10::set_default_dtype(previous); }
+};
 
 /* The one class of pair_style egraff. Its sources: pair_egraff.cpp (LAMMPS glue: settings,
    coeff, init_style, compute's dispatch, one model call, communication buffers, extract),
@@ -167,6 +180,7 @@ class PairEgraff : public Pair {
   int devi_every = 0;                     // steps between deviations (0: no committee)
   std::string devi_file = "model_devi.out";
   double devi_relative = -1.0;            // relative EPS: force deviation / (|F| + EPS)
+  bool devi_atomic = false;               // atomic: every atom's devi_f on each line, by id
   FILE *devi_fp = nullptr;
   bigint devi_last = -1;                  // the last step written (never twice)
   static constexpr int NDEVI = 7;         // pvector: max/min/avg f, e, max/min/avg v

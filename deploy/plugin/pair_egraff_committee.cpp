@@ -1,5 +1,5 @@
 /* pair_style egraff, the committee: pair_style egraff A0 A1 A2 ... devi_every N [devi_file F]
-   [relative EPS].
+   [atomic] [relative EPS].
 
    A0 drives the dynamics. A1, A2, ... are PairEgraff objects of their own (each chooses
    its own mode, may be compiled or not, must know the pair_coeff species), sharing A0's
@@ -16,7 +16,9 @@
    and mean. All in the style's units (metal: eV/A and eV). Rank 0 writes one line per
    deviation step to devi_file and every rank keeps the values in pvector (compute pair
    egraff: c_ID[1..7], the vector summed over ranks, so all but rank 0 hold zeros there)
-   and extract("egraff_devi"). A step is never written twice; on opening, the file keeps
+   and extract("egraff_devi"). atomic (deepmd-kit's keyword): each line goes on with the
+   force deviation d_i of every atom, in the order of atom ids 1..natoms (gathered on rank
+   0; ids must be consecutive, as atom_modify map needs no holes). A step is never written twice; on opening, the file keeps
    the lines of earlier steps only (a run continued from a restart appends after them). */
 
 #include "pair_egraff.h"
@@ -88,8 +90,9 @@ void PairEgraff::open_devi_file()
              committee.size() + 1, artifact, update->unit_style,
              strcmp(update->unit_style, "metal") == 0 ? "eV/A" : "force units",
              strcmp(update->unit_style, "metal") == 0 ? "eV" : "energy units");
-  fmt::print(devi_fp, "#{:>11} {:>18} {:>18} {:>18} {:>18} {:>18} {:>18} {:>18}\n", "step", "max_devi_v",
-             "min_devi_v", "avg_devi_v", "max_devi_f", "min_devi_f", "avg_devi_f", "devi_e");
+  fmt::print(devi_fp, "#{:>11} {:>18} {:>18} {:>18} {:>18} {:>18} {:>18} {:>18}{}\n", "step", "max_devi_v",
+             "min_devi_v", "avg_devi_v", "max_devi_f", "min_devi_f", "avg_devi_f", "devi_e",
+             devi_atomic ? fmt::format("  devi_f of atoms 1..{} (by id)", atom->natoms) : "");
   fputs(kept.c_str(), devi_fp);
   fflush(devi_fp);
 }
@@ -129,6 +132,12 @@ void PairEgraff::committee_deviation(double elocal)
 
   // per atom: the spread of the models' forces
   double fmax = 0.0, fmin = INFINITY, fsum = 0.0;
+  std::vector<double> by_id;
+  if (devi_atomic) {
+    if (atom->natoms > 100000000 || !atom->tag_consecutive())
+      error->all(FLERR, "pair_style egraff: atomic needs atom ids 1..N without holes (N <= 1e8; here N = {})", atom->natoms);
+    by_id.assign((size_t) atom->natoms, 0.0);
+  }
   for (int i = 0; i < nlocal; i++) {
     double mean[3] = {0.0, 0.0, 0.0};
     for (int m = 0; m < nmodel; m++)
@@ -145,6 +154,11 @@ void PairEgraff::committee_deviation(double elocal)
     fmax = MAX(fmax, dev);
     fmin = MIN(fmin, dev);
     fsum += dev;
+    if (devi_atomic) by_id[atom->tag[i] - 1] = dev;
+  }
+  if (devi_atomic) {
+    std::vector<double> mine(by_id);
+    MPI_Reduce(mine.data(), by_id.data(), (int) by_id.size(), MPI_DOUBLE, MPI_SUM, 0, world);
   }
   double g[3];
   MPI_Allreduce(&fmax, &g[0], 1, MPI_DOUBLE, MPI_MAX, world);
@@ -180,8 +194,10 @@ void PairEgraff::committee_deviation(double elocal)
     error->all(FLERR, "pair_style egraff: the committee's deviation is not finite at step {} (a member returned NaN/inf)", update->ntimestep);
   if (comm->me == 0) {
     if (!devi_fp) open_devi_file();
-    fmt::print(devi_fp, "{:>12} {:18.10e} {:18.10e} {:18.10e} {:18.10e} {:18.10e} {:18.10e} {:18.10e}\n", update->ntimestep,
+    fmt::print(devi_fp, "{:>12} {:18.10e} {:18.10e} {:18.10e} {:18.10e} {:18.10e} {:18.10e} {:18.10e}", update->ntimestep,
                devi[4], devi[5], devi[6], devi[0], devi[1], devi[2], devi[3]);
+    for (double d : by_id) fmt::print(devi_fp, " {:.6e}", d);
+    fputs("\n", devi_fp);
     fflush(devi_fp);
   }
 }

@@ -103,6 +103,7 @@ void PairEgraff::check_stages()
                artifact, METHOD_STAGE_EMBED, METHOD_STAGE_LAYER);
   torch::NoGradGuard no_grad;
   torch::jit::GraphOptimizerEnabledGuard graph_optimisation(optimize_graph);
+  EgraffDefaultDtype default_dtype(model_dtype);
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);
   auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   torch::Tensor types = torch::zeros({1}, i64.device(device));

@@ -19,6 +19,7 @@ time and does not tie an artifact to a CPU instruction set, as AOTInductor ``.pt
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -239,6 +240,11 @@ class Artifact:
         return bool(self.metadata[KEY_STRICTLY_LOCAL])
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The model's dtype (the metadata's)."""
+        return getattr(torch, self.metadata.get(KEY_DTYPE, "float64"))
+
+    @property
     def heads(self) -> list[str]:
         """The model's heads (empty: none)."""
         return list(self.metadata.get(KEY_HEADS) or [])
@@ -266,7 +272,7 @@ class Artifact:
         # slower at 5,400 atoms and gain nothing at 200 (measured side by side in one
         # process); the LAMMPS plugin runs the model unoptimised too.
         d = self.device
-        with torch.jit.optimized_execution(False):
+        with torch.jit.optimized_execution(False), default_dtype(self.dtype):
             out = self.module(pos.to(d), types.to(d), edge_index.to(d), edge_shift.to(d),
                               n_local, compute_virial)
         return tuple(t.cpu() for t in out) if d.type != "cpu" else out
@@ -281,7 +287,7 @@ class Artifact:
             raise EgraffError(f"{self.path}: per-atom virials need calling convention 2, the "
                               f"artifact has {conv}: deploy it again with this egraff-lmp")
         d = self.device
-        with torch.jit.optimized_execution(False):
+        with torch.jit.optimized_execution(False), default_dtype(self.dtype):
             out = self.module.forward_edges(pos.to(d), types.to(d), edge_index.to(d),
                                             edge_shift.to(d), n_local)
         return tuple(t.cpu() for t in out) if d.type != "cpu" else out
@@ -290,7 +296,21 @@ class Artifact:
         """Its stages as a layer backend (:mod:`egraff_lmp.deploy.stages`)."""
         from .stages import ScriptedLayers
 
-        return ScriptedLayers(self.module)
+        return ScriptedLayers(self.module, self.dtype)
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype):
+    """torch's default dtype set to ``dtype`` for the block: code inside a model that makes
+    tensors without a dtype (mace-torch's head mask, ``torch.zeros(...)``) follows the
+    process-wide default, which another library (mace-torch's float64 calculator) may have
+    changed, and a float32 model then fails with mixed dtypes."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def torch_device(device: str = "cpu") -> torch.device:

@@ -125,18 +125,28 @@ class ScriptedLayers:
     ``backward(k, saved, g_x_next, g_h_next)`` → (g_pos f64 [N, 3], g_x_k [N, w_k], g_h_k
     [n, d_k]), the cotangents None after the last layer, the last two None for k = 0."""
 
-    def __init__(self, module):
+    def __init__(self, module, dtype: torch.dtype | None = None):
         self.stage_embed = getattr(module, METHOD_STAGE_EMBED)
         self.stage_layer = getattr(module, METHOD_STAGE_LAYER)
+        self.dtype = dtype  # the model's: torch's default while a stage runs
+
+    def _default_dtype(self):
+        import contextlib
+
+        from .artifact import default_dtype
+
+        return contextlib.nullcontext() if self.dtype is None else default_dtype(self.dtype)
 
     def embed(self, types):
-        return self.stage_embed(types)
+        with self._default_dtype():
+            return self.stage_embed(types)
 
     def forward(self, k, pos, types, edges, shifts, x, h):
         pos = pos.detach().requires_grad_(True)
         x_in = x.detach().requires_grad_(k > 0)
         h_in = h.detach().requires_grad_(k > 0)
-        x_next, h_next, e = self.stage_layer(k, pos, types, edges, shifts, x_in, h_in)
+        with self._default_dtype():
+            x_next, h_next, e = self.stage_layer(k, pos, types, edges, shifts, x_in, h_in)
         return x_next.detach(), h_next.detach(), e.detach(), (pos, x_in, h_in, x_next,
                                                                h_next, e)
 

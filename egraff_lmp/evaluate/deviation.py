@@ -28,17 +28,22 @@ COLUMNS = ("step", "max_devi_v", "min_devi_v", "avg_devi_v", "max_devi_f", "min_
 
 
 def read_model_devi(path) -> dict[str, np.ndarray] | None:
-    """The columns of a devi_file (None: no such file or no line in it)."""
+    """The columns of a devi_file (None: no such file or no line in it); written with
+    ``atomic``, also ``atomic``: every atom's devi_f per line [steps, atoms], by atom id."""
     path = Path(path)
     if not path.is_file():
         return None
     rows = [line.split() for line in path.read_text().splitlines()
             if line.strip() and not line.startswith("#")]
-    rows = [r for r in rows if len(r) == len(COLUMNS)]
-    if not rows:
+    width = max((len(r) for r in rows), default=0)
+    rows = [r for r in rows if len(r) == width]  # a line cut short by a crash: left out
+    if width < len(COLUMNS) or not rows:
         return None
     data = np.array(rows, dtype=float)
-    return {name: data[:, k] for k, name in enumerate(COLUMNS)}
+    out = {name: data[:, k] for k, name in enumerate(COLUMNS)}
+    if width > len(COLUMNS):
+        out["atomic"] = data[:, len(COLUMNS):]
+    return out
 
 
 def committee_warning(runs) -> CommitteeWarning | None:
