@@ -354,3 +354,23 @@ def test_another_librarys_default_dtype_does_not_break_a_float32_head(tmp_path):
         torch.set_default_dtype(previous)
     traj = read_trajectory(tmp_path / "r" / "dump.lammpstrj")
     assert np.isfinite(traj[0].forces).all()
+
+
+def test_a_committee_takes_the_head_and_may_mix_compiled_and_torchscript(plugin,
+                                                                         compiled_acac,
+                                                                         tmp_path):
+    """pair_style egraff A PACKAGE head acac devi_every 1: the member (the package of the
+    same model and head, compiled) deviates from A by float32 rounding only, while the same
+    committee on head md17 cannot be made (the package is compiled for acac)."""
+    from egraff_lmp.evaluate.deviation import read_model_devi
+
+    _write_data(tmp_path, _molecules())
+    text = HEAD_INPUT.replace("${artifact} mode", "${artifact} ${extra} mode")
+    run_lmp(tmp_path, text, 1, plugin=plugin, artifact=ARTIFACT, mode="images", head="acac",
+            tag="c", extra=f"{compiled_acac} devi_every 1 devi_file devi.out")
+    devi = read_model_devi(tmp_path / "devi.out")
+    assert devi["step"].tolist() == [0] and devi["max_devi_f"][0] < 1e-4
+    error = _lmp_error(tmp_path, text, plugin=plugin, artifact=ARTIFACT, mode="images",
+                       head="md17", tag="c",
+                       extra=f"{compiled_acac} devi_every 1 devi_file devi.out")
+    assert "compiled for head acac only" in error
