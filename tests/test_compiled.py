@@ -254,3 +254,17 @@ def test_a_stage_layer_summing_in_place_keeps_its_sums_when_cut():
     grads = bw(*primals, *out[3:], *tangents)
     for got, want in zip(list(out[:3]) + list(grads), expected):
         assert torch.allclose(got, want, atol=1e-12)
+
+
+def test_compile_jobs_follow_the_cpus_and_the_environment(monkeypatch):
+    """A package's programs compile in processes of their own, as many at once as this
+    process has CPUs, or EGRAFF_LMP_COMPILE_JOBS; a bad value is one clear error."""
+    import os
+
+    monkeypatch.delenv("EGRAFF_LMP_COMPILE_JOBS", raising=False)
+    assert compiled.compile_jobs() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("EGRAFF_LMP_COMPILE_JOBS", "1")
+    assert compiled.compile_jobs() == 1
+    monkeypatch.setenv("EGRAFF_LMP_COMPILE_JOBS", "two")
+    with pytest.raises(EgraffError, match="EGRAFF_LMP_COMPILE_JOBS=two: not a number"):
+        compiled.compile_jobs()

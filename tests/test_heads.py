@@ -194,9 +194,14 @@ def test_a_mace_lammps_file_deploys_with_its_chosen_head_as_default(tmp_path):
     import sys
 
     from egraff_lmp.deploy import deploy
-    from egraff_lmp.deploy.families.mace import load_mace_state
 
-    torch.save(load_mace_state(STATE), tmp_path / "two-head.model")
+    # the pickled model as mace_run_train writes it, in a fresh process (whether e3nn's
+    # generated code pickles depends on process-wide settings other tests change)
+    code = ("import torch; from egraff_lmp.deploy.families.mace import load_mace_state; "
+            f"torch.save(load_mace_state({str(STATE)!r}), 'two-head.model')")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
     r = subprocess.run([sys.executable, "-m", "mace.cli.create_lammps_model", "two-head.model",
                         "--head", "acac", "--dtype", "float32"], cwd=tmp_path,
                        capture_output=True, text=True)

@@ -221,7 +221,7 @@ def compile_source(source, artifact_path, output, data=None, device: str = "cpu"
     example = _inputs(configs[0], meta["type_names"], meta["r_max"])
     smaller = _inputs(configs[0][:-3], meta["type_names"], meta["r_max"])
     t0 = time.perf_counter()
-    with traceable():
+    with traceable(), _artifact.default_dtype(source.dtype):
         graph = unfold(module, example, smaller, artifact_path)
         n, e = Dim("N", min=PAD), Dim("E", min=PAD)
         try:
@@ -259,18 +259,63 @@ def compile_source(source, artifact_path, output, data=None, device: str = "cpu"
     return Path(output)
 
 
-def _package(programs: dict, meta: dict, path) -> None:
+def compile_jobs() -> int:
+    """How many programs compile at once by default: the CPUs this process may use
+    (``EGRAFF_LMP_COMPILE_JOBS`` overrides)."""
+    import os
+
+    given = os.environ.get("EGRAFF_LMP_COMPILE_JOBS")
+    if given:
+        try:
+            return max(1, int(given))
+        except ValueError:
+            raise EgraffError(f"EGRAFF_LMP_COMPILE_JOBS={given}: not a number of "
+                              "processes") from None
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+
+
+def _compile_saved(path: str, options: dict) -> list[str]:
+    """One saved ExportedProgram compiled by AOTInductor (in a worker process): the files
+    of its package entry."""
+    program = torch.export.load(path)
+    args, kwargs = program.example_inputs
+    return [str(f) for f in torch._inductor.aot_compile(program.module(check_guards=False),
+                                                        args, kwargs, options=dict(options))]
+
+
+def _package(programs: dict, meta: dict, path, jobs: int | None = None) -> None:
     """Compile the exported ``programs`` (name -> ExportedProgram) into one package at
-    ``path``, each under its name, every one carrying ``meta``."""
+    ``path``, each under its name, every one carrying ``meta``. With ``jobs`` > 1 (default
+    :func:`compile_jobs`) and several programs, each is saved (``torch.export.save``) and
+    compiled in a process of its own, ``jobs`` at a time (concurrent.futures): the C++
+    generation and compilation of one program is single-threaded for most of its time."""
+    import concurrent.futures
+    import multiprocessing
+    import tempfile
+
     from torch._inductor.package import package_aoti
 
     options = {"aot_inductor.package": True,
                "aot_inductor.metadata": {META_FILE: json.dumps(meta)}}
+    jobs = min(compile_jobs() if jobs is None else jobs, len(programs))
     files = {}
-    for name, program in programs.items():
-        args, kwargs = program.example_inputs
-        files[name] = torch._inductor.aot_compile(program.module(check_guards=False), args,
-                                                  kwargs, options=dict(options))
+    if jobs <= 1:
+        for name, program in programs.items():
+            args, kwargs = program.example_inputs
+            files[name] = torch._inductor.aot_compile(program.module(check_guards=False),
+                                                      args, kwargs, options=dict(options))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            saved = {}
+            for name, program in programs.items():
+                saved[name] = str(Path(tmp) / f"{name}.pt2")
+                torch.export.save(program, saved[name])
+            with concurrent.futures.ProcessPoolExecutor(
+                    jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {name: pool.submit(_compile_saved, p, options)
+                           for name, p in saved.items()}
+                files = {name: f.result() for name, f in futures.items()}
     package_aoti(str(path), files)
 
 

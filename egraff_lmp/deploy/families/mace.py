@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ase.calculators.calculator import Calculator, all_changes
 
 from ...errors import located
 from ..schema import ATTR_HEAD
@@ -285,16 +286,37 @@ def load(path) -> Source:
 
 def _calculator(model: torch.nn.Module, head: str | None = None):
     """mace-torch's own ASE calculator on the same model, with head ``head`` (for the
-    parity check)."""
+    parity check), run with the model's dtype as torch's default (:class:`InModelDtype`)."""
     import warnings
 
     from mace.calculators import MACECalculator
 
-    dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+    dtype = next(model.parameters()).dtype
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return MACECalculator(models=model, device="cpu", default_dtype=dtype,
+        calc = MACECalculator(models=model, device="cpu",
+                              default_dtype=str(dtype).replace("torch.", ""),
                               **({} if head is None else {"head": head}))
+    return InModelDtype(calc, dtype)
+
+
+class InModelDtype(Calculator):
+    """An ASE calculator run with torch's default dtype set to ``dtype``: mace-torch's makes
+    its head mask without a dtype, so a float32 multi-head model fails where the process's
+    default is float64 (another float64 calculator set it)."""
+
+    def __init__(self, calc, dtype: torch.dtype):
+        super().__init__()
+        self.calc, self.dtype = calc, dtype
+        self.implemented_properties = list(calc.implemented_properties)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        from ..artifact import default_dtype
+
+        super().calculate(atoms, properties, system_changes)
+        with default_dtype(self.dtype):
+            self.calc.calculate(self.atoms, properties, system_changes)
+        self.results = dict(self.calc.results)
 
 
 class LammpsMACECalculator(ReferenceCalculator):
