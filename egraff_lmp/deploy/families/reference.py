@@ -70,7 +70,10 @@ class ReferenceCalculator(Calculator):
             unknown = sorted(set(a.numbers.tolist()) - set(self.atomic_numbers))
             if unknown:
                 raise EgraffError(f"the parity reference has no atomic numbers {unknown}")
-        r = self.evaluate(a)
+        from ..artifact import default_dtype
+
+        with default_dtype(self.dtype):  # code that makes tensors without a dtype follows it
+            r = self.evaluate(a)
         energy = float(r.energies.sum()) if r.energy is None else float(r.energy)
         self.results = {"energy": energy, "free_energy": energy, "forces": r.forces}
         if r.energies is not None:
