@@ -69,3 +69,19 @@ def test_the_studys_configuration_has_its_parameters_and_keys():
     m = EquiformerMD17(number_of_basis=32)
     assert sum(p.numel() for p in m.parameters()) == 3_496_001
     assert len(m.state_dict()) == 414
+
+
+def test_it_scripts_and_the_scripted_model_gives_the_same_numbers(model):
+    """TorchScript (e3nn's jit.script), as every artifact is: the original does not script
+    (LinearRS keeps a list of slices)."""
+    from e3nn.util import jit
+
+    scripted = jit.script(model)
+    ref = np.load(DATA / "reference.npz")
+    z = torch.tensor(ref["gete_cluster_z"])
+    pos = torch.tensor(ref["gete_cluster_pos"]).requires_grad_(True)
+    src, dst = _edges(pos)
+    energy = scripted(z, src, dst, pos[src] - pos[dst]).sum()
+    forces = -torch.autograd.grad(energy, pos)[0]
+    assert float(energy) == pytest.approx(float(ref["gete_cluster_energy"][0]), abs=1e-10)
+    np.testing.assert_allclose(forces.numpy(), ref["gete_cluster_forces"], atol=1e-10)

@@ -46,15 +46,22 @@ def gate_irreps(irreps: o3.Irreps):
     return scalars, gates, gated
 
 
+def _fc_instructions(i1: o3.Irreps, i2: o3.Irreps, io: o3.Irreps):
+    return [(a, b, c, "uvw", True, 1.0) for a, (_, r1) in enumerate(i1)
+            for b, (_, r2) in enumerate(i2) for c, (_, ro) in enumerate(io) if ro in r1 * r2]
+
+
 class TensorProductBias(torch.nn.Module):
     """An e3nn TensorProduct without path normalisation, plus a bias on each 0e block of
-    the (simplified) output."""
+    the (simplified) output (the original's TensorProductRescale at inference)."""
 
-    def __init__(self, irreps_in1, irreps_in2, irreps_out, instructions, bias=True,
+    def __init__(self, irreps_in1, irreps_in2, irreps_out, instructions=None, bias=True,
                  internal_weights=None, shared_weights=None):
         super().__init__()
         self.irreps_in1, self.irreps_in2 = o3.Irreps(irreps_in1), o3.Irreps(irreps_in2)
         self.irreps_out = o3.Irreps(irreps_out)
+        if instructions is None:  # fully connected
+            instructions = _fc_instructions(self.irreps_in1, self.irreps_in2, self.irreps_out)
         self.tp = o3.TensorProduct(self.irreps_in1, self.irreps_in2, self.irreps_out,
                                    instructions, internal_weights=internal_weights,
                                    shared_weights=shared_weights, path_normalization="none")
@@ -67,32 +74,32 @@ class TensorProductBias(torch.nn.Module):
                     self.bias.append(torch.nn.Parameter(torch.zeros(mul)))
                     self.bias_at.append((sl.start, sl.stop - sl.start))
 
-    def forward(self, x, y, weight=None):
+    def tp_bias(self, x, y, weight: torch.Tensor | None = None):
         out = self.tp(x, y, weight)
-        for (start, length), b in zip(self.bias_at, self.bias):
+        k = 0
+        for b in self.bias:
+            start, length = self.bias_at[k]
+            k += 1
             out = torch.cat([out.narrow(1, 0, start), out.narrow(1, start, length) + b,
                              out.narrow(1, start + length, out.shape[1] - start - length)], 1)
         return out
 
+    def forward(self, x, y, weight: torch.Tensor | None = None):
+        return self.tp_bias(x, y, weight)
+
 
 def fully_connected(irreps_in1, irreps_in2, irreps_out, bias=True):
-    i1, i2, io = o3.Irreps(irreps_in1), o3.Irreps(irreps_in2), o3.Irreps(irreps_out)
-    ins = [(a, b, c, "uvw", True, 1.0) for a, (_, r1) in enumerate(i1)
-           for b, (_, r2) in enumerate(i2) for c, (_, ro) in enumerate(io) if ro in r1 * r2]
-    return TensorProductBias(i1, i2, io, ins, bias=bias)
+    return TensorProductBias(irreps_in1, irreps_in2, irreps_out, None, bias)
 
 
-class Linear(torch.nn.Module):
+class Linear(TensorProductBias):
+    """A fully connected linear map of irreps with biases (the original's LinearRS)."""
+
     def __init__(self, irreps_in, irreps_out, bias=True):
-        super().__init__()
-        fc = fully_connected(irreps_in, "1x0e", irreps_out, bias)
-        self.tp, self.bias, self.bias_at = fc.tp, fc.bias, fc.bias_at
-        self.irreps_out = fc.irreps_out
-
-    forward_tp = TensorProductBias.forward
+        super().__init__(irreps_in, "1x0e", irreps_out, None, bias)
 
     def forward(self, x):
-        return self.forward_tp(x, torch.ones_like(x[:, 0:1]))
+        return self.tp_bias(x, torch.ones_like(x[:, 0:1]), None)
 
 
 def depthwise(irreps_in, irreps_edge, irreps_wanted, internal_weights=False, bias=True):
@@ -128,18 +135,26 @@ class Radial(torch.nn.Module):
 
 
 class Activation(torch.nn.Module):
+    """Scalar activations normalised to unit second moment (e3nn's normalize2mom), one per
+    block of scalars (one for all of them where there is one block)."""
+
     def __init__(self, irreps, acts):
         super().__init__()
-        self.irreps = o3.Irreps(irreps)
+        irreps = o3.Irreps(irreps)
         self.acts = torch.nn.ModuleList([normalize2mom(a) for a in acts])
+        self.segments: list[tuple[int, int]] = []
+        at = 0
+        for mul, ir in irreps:
+            self.segments.append((at, mul))
+            at += mul * ir.dim
 
     def forward(self, x):
-        if len(self.acts) == 1:
+        if len(self.segments) == 1:
             return self.acts[0](x)
-        out, at = [], 0
-        for (mul, ir), act in zip(self.irreps, self.acts):
+        out = []
+        for k, act in enumerate(self.acts):
+            at, mul = self.segments[k]
             out.append(act(x.narrow(-1, at, mul)))
-            at += mul * ir.dim
         return torch.cat(out, -1)
 
 
@@ -171,17 +186,16 @@ def swish_gate(irreps):
     return g, g.irreps_in
 
 
-class FCTPGate(torch.nn.Module):
-    def __init__(self, irreps_in1, irreps_in2, irreps_out):
-        super().__init__()
-        self.gate, gate_in = swish_gate(irreps_out)
-        fc = fully_connected(irreps_in1, irreps_in2, gate_in, True)
-        self.tp, self.bias, self.bias_at = fc.tp, fc.bias, fc.bias_at
+class FCTPGate(TensorProductBias):
+    """A fully connected tensor product into a swish gate's input, then the gate."""
 
-    forward_tp = TensorProductBias.forward
+    def __init__(self, irreps_in1, irreps_in2, irreps_out):
+        gate, gate_in = swish_gate(irreps_out)
+        super().__init__(irreps_in1, irreps_in2, gate_in, None, True)
+        self.gate = gate
 
     def forward(self, x, y):
-        return self.gate(self.forward_tp(x, y))
+        return self.gate(self.tp_bias(x, y, None))
 
 
 class LayerNorm(torch.nn.Module):
@@ -189,22 +203,24 @@ class LayerNorm(torch.nn.Module):
 
     def __init__(self, irreps, eps=1e-5):
         super().__init__()
-        self.irreps, self.eps = o3.Irreps(irreps), eps
-        n_scalar = sum(m for m, ir in self.irreps if ir.l == 0 and ir.p == 1)
-        self.affine_weight = torch.nn.Parameter(torch.ones(self.irreps.num_irreps))
+        irreps = o3.Irreps(irreps)
+        self.eps = eps
+        self.fields: list[tuple[int, int, bool]] = [(mul, ir.dim, ir.l == 0 and ir.p == 1)
+                                                    for mul, ir in irreps]
+        n_scalar = sum(m for m, d, scalar in self.fields if scalar)
+        self.affine_weight = torch.nn.Parameter(torch.ones(irreps.num_irreps))
         self.affine_bias = torch.nn.Parameter(torch.zeros(n_scalar))
 
     def forward(self, x):
-        out, ix, iw, ib = [], 0, 0, 0
-        for mul, ir in self.irreps:
-            d = ir.dim
+        out = []
+        ix, iw, ib = 0, 0, 0
+        for mul, d, scalar in self.fields:
             f = x.narrow(1, ix, mul * d).reshape(-1, mul, d)
             ix += mul * d
-            scalar = ir.l == 0 and ir.p == 1
             if scalar:
                 f = f - f.mean(dim=1, keepdim=True)
             n = f.pow(2).mean(-1).mean(dim=1, keepdim=True)
-            n = (n + self.eps).pow(-0.5) * self.affine_weight[None, iw:iw + mul]
+            n = (n + self.eps).pow(-0.5) * self.affine_weight[iw:iw + mul].unsqueeze(0)
             iw += mul
             f = f * n.reshape(-1, mul, 1)
             if scalar:
@@ -237,8 +253,10 @@ class Separable(torch.nn.Module):
             self.gate, _ = swish_gate(irreps_out)
         self.lin = Linear(self.dtp.irreps_out.simplify(), lin_out)
 
-    def forward(self, x, edge_attr, edge_scalars=None):
-        weight = self.dtp_rad(edge_scalars) if hasattr(self, "dtp_rad") else None
+    def forward(self, x, edge_attr, edge_scalars: torch.Tensor | None = None):
+        weight: torch.Tensor | None = None
+        if hasattr(self, "dtp_rad") and edge_scalars is not None:
+            weight = self.dtp_rad(edge_scalars)
         return self.lin(self.dtp(x, edge_attr, weight))
 
 
@@ -273,16 +291,19 @@ class GraphAttention(torch.nn.Module):
         self.alpha_dot = torch.nn.Parameter(torch.zeros(1, heads, self.mul_alpha_head))
         self.proj = Linear(attn_heads, irreps)
 
-    @staticmethod
-    def _to_heads(x, idx, heads):
-        return torch.cat([x.narrow(1, s, n).reshape(x.shape[0], heads, -1) for s, n in idx], 2)
+    def _to_heads(self, x, idx: list[tuple[int, int]]):
+        """[E, blocks] -> [E, heads, per-head blocks] (the original's Vec2AttnHeads)."""
+        parts = []
+        for s, n in idx:
+            parts.append(x.narrow(1, s, n).reshape(x.shape[0], self.heads, -1))
+        return torch.cat(parts, 2)
 
     def forward(self, x, edge_src, edge_dst, edge_attr, edge_scalars):
         message = self.merge_src(x)[edge_src] + self.merge_dst(x)[edge_dst]
         message = self.sep_act.dtp(message, edge_attr, self.sep_act.dtp_rad(edge_scalars))
-        alpha = self._to_heads(self.sep_alpha(message), self.alpha_idx, self.heads)
+        alpha = self._to_heads(self.sep_alpha(message), self.alpha_idx)
         value = self.sep_act.gate(self.sep_act.lin(message))
-        value = self._to_heads(self.sep_value(value, edge_attr), self.value_idx, self.heads)
+        value = self._to_heads(self.sep_value(value, edge_attr), self.value_idx)
         alpha = torch.einsum("bik,aik->bi", self.alpha_act(alpha), self.alpha_dot)
         n = x.shape[0]
         top = torch.full((n, self.heads), float("-inf"), dtype=alpha.dtype).scatter_reduce(
@@ -290,9 +311,12 @@ class GraphAttention(torch.nn.Module):
         w = (alpha - top[edge_dst]).exp()
         total = torch.zeros((n, self.heads), dtype=alpha.dtype).index_add(0, edge_dst, w)
         alpha = (w / (total[edge_dst] + 1e-16)).unsqueeze(-1)
-        attn = torch.zeros((n,) + tuple(value.shape[1:]), dtype=value.dtype).index_add(
-            0, edge_dst, value * alpha)
-        attn = torch.cat([attn.narrow(2, s, k).reshape(n, -1) for s, k in self.head_idx], 1)
+        attn = torch.zeros((n, value.shape[1], value.shape[2]), dtype=value.dtype,
+                           device=value.device).index_add(0, edge_dst, value * alpha)
+        parts = []
+        for s, k in self.head_idx:
+            parts.append(attn.narrow(2, s, k).reshape(n, -1))
+        attn = torch.cat(parts, 1)
         return self.proj(attn)
 
 
@@ -343,10 +367,12 @@ class ExpNormal(torch.nn.Module):
 class NodeEmbedding(torch.nn.Module):
     def __init__(self, irreps):
         super().__init__()
+        self.max_atom_type = MAX_ATOM_TYPE
         self.atom_type_lin = Linear(f"{MAX_ATOM_TYPE}x0e", irreps, True)
 
-    def forward(self, z, dtype):
-        return self.atom_type_lin(torch.nn.functional.one_hot(z, MAX_ATOM_TYPE).to(dtype))
+    def forward(self, z, dtype: torch.dtype):
+        return self.atom_type_lin(
+            torch.nn.functional.one_hot(z, self.max_atom_type).to(dtype))
 
 
 class DegreeEmbedding(torch.nn.Module):
@@ -356,12 +382,13 @@ class DegreeEmbedding(torch.nn.Module):
         self.dw = depthwise(irreps, irreps_edge, irreps, False, bias=False)
         self.rad = Radial(fc_neurons + [self.dw.tp.weight_numel])
         self.proj = Linear(self.dw.irreps_out.simplify(), irreps)
+        self.norm = AVG_DEGREE ** 0.5
 
     def forward(self, x, edge_attr, edge_scalars, edge_src, edge_dst):
         h = self.exp(torch.ones_like(x.narrow(1, 0, 1)))
         e = self.proj(self.dw(h[edge_src], edge_attr, self.rad(edge_scalars)))
         out = torch.zeros((x.shape[0], e.shape[1]), dtype=e.dtype).index_add(0, edge_dst, e)
-        return out / AVG_DEGREE ** 0.5
+        return out / self.norm
 
 
 class EquiformerMD17(torch.nn.Module):
@@ -372,6 +399,8 @@ class EquiformerMD17(torch.nn.Module):
         super().__init__()
         fc = [number_of_basis] + list(fc_neurons)
         self.max_radius = max_radius
+        # l = 0, 1, 2 as the original computes them (it labels them 0e + 1e + 2e)
+        self.sh = o3.SphericalHarmonics([0, 1, 2], True, normalization="component")
         self.atom_embed = NodeEmbedding(irreps_node_embedding)
         self.rbf = ExpNormal(max_radius, number_of_basis)
         self.edge_deg_embed = DegreeEmbedding(irreps_node_embedding, irreps_sh, fc)
@@ -380,6 +409,7 @@ class EquiformerMD17(torch.nn.Module):
                   irreps_feature if k == num_layers - 1 else irreps_node_embedding, fc,
                   irreps_head, num_heads, irreps_mlp_mid) for k in range(num_layers)])
         self.norm = LayerNorm(irreps_feature)
+        self.readout_norm = AVG_NUM_NODES ** 0.5
         self.head = torch.nn.Sequential(Linear(irreps_feature, irreps_feature),
                                         Activation(irreps_feature, [torch.nn.SiLU()]),
                                         Linear(irreps_feature, "1x0e"))
@@ -387,11 +417,11 @@ class EquiformerMD17(torch.nn.Module):
     def forward(self, z, edge_src, edge_dst, edge_vec):
         """Per-atom outputs (the model's energy unit before mean/std) from edges src -> dst
         with vectors pos[src] - pos[dst]."""
-        sh = o3.spherical_harmonics([0, 1, 2], edge_vec, True, normalization="component")
+        sh = self.sh(edge_vec)
         x = self.atom_embed(z, edge_vec.dtype)
-        rbf = self.rbf(edge_vec.norm(dim=1))
+        rbf = self.rbf(torch.linalg.norm(edge_vec, dim=1))
         x = x + self.edge_deg_embed(x, sh, rbf, edge_src, edge_dst)
         attr = torch.ones_like(x.narrow(1, 0, 1))
         for blk in self.blocks:
             x = blk(x, attr, edge_src, edge_dst, sh, rbf)
-        return self.head(self.norm(x))[:, 0] / AVG_NUM_NODES ** 0.5
+        return self.head(self.norm(x))[:, 0] / self.readout_norm
