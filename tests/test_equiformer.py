@@ -85,3 +85,21 @@ def test_it_scripts_and_the_scripted_model_gives_the_same_numbers(model):
     forces = -torch.autograd.grad(energy, pos)[0]
     assert float(energy) == pytest.approx(float(ref["gete_cluster_energy"][0]), abs=1e-10)
     np.testing.assert_allclose(forces.numpy(), ref["gete_cluster_forces"], atol=1e-10)
+
+
+def test_an_atom_without_neighbours_gets_its_self_energy_and_no_force(model):
+    """A Ge atom 20 Å from a Te pair: its output is that of a Ge atom alone (no edges at
+    all), finite, and it feels no force; the pair is unaffected by it."""
+    z = torch.tensor([32, 52, 52])
+    pos = torch.tensor([[0.0, 0, 0], [20, 0, 0], [22.6, 0, 0]], dtype=torch.float64,
+                       requires_grad=True)
+    src, dst = _edges(pos)
+    assert src.tolist() == [2, 1]  # the pair only
+    out = model(z, src, dst, pos[src] - pos[dst])
+    forces = -torch.autograd.grad(out.sum(), pos)[0]
+    none = torch.zeros(0, dtype=torch.long)
+    alone = model(z[:1], none, none, torch.zeros((0, 3), dtype=torch.float64))
+    assert torch.isfinite(out).all()
+    assert float(out[0]) == pytest.approx(float(alone[0]), abs=1e-14)
+    assert forces[0].abs().max() == 0.0 and forces[1:].abs().max() > 1e-3
+    np.testing.assert_allclose(forces[1].numpy(), -forces[2].numpy(), atol=1e-12)

@@ -295,7 +295,7 @@ class GraphAttention(torch.nn.Module):
         """[E, blocks] -> [E, heads, per-head blocks] (the original's Vec2AttnHeads)."""
         parts = []
         for s, n in idx:
-            parts.append(x.narrow(1, s, n).reshape(x.shape[0], self.heads, -1))
+            parts.append(x.narrow(1, s, n).reshape(x.shape[0], self.heads, n // self.heads))
         return torch.cat(parts, 2)
 
     def forward(self, x, edge_src, edge_dst, edge_attr, edge_scalars):
