@@ -171,17 +171,21 @@ def _model(name, spec, base, path) -> Model:
         if m.training_time_s is None:
             m.training_time_s = m.metadata.get("training_time_s")
     if spec.get("head") is not None or m.artifact is not None:
-        m.head = _head(name, spec, [m.artifact] if m.artifact else [], path)
+        m.head = _head(name, spec, [(m.artifact.name, m.metadata)] if m.artifact else [],
+                       path)
     if spec.get("committee") is not None:
+        from ..deploy.artifact import read_metadata
+
         m.committee = _committee(name, spec, m.metadata, base, path)
-        _head(name, spec, m.committee, path)
+        _head(name, spec, [(a.name, read_metadata(a)) for a in m.committee], path)
     return m
 
 
 def _head(name, spec, artifacts, path) -> str | None:
-    """The model's ``head``, checked against each artifact's heads (a multi-head artifact
-    needs one named; a head asked of an artifact without heads is an error)."""
-    from ..deploy.artifact import head_index, read_metadata
+    """The model's ``head``, checked against each artifact's heads (``artifacts``: (file
+    name, metadata) pairs; a multi-head artifact needs one named; a head asked of an
+    artifact without heads is an error)."""
+    from ..deploy.artifact import head_index
 
     head = spec.get("head")
     if head is not None and not isinstance(head, str):
@@ -189,9 +193,9 @@ def _head(name, spec, artifacts, path) -> str | None:
     if head is not None and spec.get("calculator"):
         raise located(path, f"model {name}: 'head' goes with an artifact; a calculator's "
                             "factory chooses its own head")
-    for art in artifacts:
+    for where, meta in artifacts:
         try:
-            head_index(read_metadata(art), head, art.name)
+            head_index(meta, head, where)
         except EgraffError as exc:
             raise located(path, f"model {name}: {exc}") from None
     return head

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -34,16 +32,12 @@ sys.path.insert(0, str(ROOT))
 from egraff_lmp import datasets  # noqa: E402
 from egraff_lmp.deploy.training_data import frames_as_atoms  # noqa: E402
 
+sys.path.insert(0, str(HERE))
+from reproduce_tasks import run  # noqa: E402  (the same way of running each step)
+
 #: head -> (dataset, train frames)
 HEADS = {"md17": ("md17_ethanol", range(0, 950, 6)),
          "acac": ("acetylacetone", range(0, 500, 3))}
-
-
-def run(cmd, cwd):
-    print("$", " ".join(map(str, cmd)), flush=True)
-    t0 = time.perf_counter()
-    subprocess.run([str(c) for c in cmd], cwd=cwd, check=True)
-    return time.perf_counter() - t0
 
 
 def train(work: Path, epochs: int) -> tuple[Path, float]:

@@ -177,12 +177,10 @@ def load_mace_state(path) -> torch.nn.Module:
         raise located(path, f"unknown MACE class '{state['class']}' for mace-torch "
                             f"{_version()}")
     dtype = getattr(torch, state.get("dtype", "float64"))
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
+    from ..artifact import default_dtype
+
+    with default_dtype(dtype):
         model = cls(**_from_json(json.loads(state["config"])))
-    finally:
-        torch.set_default_dtype(previous)
     missing, unexpected = model.load_state_dict(state["state_dict"], strict=False)
     missing, unexpected = _real_keys(missing), _real_keys(unexpected)
     if missing or unexpected:
